@@ -1,0 +1,228 @@
+"""The `spacekiosk` command: one entry point for every service and tool."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from spacekiosk import __version__, config
+from spacekiosk.db import StoreError
+from spacekiosk.service import EX_CONFIG, setup_logging, stop_event
+
+log = logging.getLogger("spacekiosk")
+
+
+def _load(args, want: type) -> config.SpaceConfig | config.CollectorConfig:
+    """Load and check the config, or print every problem and exit 78."""
+    try:
+        loaded = config.load(args.config)
+    except config.ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
+    if not isinstance(loaded, want):
+        kind = "[space]" if want is config.SpaceConfig else "[central]"
+        print(f"{loaded.source}: this command needs a config with a {kind} table", file=sys.stderr)
+        raise SystemExit(EX_CONFIG)
+    return loaded
+
+
+def cmd_kiosk(args) -> int:
+    from kiosk import create_app
+    from spacekiosk.service import notify
+    from spacekiosk.web import serve
+
+    cfg = _load(args, config.SpaceConfig)
+    app = create_app(cfg)
+    return serve(
+        app,
+        cfg.kiosk.listen,
+        "kiosk",
+        stop_event(),
+        threads=cfg.kiosk.threads,
+        on_ready=lambda: notify("READY=1"),
+    )
+
+
+def cmd_sensors(args) -> int:
+    from sensors import daemon
+
+    cfg = _load(args, config.SpaceConfig)
+    return daemon.run(cfg, stop_event(), simulate=args.simulate, seed=args.seed, speed=args.speed)
+
+
+def cmd_sync(args) -> int:
+    from sync import agent
+
+    cfg = _load(args, config.SpaceConfig)
+    if args.once:
+        return agent.run_once(cfg, out=lambda line: print(line, flush=True))
+    return agent.run(cfg, stop_event())
+
+
+def cmd_collector(args) -> int:
+    from sync import collector
+
+    cfg = _load(args, config.CollectorConfig)
+    return collector.run(cfg, stop_event())
+
+
+def cmd_demo(args) -> int:
+    from spacekiosk import demo
+
+    return demo.run(
+        Path(args.data) if args.data else None,
+        kiosk_port=args.kiosk_port,
+        collector_port=args.collector_port,
+        sync_interval=args.sync_interval,
+    )
+
+
+def cmd_check_config(args) -> int:
+    cfg = _load(args, (config.SpaceConfig, config.CollectorConfig))
+    if isinstance(cfg, config.SpaceConfig):
+        sensors = [name for name, _ in cfg.sensors.pins()] or ["none"]
+        print(
+            f"{cfg.source}: OK — space {cfg.space.id!r} ({cfg.space.name}), "
+            f"{cfg.space.timezone.key}, languages {', '.join(cfg.space.languages)}, "
+            f"sensors: {', '.join(sensors)}"
+        )
+    else:
+        print(
+            f"{cfg.source}: OK — central collector on "
+            f"{cfg.central.listen[0]}:{cfg.central.listen[1]}"
+        )
+    return 0
+
+
+def cmd_init_config(args) -> int:
+    from spacekiosk import pilots
+
+    pilot = pilots.PILOTS.get(args.pilot)
+    if pilot is None:
+        print(
+            f"unknown pilot {args.pilot!r}; choose from {', '.join(pilots.PILOTS)}", file=sys.stderr
+        )
+        return 2
+    text = pilots.render(pilot, database=args.database)
+    if args.path == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"{path} exists; pass --force to overwrite it", file=sys.stderr)
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}; check it with `spacekiosk check-config {path}`")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="spacekiosk",
+        description="Sign-in kiosk, sensors and anonymous usage sync for a community space.",
+    )
+    top.add_argument("--version", action="version", version=f"spacekiosk {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            metavar="PATH",
+            help=f"config file (default: $SPACEKIOSK_CONFIG, else {config.DEFAULT_PATH})",
+        )
+
+    with_config(command("kiosk", cmd_kiosk, "serve the touchscreen kiosk and the status API"))
+    p = command("sensors", cmd_sensors, "read the door, motion and people-counter sensors")
+    with_config(p)
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        help="use gpiozero's mock pins and synthetic foot traffic (no GPIO needed)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed for --simulate's traffic")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="with --simulate, how many times faster than real time",
+    )
+    p = command("sync", cmd_sync, "ship anonymous hourly counts to the central collector")
+    with_config(p)
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="deliver the backlog once, showing progress, then exit "
+        "(0 all delivered, 75 some left queued)",
+    )
+    with_config(
+        command(
+            "collector", cmd_collector, "run the central collector: MQTT ingest, web page and API"
+        )
+    )
+    p = command(
+        "demo",
+        cmd_demo,
+        "run a whole space on this machine: broker, kiosk, simulated sensors, "
+        "sync agent and collector",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="keep the demo's files here (default: a temporary folder removed on exit)",
+    )
+    p.add_argument("--kiosk-port", type=int, default=0, help="default: a free port")
+    p.add_argument("--collector-port", type=int, default=0, help="default: a free port")
+    p.add_argument("--sync-interval", type=int, default=10, help="seconds between syncs")
+    p = command(
+        "check-config",
+        cmd_check_config,
+        "check a config file and print every problem (exit 78 if any)",
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        metavar="PATH",
+        help=f"default: $SPACEKIOSK_CONFIG, else {config.DEFAULT_PATH}",
+    )
+    p = command(
+        "init-config",
+        cmd_init_config,
+        "write a complete, commented config for one of the pilot spaces",
+    )
+    p.add_argument("path", metavar="PATH", help="where to write it ('-' for stdout)")
+    p.add_argument(
+        "--pilot",
+        required=True,
+        metavar="ID",
+        help="athens, bogota, bangalore, madrid, manila, nairobi or taipei",
+    )
+    p.add_argument(
+        "--database",
+        default="/var/lib/spacekiosk/space.db",
+        help="the SQLite file the config points at",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.command, args.verbose)
+    try:
+        return args.func(args)
+    except StoreError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

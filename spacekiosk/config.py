@@ -1,0 +1,353 @@
+"""The space's and the central collector's configuration: one TOML file each, checked once.
+
+Where a config is found: `--config PATH`, else `$SPACEKIOSK_CONFIG`, else
+`/etc/spacekiosk/space.toml`. A file with a `[space]` table configures a kiosk Pi;
+one with a `[central]` table configures the central collector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from spacekiosk.schema import ConfigError, Context, Invalid, Problem, build, setting
+
+DEFAULT_PATH = Path("/etc/spacekiosk/space.toml")
+
+# Locales the kiosk ships catalogues for, in Babel's spelling (see FIELD-NOTES: Babel).
+LANGUAGES = ("en", "es", "es_CO", "el", "zh_Hant_TW", "sw", "fil", "kn", "hi")
+_LANGUAGE_ALIASES = {
+    "zh_tw": "zh_Hant_TW",
+    "zh-tw": "zh_Hant_TW",
+    "zh-hant-tw": "zh_Hant_TW",
+    "zh": "zh_Hant_TW",
+    "tl": "fil",
+    "es-co": "es_CO",
+    "es_co": "es_CO",
+    "en_us": "en",
+    "en-us": "en",
+    "gr": "el",
+}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SPACE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
+
+
+# --- checks: each takes the parsed value and returns the converted one or raises Invalid ---
+
+
+def space_id(value: str, ctx: Context) -> str:
+    if not SPACE_ID.match(value):
+        raise Invalid(
+            f"{value!r} is not a valid space id; use 2-32 lowercase letters, digits and "
+            "dashes, starting with a letter or digit (e.g. 'nairobi'). It is the MQTT "
+            "username and part of every topic."
+        )
+    return value
+
+
+def non_empty(value: str, ctx: Context) -> str:
+    if not value.strip():
+        raise Invalid("must not be empty")
+    return value.strip()
+
+
+def timezone(value: str, ctx: Context) -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(
+            f"{value!r} is not a known time zone; use an IANA name such as "
+            "'Africa/Nairobi' or 'Europe/Athens' (list them with `timedatectl list-timezones`)"
+        ) from None
+
+
+def language(value: str, ctx: Context) -> str:
+    if value in LANGUAGES:
+        return value
+    alias = _LANGUAGE_ALIASES.get(value.lower())
+    fix = f"write {alias!r}" if alias else f"choose from {', '.join(LANGUAGES)}"
+    raise Invalid(f"{value!r} is not a language the kiosk ships; {fix}")
+
+
+def at_least(minimum: float, maximum: float | None = None):
+    def check(value: float, ctx: Context) -> float:
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise Invalid(f"{value} is out of range; use at least {minimum}{upper}")
+        return value
+
+    return check
+
+
+def gpio_pin(value: int, ctx: Context) -> int:
+    if not 0 <= value <= 27:
+        raise Invalid(f"{value} is not a Raspberry Pi GPIO number; use BCM numbering, 0-27")
+    return value
+
+
+def listen_address(value: str, ctx: Context) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise Invalid(f"{value!r} is not HOST:PORT; write e.g. '127.0.0.1:8080' or '0.0.0.0:8080'")
+    return host.strip("[]"), int(port)
+
+
+def readable_file(value: Path, ctx: Context) -> Path:
+    # Secrets handed over by systemd's LoadCredential= live in $CREDENTIALS_DIRECTORY.
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and not value.exists() and (Path(creds) / value.name).exists():
+        value = Path(creds) / value.name
+    try:
+        with value.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise Invalid(f"file {str(value)!r} does not exist; create it or fix the path") from None
+    except PermissionError:
+        raise Invalid(
+            f"file {str(value)!r} cannot be read by this user; make it readable by the "
+            "service's user (and no one else, if it holds a secret)"
+        ) from None
+    except IsADirectoryError:
+        raise Invalid(f"{str(value)!r} is a folder; give the path of a file") from None
+    return value
+
+
+def opening_hours(value: str, ctx: Context) -> tuple[tuple[time, time], ...]:
+    text = value.strip().lower()
+    if text in ("", "closed"):
+        return ()
+    spans = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", part)
+        hours = [int(g) for g in m.groups()] if m else []
+        if not m or hours[0] > 23 or hours[2] > 24 or hours[1] > 59 or hours[3] > 59:
+            raise Invalid(
+                f"{value!r} is not opening hours; write e.g. '09:00-21:00', "
+                "'10:00-14:00, 16:00-22:00' or 'closed'"
+            )
+        start = time(hours[0], hours[1])
+        end = time(23, 59, 59) if hours[2] == 24 else time(hours[2], hours[3])
+        if end <= start:
+            raise Invalid(f"{part.strip()!r} ends before it starts; spans must stay within a day")
+        spans.append((start, end))
+    return tuple(sorted(spans))
+
+
+# --- the space's config ---
+
+
+@dataclass(frozen=True, kw_only=True)
+class Space:
+    id: str = setting(check=space_id, doc='the space\'s id, e.g. id = "nairobi"')
+    name: str = setting(check=non_empty, doc="the space's name shown on the kiosk")
+    timezone: ZoneInfo = setting(
+        check=timezone, raw=str, doc='an IANA time zone, e.g. "Africa/Nairobi"'
+    )
+    languages: tuple[str, ...] = setting(check=language, doc='e.g. languages = ["sw", "en"]')
+    capacity: int = setting(check=at_least(1, 10000), doc="how many people the space holds")
+    # Each day's text ("09:00-21:00, 22:00-23:00") is checked into (start, end) spans.
+    opening_hours: dict[str, str] = setting({}, check=opening_hours, keys=WEEKDAYS)
+    url: str = setting("")
+    logo: str = setting("")
+
+    def hours_on(self, weekday: int) -> tuple[tuple[time, time], ...]:
+        """Opening spans on a weekday (0 = Monday), in the space's local time."""
+        return self.opening_hours.get(WEEKDAYS[weekday], ())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Database:
+    path: Path = setting(doc="where the space's SQLite file lives")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kiosk:
+    listen: tuple[str, int] = setting(("127.0.0.1", 8080), check=listen_address, raw=str)
+    idle_seconds: int = setting(60, check=at_least(10, 3600))
+    threads: int = setting(8, check=at_least(1, 64))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Door:
+    pin: int = setting(check=gpio_pin, doc="BCM GPIO number of the reed switch")
+    pull_up: bool = setting(True)
+    bounce_ms: int = setting(50, check=at_least(0, 5000))
+    open_alert_minutes: int = setting(15, check=at_least(1, 24 * 60))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Motion:
+    pin: int = setting(check=gpio_pin, doc="BCM GPIO number of the PIR sensor")
+    location: str = setting("main room", check=non_empty)
+    pull_up: bool = setting(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counter:
+    beam_a: int = setting(check=gpio_pin, doc="GPIO of the outer beam (A)")
+    beam_b: int = setting(check=gpio_pin, doc="GPIO of the inner beam (B)")
+    pull_up: bool = setting(True)
+    bounce_ms: int = setting(5, check=at_least(0, 1000))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sensors:
+    door: Door | None = setting(None)
+    motion: tuple[Motion, ...] = setting(())
+    counter: Counter | None = setting(None)
+
+    def pins(self) -> list[tuple[str, int]]:
+        used = [("door", self.door.pin)] if self.door else []
+        used += [(f"motion[{i}]", m.pin) for i, m in enumerate(self.motion)]
+        if self.counter:
+            used += [
+                ("counter.beam_a", self.counter.beam_a),
+                ("counter.beam_b", self.counter.beam_b),
+            ]
+        return used
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mqtt:
+    host: str = setting(check=non_empty, doc="the central broker's host name")
+    port: int = setting(8883, check=at_least(1, 65535))
+    tls: bool = setting(True)
+    ca_file: Path | None = setting(None, check=readable_file)
+    username: str = setting("", doc="defaults to the space id")
+    password_file: Path | None = setting(None, check=readable_file)
+    keepalive_seconds: int = setting(600, check=at_least(10, 65535))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sync:
+    interval_seconds: int = setting(300, check=at_least(1, 86400))
+    ack_timeout_seconds: int = setting(30, check=at_least(1, 3600))
+    batch_hours: int = setting(48, check=at_least(1, 1000))
+    recompute_days: int = setting(7, check=at_least(1, 365))
+    http_url: str = setting("", doc="HTTPS fallback: the collector's base URL")
+    token_file: Path | None = setting(None, check=readable_file)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retention:
+    days: int = setting(90, check=at_least(1, 3650))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpaceConfig:
+    space: Space = setting(doc="add a [space] table with id, name, timezone, languages")
+    database: Database = setting(doc="add a [database] table with path")
+    mqtt: Mqtt = setting(doc="add an [mqtt] table with the central broker's host")
+    kiosk: Kiosk = setting(Kiosk())
+    sensors: Sensors = setting(Sensors())
+    sync: Sync = setting(Sync())
+    retention: Retention = setting(Retention())
+    source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
+
+    @property
+    def mqtt_username(self) -> str:
+        return self.mqtt.username or self.space.id
+
+
+# --- the central collector's config ---
+
+
+@dataclass(frozen=True, kw_only=True)
+class Central:
+    listen: tuple[str, int] = setting(("127.0.0.1", 8090), check=listen_address, raw=str)
+    database: Path = setting(doc="where the collector's SQLite file lives")
+    client_id: str = setting("collector-1", check=non_empty)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CentralMqtt(Mqtt):
+    username: str = setting("collector")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectorConfig:
+    central: Central = setting(doc="add a [central] table with listen and database")
+    mqtt: CentralMqtt = setting(doc="add an [mqtt] table with the broker's host")
+    source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
+
+
+Config = SpaceConfig | CollectorConfig
+
+
+def find_path(explicit: str | os.PathLike | None) -> Path:
+    """The config file to use: the argument, else $SPACEKIOSK_CONFIG, else the default."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("SPACEKIOSK_CONFIG")
+    return Path(env) if env else DEFAULT_PATH
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Read and check a config file; raise ConfigError listing every problem."""
+    source = find_path(path)
+    name = str(source)
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            name,
+            [
+                Problem(
+                    "",
+                    "file not found; write one with "
+                    "`spacekiosk init-config --pilot ID PATH`, or pass "
+                    "--config PATH or set SPACEKIOSK_CONFIG",
+                )
+            ],
+        ) from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise ConfigError(name, [Problem("", f"cannot read the file ({exc.strerror})")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(name, [Problem("", "the file is not UTF-8 text")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, [Problem("", f"not valid TOML: {exc}")]) from None
+    ctx = Context(source.resolve().parent)
+    if "space" in data:
+        cls: type = SpaceConfig
+    elif "central" in data:
+        cls = CollectorConfig
+    else:
+        raise ConfigError(
+            name,
+            [
+                Problem(
+                    "",
+                    "expected a [space] table (a space's kiosk) or a "
+                    "[central] table (the central collector)",
+                )
+            ],
+        )
+    config = build(cls, data, ctx)
+    if config is not None and isinstance(config, SpaceConfig):
+        _check_space(config, ctx)
+    if ctx.problems:
+        raise ConfigError(name, ctx.problems)
+    return dataclasses.replace(config, source=source.resolve())
+
+
+def _check_space(config: SpaceConfig, ctx: Context) -> None:
+    if not config.space.languages:
+        ctx.add("space.languages", 'list at least one language, e.g. ["en"]')
+    seen: dict[int, str] = {}
+    for where, pin in config.sensors.pins():
+        if pin in seen:
+            ctx.add(
+                f"sensors.{where}",
+                f"GPIO {pin} is already used by sensors.{seen[pin]}; give each sensor its own pin",
+            )
+        seen.setdefault(pin, where)
+    if config.mqtt.tls is False and config.mqtt.port == 8883:
+        ctx.add("mqtt.port", "8883 is the MQTT-over-TLS port; with tls = false use 1883")
+    if config.sync.http_url and not re.match(r"^https?://", config.sync.http_url):
+        ctx.add("sync.http_url", "must start with https:// (or http:// on a test LAN)")

@@ -1,0 +1,130 @@
+"""Opening a SQLite store the same way from every process, and migrating it forward.
+
+Every process opens the file with WAL, an explicit busy timeout and foreign keys, and
+runs the numbered migrations it knows under an exclusive lock, so whichever service
+starts first brings the schema up to date and the others find it done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from sqlite_utils import Database
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 15_000
+
+Migration = Callable[[Database], None]
+
+
+class StoreError(Exception):
+    """The database cannot be used: too new, unreadable, or not a database at all."""
+
+
+def connect(path: Path | str, *, synchronous: str = "FULL", readonly: bool = False) -> Database:
+    """A connection with the house pragmas, for a store already migrated by open_store().
+
+    `synchronous="FULL"` is for processes that tell a person "done" (a commit survives a
+    power cut); "NORMAL" is enough where the source can resend.
+    """
+    path = Path(path)
+    uri = f"file:{path}?mode=ro" if readonly else str(path)
+    try:
+        conn = sqlite3.connect(
+            uri,
+            uri=readonly,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open the database: {exc}") from None
+    return Database(conn)
+
+
+def open_store(
+    path: Path | str, migrations: Sequence[Migration], *, synchronous: str = "FULL"
+) -> Database:
+    """Open (creating if needed) the SQLite file at `path` and bring its schema up to date."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
+    db = connect(path, synchronous=synchronous)
+    try:
+        migrate(db, migrations, path)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StoreError(f"{path}: cannot open the database: {exc}") from None
+    except StoreError:
+        db.close()
+        raise
+    return db
+
+
+def check_version(db: Database, migrations: Sequence[Migration], path: Path) -> int:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(migrations):
+        raise StoreError(
+            f"{path} has schema version {version}, but this spacekiosk knows only up to "
+            f"{len(migrations)}: it was written by a newer release. Upgrade spacekiosk "
+            "(or restore a backup made by this release); the file was left untouched."
+        )
+    return version
+
+
+def migrate(db: Database, migrations: Sequence[Migration], path: Path) -> int:
+    """Apply the migrations the file has not seen yet; each one in its own transaction."""
+    with write(db):
+        version = check_version(db, migrations, path)
+    while version < len(migrations):
+        with write(db):
+            # Another process may have migrated while this one waited for the lock.
+            version = check_version(db, migrations, path)
+            if version >= len(migrations):
+                break
+            step = migrations[version]
+            log.info("migrating %s to schema version %d (%s)", path, version + 1, step.__name__)
+            step(db)
+            version += 1
+            db.execute(f"PRAGMA user_version = {version}")
+    return version
+
+
+@contextlib.contextmanager
+def write(db: Database) -> Iterator[Database]:
+    """One write transaction, taken with BEGIN IMMEDIATE so a read-then-write never
+    hits SQLITE_BUSY half-way through (the busy timeout applies to the BEGIN)."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def read(db: Database) -> Iterator[Database]:
+    """A consistent snapshot for several reads; kept short so checkpoints can run."""
+    conn = db.conn
+    conn.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")

@@ -1,0 +1,246 @@
+"""`spacekiosk demo`: a whole space and its collector on one machine, as separate processes.
+
+Kiosk, simulated sensors, sync agent and collector each run as their own process (as
+systemd runs them on a Pi) over one SQLite file, with a Mosquitto broker on a free
+loopback port. Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from sync.broker import Broker, find_mosquitto, free_port
+
+log = logging.getLogger("spacekiosk.demo")
+
+SPACE = "demo"
+
+
+def space_config(folder: Path, kiosk_port: int, broker_port: int, sync_interval: int) -> str:
+    return f"""\
+# The demo space: everything on loopback, sensors simulated.
+[space]
+id = "{SPACE}"
+name = "Demo Community Space"
+timezone = "Africa/Nairobi"
+languages = ["en", "sw"]
+capacity = 30
+
+[space.opening_hours]
+mon = "00:00-24:00"
+tue = "00:00-24:00"
+wed = "00:00-24:00"
+thu = "00:00-24:00"
+fri = "00:00-24:00"
+sat = "00:00-24:00"
+sun = "00:00-24:00"
+
+[database]
+path = "{folder / "space.db"}"
+
+[kiosk]
+listen = "127.0.0.1:{kiosk_port}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker_port}
+tls = false
+password_file = "{folder / "mqtt-password"}"
+keepalive_seconds = 60
+
+[sync]
+interval_seconds = {sync_interval}
+ack_timeout_seconds = 10
+
+[sensors.door]
+pin = 17
+
+[[sensors.motion]]
+pin = 27
+location = "main room"
+
+[sensors.counter]
+beam_a = 22
+beam_b = 23
+"""
+
+
+def collector_config(folder: Path, port: int, broker_port: int) -> str:
+    return f"""\
+[central]
+listen = "127.0.0.1:{port}"
+database = "{folder / "central.db"}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker_port}
+tls = false
+username = "collector"
+password_file = "{folder / "collector-password"}"
+"""
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the demo itself dies, so nothing is left behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Demo:
+    """The demo's processes, started in order and stopped in reverse."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.broker: Broker | None = None
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen:
+        logfile = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - closed with the demo
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spacekiosk", *args],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        logfile.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                proc.kill()
+                proc.wait()
+        if self.broker:
+            self.broker.stop()
+
+    def died(self) -> str | None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return f"{name} exited with code {proc.returncode}"
+        return None
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=1).ok:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def run(
+    data: Path | None = None,
+    kiosk_port: int = 0,
+    collector_port: int = 0,
+    sync_interval: int = 10,
+    ready: threading.Event | None = None,
+    stopping: threading.Event | None = None,
+) -> int:
+    folder = data or Path(tempfile.mkdtemp(prefix="spacekiosk-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    stopping = stopping or threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    demo = Demo(folder)
+    try:
+        return _run(
+            demo,
+            folder,
+            kiosk_port or free_port(),
+            collector_port or free_port(),
+            sync_interval,
+            ready,
+            stopping,
+        )
+    finally:
+        demo.stop()
+        if data is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        print("demo stopped", flush=True)
+
+
+def _run(
+    demo: Demo,
+    folder: Path,
+    kiosk_port: int,
+    collector_port: int,
+    sync_interval: int,
+    ready: threading.Event | None,
+    stopping: threading.Event,
+) -> int:
+    space_password, collector_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    (folder / "mqtt-password").write_text(space_password)
+    (folder / "collector-password").write_text(collector_password)
+    broker = Broker(folder / "broker", {SPACE: space_password, "collector": collector_password})
+    if find_mosquitto():
+        broker.start()
+        demo.broker = broker
+        broker_line = (
+            f"broker: mqtt://127.0.0.1:{broker.port}  (watch it: mosquitto_sub -p "
+            f"{broker.port} -u collector -P {collector_password} -t 'spacekiosk/#' -v)"
+        )
+    else:
+        broker_line = (
+            "broker: none — mosquitto is not installed (apt install mosquitto); "
+            "usage data stays queued in the kiosk's outbox"
+        )
+    space_toml, central_toml = folder / "space.toml", folder / "central.toml"
+    space_toml.write_text(space_config(folder, kiosk_port, broker.port, sync_interval))
+    central_toml.write_text(collector_config(folder, collector_port, broker.port))
+
+    kiosk = demo.spawn("kiosk", "kiosk", "--config", str(space_toml))
+    collector = demo.spawn("collector", "collector", "--config", str(central_toml))
+    demo.spawn("sensors", "sensors", "--simulate", "--config", str(space_toml))
+    demo.spawn("sync", "sync", "--config", str(space_toml))
+    kiosk_url, collector_url = (
+        f"http://127.0.0.1:{kiosk_port}/",
+        f"http://127.0.0.1:{collector_port}/",
+    )
+    if not (
+        _wait_http(kiosk_url + "healthz", kiosk)
+        and _wait_http(collector_url + "healthz", collector)
+    ):
+        print(
+            f"the demo did not come up: {demo.died() or 'timed out'}; logs are in {folder}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"kiosk: {kiosk_url}", flush=True)
+    print(
+        f"collector: {collector_url}  (usage: {collector_url}api/v1/usage?space={SPACE})",
+        flush=True,
+    )
+    print(broker_line, flush=True)
+    print(f"files and logs: {folder}", flush=True)
+    print("press Ctrl-C to stop", flush=True)
+    if ready:
+        ready.set()
+    while not stopping.wait(1):
+        if reason := demo.died():
+            print(f"stopping: {reason}; see {folder}", file=sys.stderr, flush=True)
+            return 1
+    return 0

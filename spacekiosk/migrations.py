@@ -1,0 +1,70 @@
+"""The space database's schema, as numbered steps that only ever add.
+
+A kiosk holds real sign-ins, so a step never drops or rewrites data. Append new steps
+at the end; never edit one that has shipped. Times are UTC seconds since the epoch.
+
+Writers (rule 1 of the design): visitors and visits — kiosk; sensor_events — sensors;
+buckets, outbox and sync_state — sync.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+
+def m001_initial(db: Database) -> None:
+    for statement in _INITIAL:
+        db.execute(statement)
+
+
+_INITIAL = [
+    """CREATE TABLE visitors (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 80),
+        name_key TEXT NOT NULL,
+        email TEXT,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX visitors_name_key ON visitors(name_key)",
+    """CREATE TABLE visits (
+        id INTEGER PRIMARY KEY,
+        visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        signed_in_at REAL NOT NULL,
+        signed_out_at REAL,
+        purpose TEXT,
+        closed_by TEXT CHECK (closed_by IN ('visitor', 'closing', 'admin')),
+        request_id TEXT UNIQUE
+    )""",
+    "CREATE INDEX visits_signed_in_at ON visits(signed_in_at)",
+    "CREATE INDEX visits_signed_out_at ON visits(signed_out_at)",
+    "CREATE INDEX visits_open ON visits(visitor_id) WHERE signed_out_at IS NULL",
+    """CREATE TABLE sensor_events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        sensor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value INTEGER,
+        clock_synced INTEGER NOT NULL DEFAULT 1
+    )""",
+    "CREATE INDEX sensor_events_at ON sensor_events(at)",
+    """CREATE TABLE buckets (
+        hour_start INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL,
+        counts TEXT NOT NULL,
+        computed_at REAL NOT NULL,
+        delivered_version INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE outbox (
+        hour_start INTEGER PRIMARY KEY REFERENCES buckets(hour_start),
+        version INTEGER NOT NULL,
+        queued_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE sync_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+]
+
+SPACE_MIGRATIONS = [m001_initial]
