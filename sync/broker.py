@@ -1,0 +1,133 @@
+"""A local Mosquitto with per-space logins and the protocol's ACL, for the demo and tests.
+
+The central deployment's broker config lives in config/mosquitto/; this writes the same
+ACL for a broker on a loopback port, in a folder of its own.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from sync.protocol import PREFIX
+
+ACL = f"""\
+# Each space writes only its own usage and status, and reads only its own acks.
+pattern write {PREFIX}/%u/usage
+pattern write {PREFIX}/%u/status
+pattern read {PREFIX}/%u/ack
+
+# The collector reads every space and acknowledges to each.
+user collector
+topic read {PREFIX}/+/usage
+topic read {PREFIX}/+/status
+topic write {PREFIX}/+/ack
+"""
+
+
+def find_mosquitto() -> str | None:
+    """The broker binary; Debian puts it in /usr/sbin, outside a normal user's PATH."""
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/usr/local/sbin:/sbin"
+    return shutil.which("mosquitto", path=path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Broker:
+    """Mosquitto on a free loopback port with logins `users` ({name: password})."""
+
+    def __init__(
+        self,
+        folder: Path,
+        users: dict[str, str],
+        port: int | None = None,
+        binary: str | None = None,
+    ):
+        self.folder = Path(folder)
+        self.users = users
+        self.port = port or free_port()
+        self.binary = binary or find_mosquitto()
+        self.proc: subprocess.Popen | None = None
+        self.log = self.folder / "mosquitto.log"
+
+    def write_config(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        passwd = self.folder / "passwd"
+        passwd.write_text("")
+        for user, password in self.users.items():
+            subprocess.run(
+                [
+                    shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
+                    "-b",
+                    str(passwd),
+                    user,
+                    password,
+                ],
+                check=True,
+                capture_output=True,
+            )
+        acl = self.folder / "acl"
+        acl.write_text(ACL)
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text(
+            f"# written by spacekiosk for a local broker\n"
+            f"user {getpass.getuser()}\n"  # as root: keep root, which owns these files
+            f"listener {self.port} 127.0.0.1\n"
+            f"allow_anonymous false\n"
+            f"password_file {passwd}\n"
+            f"acl_file {acl}\n"
+            f"persistence false\n"
+            f"log_dest file {self.log}\n"
+            f"log_type error\nlog_type warning\nlog_type notice\n"
+        )
+        return conf
+
+    def start(self, timeout: float = 10.0) -> Broker:
+        if not self.binary:
+            raise FileNotFoundError("mosquitto is not installed (Debian: apt install mosquitto)")
+        conf = self.write_config()
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if not wait_for_port(self.port, timeout, self.proc):
+            self.stop()
+            detail = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"mosquitto did not start on port {self.port}: {detail}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,94 @@
+"""The collector's MQTT side: validate, commit, then acknowledge — in that order."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import paho.mqtt.client as mqtt
+
+from spacekiosk.config import CollectorConfig
+from spacekiosk.db import connect
+from sync import protocol
+from sync.collector import store
+
+log = logging.getLogger(__name__)
+
+
+class Ingest:
+    """Subscribes to every space's usage and status; one thread commits what arrives."""
+
+    def __init__(self, config: CollectorConfig):
+        self.config = config
+        self.db = connect(config.central.database)
+        self.messages: queue.Queue = queue.Queue(maxsize=10_000)
+        self.connected = threading.Event()
+        self.client = self._client()
+        self.worker = threading.Thread(target=self._work, name="ingest", daemon=True)
+
+    def _client(self) -> mqtt.Client:
+        cfg = self.config.mqtt
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.config.central.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        password = cfg.password_file.read_text().strip() if cfg.password_file else None
+        client.username_pw_set(cfg.username, password)
+        if cfg.tls:
+            client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
+        client.reconnect_delay_set(1, 60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = lambda *a: self.connected.clear()
+        client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("broker refused the collector's login: %s", reason_code)
+            return
+        client.subscribe([(f"{protocol.PREFIX}/+/usage", 1), (f"{protocol.PREFIX}/+/status", 1)])
+        self.connected.set()
+        log.info("collector subscribed on %s:%d", self.config.mqtt.host, self.config.mqtt.port)
+
+    def start(self) -> None:
+        cfg = self.config.mqtt
+        self.worker.start()
+        self.client.connect_async(cfg.host, cfg.port, keepalive=60)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.messages.put(None)
+        self.worker.join(timeout=10)
+        self.db.close()
+
+    def _work(self) -> None:
+        while (item := self.messages.get()) is not None:
+            try:
+                self.handle(*item)
+            except Exception:
+                # e.g. a full disk: nothing was committed, so no ack went out and the
+                # space will send the batch again. Keep serving the others.
+                log.exception("could not commit a message on %s", item[0])
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """One message: a bad one is logged and counted, never committed, never fatal."""
+        try:
+            space, kind = protocol.parse_topic(topic)
+            if kind == "usage":
+                buckets = protocol.read_usage(payload, space)
+                store.commit_usage(self.db, space, buckets)
+                self.client.publish(
+                    protocol.topic(space, "ack"), protocol.ack_message(buckets), qos=1
+                )
+            elif kind == "status":
+                if payload:
+                    store.commit_status(self.db, space, protocol.read_status(payload))
+            else:
+                raise protocol.ProtocolError(f"unexpected topic kind {kind!r}")
+        except protocol.ProtocolError as exc:
+            log.warning("rejected a message on %s: %s", topic, exc)
+            store.reject(self.db, topic, str(exc))
