@@ -25,7 +25,7 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     open_store(config.database.path, SPACE_MIGRATIONS).close()
-    _per_thread_store(app, config.database.path)
+    _per_thread_store(app, config.database.path, config.database.busy_timeout_ms)
 
     from kiosk import status, visitor
 
@@ -57,7 +57,7 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     return app
 
 
-def _per_thread_store(app: Flask, path: Path) -> None:
+def _per_thread_store(app: Flask, path: Path, busy_timeout_ms: int) -> None:
     """One SQLite connection per server thread: a connection must not be shared by two
     transactions at once, and opening one per request would cost more than the request."""
     local = threading.local()
@@ -65,7 +65,7 @@ def _per_thread_store(app: Flask, path: Path) -> None:
     @app.before_request
     def attach_db():
         if getattr(local, "db", None) is None:
-            local.db = connect(path, synchronous="FULL")
+            local.db = connect(path, synchronous="FULL", busy_timeout_ms=busy_timeout_ms)
         g.db = local.db
 
 

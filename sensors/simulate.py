@@ -35,9 +35,16 @@ class FootTraffic:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="foot-traffic", daemon=True)
 
-    def start(self) -> None:
+    def prepare(self) -> None:
+        """Put the pins at rest: door shut, beams clear, no motion."""
         if self.cfg.door:
-            self._set(self.cfg.door.pin, self.cfg.door.pull_up, active=True)  # door shut
+            self._set(self.cfg.door.pin, self.cfg.door.pull_up, active=True)
+        if self.cfg.counter:
+            for pin in (self.cfg.counter.beam_a, self.cfg.counter.beam_b):
+                self._set(pin, self.cfg.counter.pull_up, active=False)
+
+    def start(self) -> None:
+        self.prepare()
         self.thread.start()
 
     def stop(self) -> None:
@@ -55,9 +62,16 @@ class FootTraffic:
         else:
             mock.drive_low()
 
+    def next_visit(self) -> tuple[float, bool]:
+        """Seconds until the next person, and whether they are leaving."""
+        gap = self.random.expovariate(1 / self.mean_gap)
+        return gap, self.inside > 0 and self.random.random() < 0.4
+
     def _run(self) -> None:
-        while not self._sleep(self.random.expovariate(1 / self.mean_gap)):
-            leaving = self.inside > 0 and self.random.random() < 0.4
+        while True:
+            gap, leaving = self.next_visit()
+            if self._sleep(gap):
+                return
             self.walk(leaving)
 
     def walk(self, leaving: bool) -> None:

@@ -57,7 +57,7 @@ def cmd_sync(args) -> int:
 
     cfg = _load(args, config.SpaceConfig)
     if args.once:
-        return agent.run_once(cfg, out=lambda line: print(line, flush=True))
+        return agent.run_once(cfg, args.timeout, out=lambda line: print(line, flush=True))
     return agent.run(cfg, stop_event())
 
 
@@ -162,6 +162,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="deliver the backlog once, showing progress, then exit "
         "(0 all delivered, 75 some left queued)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120,
+        metavar="SECONDS",
+        help="with --once, give up after this long (default 120)",
     )
     with_config(
         command(

@@ -164,6 +164,8 @@ class Space:
 @dataclass(frozen=True, kw_only=True)
 class Database:
     path: Path = setting(doc="where the space's SQLite file lives")
+    # How long a writer waits for another process's transaction before giving up.
+    busy_timeout_ms: int = setting(15_000, check=at_least(100, 600_000))
 
 
 @dataclass(frozen=True, kw_only=True)

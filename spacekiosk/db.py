@@ -26,7 +26,13 @@ class StoreError(Exception):
     """The database cannot be used: too new, unreadable, or not a database at all."""
 
 
-def connect(path: Path | str, *, synchronous: str = "FULL", readonly: bool = False) -> Database:
+def connect(
+    path: Path | str,
+    *,
+    synchronous: str = "FULL",
+    readonly: bool = False,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+) -> Database:
     """A connection with the house pragmas, for a store already migrated by open_store().
 
     `synchronous="FULL"` is for processes that tell a person "done" (a commit survives a
@@ -38,11 +44,11 @@ def connect(path: Path | str, *, synchronous: str = "FULL", readonly: bool = Fal
         conn = sqlite3.connect(
             uri,
             uri=readonly,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=busy_timeout_ms / 1000,
             isolation_level=None,
             check_same_thread=False,
         )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")

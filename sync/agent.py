@@ -238,29 +238,34 @@ def run(config: SpaceConfig, stopping: threading.Event) -> int:
     return 0
 
 
-def run_once(config: SpaceConfig, connect_timeout: float = 30, out=print) -> int:
-    """Refresh, deliver the whole backlog with progress lines, and exit: 0 if all delivered."""
+def run_once(config: SpaceConfig, timeout: float = 120, out=print) -> int:
+    """Refresh, deliver the whole backlog with progress lines, and exit: 0 if all delivered,
+    75 (EX_TEMPFAIL) if some hours are still queued when `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
     with Agent(config) as agent:
         agent.refresh()
         total = agent.backlog()
         out(f"{total} hour(s) to deliver to {config.mqtt.host}:{config.mqtt.port}")
         if total == 0:
             return 0
-        if not agent.link.connected.wait(connect_timeout):
+        if not agent.link.connected.wait(max(deadline - time.monotonic(), 0)):
             reason = agent.link.refused or "no connection"
             out(f"could not reach the broker ({reason}); {total} hour(s) stay queued")
-            return 75  # EX_TEMPFAIL: try again later
+            return 75
         outbox.retry_now(agent.db)
-        deadline = time.monotonic() + config.sync.ack_timeout_seconds
-        while agent.backlog() and time.monotonic() < deadline:
-            if agent.pump():
-                deadline = time.monotonic() + config.sync.ack_timeout_seconds
-                out(f"delivered {total - agent.backlog()}/{total} hour(s)")
+        left = total
+        while left and time.monotonic() < deadline:
+            agent.pump()  # sends what is due; unacked hours come due again with backoff
+            if agent.backlog() < left:
+                left = agent.backlog()
+                out(f"delivered {total - left}/{total} hour(s)")
             agent.link.wake.wait(0.5)
             agent.link.wake.clear()
-        left = agent.backlog()
         if left:
-            out(f"the collector did not acknowledge {left} hour(s) in time; they stay queued")
+            out(
+                f"the collector has not acknowledged {left} hour(s) within {timeout:.0f} s; "
+                "they stay queued"
+            )
             return 75
         out(f"all {total} hour(s) delivered")
         return 0

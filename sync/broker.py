@@ -31,7 +31,10 @@ topic write {PREFIX}/+/ack
 
 
 def find_mosquitto() -> str | None:
-    """The broker binary; Debian puts it in /usr/sbin, outside a normal user's PATH."""
+    """The broker binary: $SPACEKIOSK_MOSQUITTO if set (empty means "none"), else from
+    PATH and /usr/sbin, where Debian puts it outside a normal user's PATH."""
+    if "SPACEKIOSK_MOSQUITTO" in os.environ:
+        return os.environ["SPACEKIOSK_MOSQUITTO"] or None
     path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/usr/local/sbin:/sbin"
     return shutil.which("mosquitto", path=path)
 

@@ -84,6 +84,8 @@ def pack(message: dict) -> bytes:
 
 
 def unpack(payload: bytes) -> dict:
+    if not payload:
+        raise ProtocolError("empty payload")
     if len(payload) > MAX_WIRE_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes is over {MAX_WIRE_BYTES}")
     if payload[:1] != b"{":

@@ -23,7 +23,7 @@ def run(config: CollectorConfig, stopping: threading.Event) -> int:
     ingest.start()
     try:
         return serve(
-            create_app(config),
+            create_app(config, ingest),
             config.central.listen,
             "collector",
             stopping,

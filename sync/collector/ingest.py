@@ -38,7 +38,7 @@ class Ingest:
         client.username_pw_set(cfg.username, password)
         if cfg.tls:
             client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
-        client.reconnect_delay_set(1, 60)
+        client.reconnect_delay_set(1, 10)
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *a: self.connected.clear()
         client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))

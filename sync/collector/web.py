@@ -13,7 +13,8 @@ from sync import protocol
 from sync.collector import store
 
 
-def create_app(config: CollectorConfig) -> Flask:
+def create_app(config: CollectorConfig, ingest=None) -> Flask:
+    """The page and API; `ingest` (when running) lets /healthz say if MQTT is up."""
     app = Flask(__name__)
     app.config["COLLECTOR"] = config
     local = threading.local()
@@ -65,7 +66,8 @@ def create_app(config: CollectorConfig) -> Flask:
     @app.get("/healthz")
     def healthz():
         g.db.execute("SELECT 1").fetchone()
-        return jsonify({"ok": True})
+        broker = ingest is not None and ingest.connected.is_set()
+        return jsonify({"ok": True, "broker": "connected" if broker else "disconnected"})
 
     @app.errorhandler(400)
     @app.errorhandler(404)
