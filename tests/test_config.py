@@ -1,0 +1,252 @@
+"""Config files: the pilots' pass; broken ones name every bad key and exit 78."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spacekiosk import config, pilots
+from spacekiosk.schema import ConfigError
+
+CONFIGS = sorted((ROOT / "config").glob("*.toml"))
+
+
+def check_config(path: Path | str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "spacekiosk", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_every_file_in_config_passes_check_config():
+    assert {p.stem for p in CONFIGS} >= set(pilots.PILOTS)
+    for path in CONFIGS:
+        result = check_config(path)
+        assert result.returncode == 0, result.stderr
+        assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("pilot", sorted(pilots.PILOTS))
+def test_pilot_configs_are_what_init_config_writes(pilot, tmp_path):
+    out = tmp_path / f"{pilot}.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "spacekiosk", "init-config", "--pilot", pilot, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == (ROOT / "config" / f"{pilot}.toml").read_text()
+    loaded = config.load(out)
+    assert loaded.space.id == pilot
+    assert loaded.space.timezone.key == pilots.PILOTS[pilot].timezone
+
+
+def test_init_config_will_not_overwrite_without_force(tmp_path):
+    out = tmp_path / "space.toml"
+    out.write_text("# mine\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "spacekiosk", "init-config", "--pilot", "athens", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "--force" in result.stderr
+    assert out.read_text() == "# mine\n"
+
+
+BROKEN = """
+[space]
+id = "Nairobi!"
+name = "Nairobi"
+timezone = "Africa/Nairobbi"
+languages = ["sw", "zh-TW"]
+capacity = "forty"
+colour = "red"
+
+[space.opening_hours]
+mon = "9-5"
+funday = "10:00-12:00"
+
+[database]
+path = "space.db"
+
+[kiosk]
+listen = "8080"
+
+[mqtt]
+host = "broker.example.org"
+password_file = "no-such-file"
+
+[sensors.door]
+pin = 40
+
+[sensors.counter]
+beam_a = 5
+"""
+
+EXPECTED = {
+    "space.id": "not a valid space id",
+    "space.timezone": "not a known time zone",
+    "space.languages[1]": "write 'zh_Hant_TW'",
+    "space.capacity": "expected an integer",
+    "space.colour": "unknown key",
+    "space.opening_hours.mon": "not opening hours",
+    "space.opening_hours.funday": "unknown key",
+    "kiosk.listen": "not HOST:PORT",
+    "mqtt.password_file": "does not exist",
+    "sensors.door.pin": "BCM numbering",
+    "sensors.counter.beam_b": "missing",
+}
+
+
+def test_a_broken_file_gets_every_bad_key_named_and_exit_78(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text(BROKEN)
+    result = check_config(path)
+    assert result.returncode == 78
+    for key, words in EXPECTED.items():
+        lines = [line for line in result.stderr.splitlines() if f"- {key}:" in line]
+        assert lines and words in lines[0], f"{key} not reported as {words!r}:\n{result.stderr}"
+    assert f"{len(EXPECTED)} problem(s)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[space\nid=", "not valid TOML"),
+        ("title = 'no tables'", "expected a [space] table"),
+        ("[space]\nid = 'ok-id'", "database: missing"),
+    ],
+)
+def test_unusable_files_are_explained(tmp_path, text, words):
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    result = check_config(path)
+    assert result.returncode == 78
+    assert words in result.stderr
+
+
+def test_a_missing_file_says_how_to_make_one(tmp_path):
+    result = check_config(tmp_path / "nope.toml")
+    assert result.returncode == 78
+    assert "init-config" in result.stderr
+
+
+def test_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_bytes(b"[space]\nname = '\xff\xfe'\n")
+    result = check_config(path)
+    assert result.returncode == 78 and "UTF-8" in result.stderr
+
+
+def test_a_password_file_that_is_a_folder_is_refused(tmp_path):
+    pilot = (ROOT / "config" / "athens.toml").read_text()
+    (tmp_path / "secrets").mkdir()
+    text = pilot.replace(
+        '# password_file = "/etc/spacekiosk/mqtt-password"', 'password_file = "secrets"'
+    )
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert [p.path for p in info.value.problems] == ["mqtt.password_file"]
+    assert "is a folder" in info.value.problems[0].message
+
+
+def test_the_config_is_found_through_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPACEKIOSK_CONFIG", str(ROOT / "config" / "taipei.toml"))
+    assert config.load().space.id == "taipei"
+    assert config.find_path("other.toml") == Path("other.toml")
+
+
+def test_every_service_refuses_a_broken_config_with_78(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text(BROKEN)
+    for command in ("kiosk", "sensors", "sync"):
+        result = subprocess.run(
+            [sys.executable, "-m", "spacekiosk", command, "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 78, command
+        assert "space.timezone" in result.stderr
+    assert not (tmp_path / "space.db").exists()  # nothing half-started
+
+
+# Any TOML whatsoever gives a ConfigError or a config — never another exception.
+toml_values = st.recursive(
+    st.one_of(
+        st.text(max_size=20),
+        st.integers(-(10**6), 10**6),
+        st.booleans(),
+        st.floats(allow_nan=False),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+base = tomllib.loads((ROOT / "config" / "madrid.toml").read_text())
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    section=st.sampled_from(sorted(base)), key=st.text(min_size=1, max_size=12), value=toml_values
+)
+def test_no_toml_crashes_the_checker(tmp_path, section, key, value):
+    import json
+
+    data = json.loads(json.dumps(base))
+    if isinstance(data[section], dict):
+        keys = [*list(data[section]), key]
+        data[section][keys[hash(key) % len(keys)]] = value
+    path = tmp_path / "fuzz.toml"
+    path.write_text(_dump(data))
+    try:
+        config.load(path)
+    except ConfigError as exc:
+        assert exc.problems and all(str(p) for p in exc.problems)
+
+
+def _dump(data: dict, prefix: str = "") -> str:
+    """A tiny TOML writer for the fuzz test (tomllib reads but does not write)."""
+    import json
+
+    lines, tables = [], []
+    for key, value in data.items():
+        name = json.dumps(key)
+        if isinstance(value, dict):
+            tables.append((f"{prefix}{name}", value))
+        else:
+            lines.append(f"{name} = {_value(value)}")
+    out = (f"[{prefix[:-1]}]\n" if prefix else "") + "\n".join(lines) + "\n"
+    for name, table in tables:
+        out += _dump(table, f"{name}.") if table else f"[{name}]\n"
+    return out
+
+
+def _value(value) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else "0.0"
+    return json.dumps(value)

@@ -1,0 +1,113 @@
+"""The README's demo: up within 60 s, a sign-in in the collector's API within 30 s, Ctrl-C clean."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from conftest import ROOT, wait_until
+
+
+def start_demo(tmp_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
+    out = tmp_path / "demo.out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spacekiosk",
+            "demo",
+            "--data",
+            str(tmp_path / "data"),
+            "--sync-interval",
+            "2",
+        ],
+        stdout=open(out, "wb"),  # noqa: SIM115 - the child keeps it open
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    started = time.monotonic()
+
+    def addresses():
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo exited: {out.read_text()}")
+        text = out.read_text()
+        found = dict(re.findall(r"^(kiosk|collector|broker): (\S+)", text, re.M))
+        return found if "press Ctrl-C" in text else None
+
+    found = wait_until(addresses, timeout=60, what="the demo's addresses")
+    assert time.monotonic() - started < 60
+    return proc, found
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def stop_demo(proc: subprocess.Popen) -> None:
+    kids = children_of(proc.pid)
+    assert len(kids) >= 4  # kiosk, collector, sensors, sync (and the broker)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    assert proc.wait(60) == 0
+    for kid in kids:
+        assert (
+            not Path(f"/proc/{kid}").exists()
+            or Path(f"/proc/{kid}/stat").read_text().split()[2] == "Z"
+        ), f"{kid} left behind"
+
+
+def test_the_demo_shows_a_sign_in_at_the_collector(tmp_path):
+    proc, found = start_demo(tmp_path)
+    try:
+        assert found["broker"].startswith("mqtt://127.0.0.1:")
+        kiosk, collector = found["kiosk"], found["collector"]
+        response = requests.post(kiosk + "sign-in", data={"name": "Demo Visitor"}, timeout=10)
+        assert response.status_code == 201
+        signed = time.monotonic()
+
+        def counted():
+            body = requests.get(collector + "api/v1/usage", params={"space": "demo"}, timeout=5)
+            return body.ok and sum(b.get("signins", 0) for b in body.json()["buckets"]) == 1
+
+        wait_until(counted, timeout=30, what="the sign-in at the collector")
+        assert time.monotonic() - signed < 30
+    finally:
+        stop_demo(proc)
+
+
+def test_without_mosquitto_the_demo_runs_and_says_data_is_queued(tmp_path):
+    proc, found = start_demo(tmp_path, env={"SPACEKIOSK_MOSQUITTO": ""})
+    try:
+        assert "broker" in found
+        assert "mosquitto is not installed" in (tmp_path / "demo.out").read_text()
+        kiosk = found["kiosk"]
+        assert (
+            requests.post(
+                kiosk + "sign-in", data={"name": "Offline Visitor"}, timeout=10
+            ).status_code
+            == 201
+        )
+
+        def queued():
+            status = requests.get(kiosk + "api/v1/status", timeout=5).json()["sync"]
+            return status if status["state"] == "queued" else None
+
+        status = wait_until(queued, timeout=30, what="the kiosk to say data is queued")
+        assert status["backlog"] >= 1
+        assert "queued" in requests.get(kiosk, timeout=5).text
+    finally:
+        stop_demo(proc)

@@ -1,0 +1,155 @@
+"""The whole path, through real processes: a tap on the kiosk ends up in the collector's API."""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+
+import paho.mqtt.client as mqtt
+import pytest
+import requests
+from conftest import (
+    PASSWORDS,
+    SPACE,
+    http_ready,
+    wait_until,
+    write_collector_config,
+    write_space_config,
+)
+from playwright.sync_api import expect
+
+from spacekiosk import config
+from sync import protocol
+
+
+class Tap:
+    """Every payload the broker carries on the protocol's topics, as a space's peers see it."""
+
+    def __init__(self, port: int):
+        self.payloads: list[tuple[str, bytes]] = []
+        self.clients = []
+        for user, topics in (
+            ("collector", ["spacekiosk/v1/+/usage", "spacekiosk/v1/+/status"]),
+            (SPACE, [f"spacekiosk/v1/{SPACE}/ack"]),
+        ):
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=f"tap-{user}", protocol=mqtt.MQTTv5
+            )
+            client.username_pw_set(user, PASSWORDS[user])
+            client.on_connect = lambda c, u, f, rc, p, topics=topics: c.subscribe(
+                [(t, 1) for t in topics]
+            )
+            client.on_message = lambda c, u, m: self.payloads.append((m.topic, m.payload))
+            client.connect("127.0.0.1", port)
+            client.loop_start()
+            self.clients.append(client)
+
+    def texts(self) -> list[str]:
+        out = []
+        for _topic, payload in self.payloads:
+            raw = payload if payload[:1] == b"{" else zlib.decompress(payload)
+            out.append(raw.decode())
+        return out
+
+    def close(self):
+        for client in self.clients:
+            client.disconnect()
+            client.loop_stop()
+
+
+@pytest.fixture
+def tap(broker):
+    t = Tap(broker.port)
+    yield t
+    t.close()
+
+
+def test_a_sign_in_on_the_kiosk_reaches_the_collector(
+    tmp_path, broker, services, touch_page, tap, screenshots
+):
+    space_toml = write_space_config(tmp_path / "space", broker_port=broker.port)
+    central_toml = write_collector_config(tmp_path / "central", broker_port=broker.port)
+    space, central = config.load(space_toml), config.load(central_toml)
+    kiosk_url = f"http://127.0.0.1:{space.kiosk.listen[1]}/"
+    collector_url = f"http://127.0.0.1:{central.central.listen[1]}/"
+    kiosk = services("kiosk", "--config", str(space_toml))
+    collector = services("collector", "--config", str(central_toml))
+    services("sync", "--config", str(space_toml))
+    http_ready(kiosk_url + "healthz", kiosk)
+    http_ready(collector_url + "healthz", collector)
+
+    page = touch_page
+    page.goto(kiosk_url)
+    page.screenshot(path=screenshots / "kiosk-welcome.png")
+    page.get_by_label("Name").fill("Ana Papadopoulou")
+    page.get_by_role("button", name="Sign in").tap()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")
+    page.screenshot(path=screenshots / "kiosk-welcome-ana.png")
+
+    def usage():
+        body = requests.get(collector_url + "api/v1/usage", params={"space": SPACE}, timeout=5)
+        if body.status_code != 200:
+            return None
+        buckets = body.json()["buckets"]
+        return buckets if sum(b.get("signins", 0) for b in buckets) == 1 else None
+
+    buckets = wait_until(usage, timeout=30, what="the sign-in in the collector's API")
+    (bucket,) = [b for b in buckets if b.get("signins")]
+    assert bucket["start"].endswith(":00:00Z") and bucket["version"] >= 1
+    assert bucket["unique_visitors"] == 1 and bucket["new_visitors"] == 1
+
+    # The agent lets go of the hour only once the collector has acknowledged it.
+    db = sqlite3.connect(space.database.path)
+    wait_until(
+        lambda: db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0,
+        what="the outbox to drain",
+    )
+    delivered = db.execute("SELECT delivered_version, version FROM buckets").fetchall()
+    assert all(d == v for d, v in delivered)
+
+    # The name stayed on the Pi: not in any payload, not in the central store.
+    wait_until(
+        lambda: any(t == f"spacekiosk/v1/{SPACE}/ack" for t, _ in tap.payloads),
+        what="the collector's ack on the broker",
+    )
+    texts = tap.texts()
+    assert any('"signins":1' in t for t in texts)
+    assert not [t for t in texts if "Ana" in t or "Papadopoulou" in t]
+    assert b"Papadopoulou" not in central.central.database.read_bytes()
+
+    page.goto(collector_url)
+    expect(page.get_by_role("table", name="Spaces")).to_contain_text(SPACE)
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.screenshot(path=screenshots / "collector-dashboard.png", full_page=True)
+
+
+def test_a_space_cannot_publish_as_another_space(tmp_path, broker, services):
+    """The ACL, not good manners, keeps spaces apart: the row stays queued, nothing lands."""
+    write_space_config(tmp_path / "space", broker_port=broker.port)
+    central_toml = write_collector_config(tmp_path / "central", broker_port=broker.port)
+    central = config.load(central_toml)
+    collector = services("collector", "--config", str(central_toml))
+    http_ready(f"http://127.0.0.1:{central.central.listen[1]}/healthz", collector)
+
+    intruder = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="intruder", protocol=mqtt.MQTTv5
+    )
+    refused = []
+    intruder.on_publish = lambda c, u, mid, rc, p: refused.append(rc.is_failure)
+    intruder.username_pw_set("otherspace", PASSWORDS["otherspace"])
+    intruder.connect("127.0.0.1", broker.port)
+    intruder.loop_start()
+    forged = protocol.usage_message(SPACE, [protocol.Bucket(1795622400, 9, {"signins": 99})])
+    intruder.publish(protocol.topic(SPACE, "usage"), forged, qos=1)
+    wait_until(lambda: refused, what="the broker's PUBACK")
+    intruder.disconnect()
+    intruder.loop_stop()
+    assert refused == [True]  # 0x87 not authorised
+    assert (
+        requests.get(
+            f"http://127.0.0.1:{central.central.listen[1]}/api/v1/usage",
+            params={"space": SPACE},
+            timeout=5,
+        ).status_code
+        == 404
+    )

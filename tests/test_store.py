@@ -1,0 +1,118 @@
+"""The store: migrations that only add, a refusal to touch a newer file, safe concurrency."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, write_space_config
+
+from spacekiosk.db import StoreError, migrate, open_store, write
+from spacekiosk.migrations import SPACE_MIGRATIONS
+
+TABLES = {"visitors", "visits", "sensor_events", "buckets", "outbox", "sync_state"}
+
+
+def test_a_new_store_has_every_table_wal_and_the_latest_version(tmp_path):
+    db = open_store(tmp_path / "space.db", SPACE_MIGRATIONS)
+    assert set(db.table_names()) >= TABLES
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS)
+
+
+def test_reopening_keeps_the_data(tmp_path):
+    path = tmp_path / "space.db"
+    db = open_store(path, SPACE_MIGRATIONS)
+    with write(db):
+        db["visitors"].insert({"name": "Wanjiru", "name_key": "wanjiru", "created_at": 1.0})
+    db.close()
+    again = open_store(path, SPACE_MIGRATIONS)
+    assert again.execute("SELECT name FROM visitors").fetchall() == [("Wanjiru",)]
+
+
+def test_a_later_migration_runs_once_and_keeps_rows(tmp_path):
+    path = tmp_path / "space.db"
+    open_store(path, SPACE_MIGRATIONS).close()
+    calls = []
+
+    def m002_add_pin(db):
+        calls.append(1)
+        db.execute("ALTER TABLE visitors ADD COLUMN pin_hash TEXT")
+
+    db = open_store(path, [*SPACE_MIGRATIONS, m002_add_pin])
+    assert "pin_hash" in db["visitors"].columns_dict
+    assert migrate(db, [*SPACE_MIGRATIONS, m002_add_pin], path) == len(SPACE_MIGRATIONS) + 1
+    assert calls == [1]
+
+
+def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path):
+    path = tmp_path / "space.db"
+    open_store(path, SPACE_MIGRATIONS).close()
+
+    def m002_broken(db):
+        db.execute("ALTER TABLE visitors ADD COLUMN half_done TEXT")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(StoreError):
+        open_store(path, [*SPACE_MIGRATIONS, m002_broken])
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS)
+    assert "half_done" not in [r[1] for r in db.execute("PRAGMA table_info(visitors)")]
+
+
+def test_a_newer_database_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "space.db"
+    open_store(path, SPACE_MIGRATIONS).close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {len(SPACE_MIGRATIONS) + 5}")
+    raw.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer release"):
+        open_store(path, SPACE_MIGRATIONS)
+    assert path.read_bytes() == before
+
+
+def test_a_service_on_a_newer_database_exits_with_a_clear_message(tmp_path):
+    toml = write_space_config(tmp_path, broker_port=1)
+    open_store(tmp_path / "space.db", SPACE_MIGRATIONS).close()
+    raw = sqlite3.connect(tmp_path / "space.db")
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    result = subprocess.run(
+        [sys.executable, "-m", "spacekiosk", "sync", "--once", "--config", str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "schema version 99" in result.stderr and "Upgrade spacekiosk" in result.stderr
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    path = tmp_path / "space.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        open_store(path, SPACE_MIGRATIONS)
+
+
+def test_processes_starting_together_migrate_once(tmp_path):
+    path = tmp_path / "space.db"
+    code = (
+        "import sys; from spacekiosk.db import open_store; "
+        "from spacekiosk.migrations import SPACE_MIGRATIONS; "
+        "open_store(sys.argv[1], SPACE_MIGRATIONS).close()"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS)
