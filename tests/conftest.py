@@ -106,13 +106,14 @@ class Service:
     def __init__(self, args: list[str], log: Path, env: dict | None = None):
         self.args = args
         self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spacekiosk", *args],
-            stdout=open(log, "wb"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            cwd=ROOT,
-        )
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "spacekiosk", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd=ROOT,
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -16,22 +16,15 @@ from conftest import ROOT, wait_until
 
 def start_demo(tmp_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
     out = tmp_path / "demo.out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "spacekiosk",
-            "demo",
-            "--data",
-            str(tmp_path / "data"),
-            "--sync-interval",
-            "2",
-        ],
-        stdout=open(out, "wb"),  # noqa: SIM115 - the child keeps it open
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
+    args = ["demo", "--data", str(tmp_path / "data"), "--sync-interval", "2"]
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spacekiosk", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
     started = time.monotonic()
 
     def addresses():

@@ -150,7 +150,7 @@ def test_status_api(app, kiosk):
 
 def test_the_screens_in_a_real_browser(tmp_path, services, touch_page, screenshots):
     toml = write_space_config(tmp_path, broker_port=1)
-    url = f"http://127.0.0.1:{config.load}/"(toml).kiosk.listen[1]
+    url = f"http://127.0.0.1:{config.load(toml).kiosk.listen[1]}/"
     kiosk = services("kiosk", "--config", str(toml))
     http_ready(url + "healthz", kiosk)
     page = touch_page

@@ -36,7 +36,7 @@ def test_sigterm_under_load_leaves_every_confirmed_visit_on_disk(tmp_path, servi
     """Visitors keep signing in while the sensors write; every process gets SIGTERM (or,
     once, SIGKILL) at a random moment. Each "Welcome" must be on disk, the file intact."""
     toml = write_space_config(tmp_path, broker_port=1, extra=SENSORS)
-    url = f"http://127.0.0.1:{config.load}/"(toml).kiosk.listen[1]
+    url = f"http://127.0.0.1:{config.load(toml).kiosk.listen[1]}/"
     confirmed: list[str] = []
     rng = random.Random(42)
     for round_ in range(3):
