@@ -34,7 +34,7 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
 
     @app.context_processor
     def space_context():
-        return {"space": config.space}
+        return {"space": config.space, "idle_seconds": config.kiosk.idle_seconds}
 
     @app.errorhandler(sqlite3.OperationalError)
     def store_unavailable(exc):

@@ -26,7 +26,6 @@ def _welcome(status: int = 200, error: str | None = None, name: str = ""):
         error=error,
         name=name,
         sync=outbox.health(g.db),
-        idle_seconds=current_app.config["SPACE"].kiosk.idle_seconds,
     ), status
 
 

@@ -172,3 +172,19 @@ def test_the_screens_in_a_real_browser(tmp_path, services, touch_page, screensho
     page.get_by_label("Name").fill("   ")
     page.get_by_role("button", name="Sign in").tap()
     expect(page.get_by_role("alert")).to_contain_text("Please enter your name")
+
+
+def test_an_idle_screen_goes_back_to_welcome_and_forgets(tmp_path, services, touch_page):
+    toml = write_space_config(tmp_path, broker_port=1)
+    url = f"http://127.0.0.1:{config.load(toml).kiosk.listen[1]}/"
+    http_ready(url + "healthz", services("kiosk", "--config", str(toml)))
+    page = touch_page
+    page.clock.install()
+    page.goto(url)
+    page.get_by_label("Name").fill("Half Typed")
+    page.clock.run_for("00:45")
+    page.get_by_label("Name").press("End")  # a touch of the keyboard restarts the timer
+    page.clock.run_for("00:45")
+    expect(page.get_by_label("Name")).to_have_value("Half Typed")
+    page.clock.run_for("00:20")  # now 65 s without a touch (idle_seconds is 60)
+    expect(page.get_by_label("Name")).to_have_value("")
