@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import threading
@@ -79,8 +80,8 @@ def _secret_key(db_path: Path) -> str:
     try:
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_hex(32)
-        with open(key_file, "x", encoding="ascii") as fh:
-            key_file.chmod(0o600)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(key)
         return key
     except FileExistsError:

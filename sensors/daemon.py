@@ -166,7 +166,8 @@ def run(
             notify("READY=1")
             watchdog = watchdog_interval()
             while not stopping.wait(watchdog or 3600):
-                notify("WATCHDOG=1")
+                if writer.thread.is_alive():  # a dead writer must not look healthy
+                    notify("WATCHDOG=1")
             notify("STOPPING=1")
             if simulator:
                 simulator.stop()

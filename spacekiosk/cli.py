@@ -14,10 +14,10 @@ from spacekiosk.service import EX_CONFIG, setup_logging, stop_event
 log = logging.getLogger("spacekiosk")
 
 
-def _load(args, want: type) -> config.SpaceConfig | config.CollectorConfig:
+def _load(args, want: type, secrets: bool = True) -> config.SpaceConfig | config.CollectorConfig:
     """Load and check the config, or print every problem and exit 78."""
     try:
-        loaded = config.load(args.config)
+        loaded = config.load(args.config, secrets=secrets)
     except config.ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         raise SystemExit(EX_CONFIG) from None
@@ -33,7 +33,7 @@ def cmd_kiosk(args) -> int:
     from spacekiosk.service import notify
     from spacekiosk.web import serve
 
-    cfg = _load(args, config.SpaceConfig)
+    cfg = _load(args, config.SpaceConfig, secrets=False)
     app = create_app(cfg)
     return serve(
         app,
@@ -48,7 +48,7 @@ def cmd_kiosk(args) -> int:
 def cmd_sensors(args) -> int:
     from sensors import daemon
 
-    cfg = _load(args, config.SpaceConfig)
+    cfg = _load(args, config.SpaceConfig, secrets=False)
     return daemon.run(cfg, stop_event(), simulate=args.simulate, seed=args.seed, speed=args.speed)
 
 

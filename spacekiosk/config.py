@@ -42,6 +42,8 @@ SPACE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 
 
 def space_id(value: str, ctx: Context) -> str:
+    if value == "collector":
+        raise Invalid("'collector' is the central collector's MQTT login; choose another id")
     if not SPACE_ID.match(value):
         raise Invalid(
             f"{value!r} is not a valid space id; use 2-32 lowercase letters, digits and "
@@ -99,10 +101,13 @@ def listen_address(value: str, ctx: Context) -> tuple[str, int]:
 
 
 def readable_file(value: Path, ctx: Context) -> Path:
-    # Secrets handed over by systemd's LoadCredential= live in $CREDENTIALS_DIRECTORY.
+    # A secret handed over by systemd's LoadCredential= (named like the file) wins: the
+    # file itself can then stay readable by root alone.
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and not value.exists() and (Path(creds) / value.name).exists():
+    if creds and (Path(creds) / value.name).is_file():
         value = Path(creds) / value.name
+    if not ctx.secrets:
+        return value
     try:
         with value.open("rb"):
             pass
@@ -165,7 +170,7 @@ class Space:
 class Database:
     path: Path = setting(doc="where the space's SQLite file lives")
     # How long a writer waits for another process's transaction before giving up.
-    busy_timeout_ms: int = setting(15_000, check=at_least(100, 600_000))
+    busy_timeout_ms: int = setting(15_000, check=at_least(100, 60_000))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,8 +295,12 @@ def find_path(explicit: str | os.PathLike | None) -> Path:
     return Path(env) if env else DEFAULT_PATH
 
 
-def load(path: str | os.PathLike | None = None) -> Config:
-    """Read and check a config file; raise ConfigError listing every problem."""
+def load(path: str | os.PathLike | None = None, *, secrets: bool = True) -> Config:
+    """Read and check a config file; raise ConfigError listing every problem.
+
+    With `secrets=False` the secret files are not opened: the kiosk and the sensors
+    never read them, and must not stay down because the sync agent's password is missing.
+    """
     source = find_path(path)
     name = str(source)
     try:
@@ -314,7 +323,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(name, [Problem("", "the file is not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, [Problem("", f"not valid TOML: {exc}")]) from None
-    ctx = Context(source.resolve().parent)
+    ctx = Context(source.resolve().parent, secrets)
     if "space" in data:
         cls: type = SpaceConfig
     elif "central" in data:

@@ -67,8 +67,9 @@ def setting(
 class Context:
     """Where the checker is, and the list of problems found so far."""
 
-    def __init__(self, base_dir: Path):
+    def __init__(self, base_dir: Path, secrets: bool = True):
         self.base_dir = base_dir
+        self.secrets = secrets  # False: a service that reads no secret file skips them
         self.problems: list[Problem] = []
         self.path = ""
 

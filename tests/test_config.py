@@ -250,3 +250,44 @@ def _value(value) -> str:
     if isinstance(value, float):
         return repr(value) if value == value and abs(value) != float("inf") else "0.0"
     return json.dumps(value)
+
+
+def with_password_file(tmp_path, where: str) -> Path:
+    text = (ROOT / "config" / "athens.toml").read_text()
+    path = tmp_path / "space.toml"
+    path.write_text(
+        text.replace(
+            '# password_file = "/etc/spacekiosk/mqtt-password"', f'password_file = "{where}"'
+        )
+    )
+    return path
+
+
+def test_the_kiosk_does_not_need_the_sync_agent_s_secret(tmp_path):
+    path = with_password_file(tmp_path, "/nonexistent/mqtt-password")
+    with pytest.raises(ConfigError):
+        config.load(path)  # the sync agent (and check-config) refuse it
+    assert config.load(path, secrets=False).space.id == "athens"  # kiosk and sensors start
+
+
+def test_a_systemd_credential_is_preferred_to_the_file(tmp_path, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    root_only = tmp_path / "mqtt-password"
+    root_only.write_text("the file")
+    loaded = config.load(with_password_file(tmp_path, str(root_only)))
+    assert loaded.mqtt.password_file == creds / "mqtt-password"
+
+
+def test_collector_is_not_a_space_id(tmp_path):
+    text = (
+        (ROOT / "config" / "athens.toml").read_text().replace('id = "athens"', 'id = "collector"')
+    )
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert [p.path for p in info.value.problems] == ["space.id"]
+    assert "collector's MQTT login" in info.value.problems[0].message

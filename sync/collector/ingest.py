@@ -7,6 +7,8 @@ import queue
 import threading
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from spacekiosk.config import CollectorConfig
 from spacekiosk.db import connect
@@ -55,7 +57,13 @@ class Ingest:
     def start(self) -> None:
         cfg = self.config.mqtt
         self.worker.start()
-        self.client.connect_async(cfg.host, cfg.port, keepalive=60)
+        # A session that outlives a restart: the broker keeps the subscriptions and
+        # queues what arrives meanwhile, so the spaces need not resend it.
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 86400
+        self.client.connect_async(
+            cfg.host, cfg.port, keepalive=cfg.keepalive_seconds, clean_start=False, properties=props
+        )
         self.client.loop_start()
 
     def stop(self) -> None:
