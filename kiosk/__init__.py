@@ -1,4 +1,4 @@
-"""The kiosk: visitor screens, the status API and (later) admin pages, as a Flask app."""
+"""The kiosk: visitor screens and the status API, as a Flask app."""
 
 from __future__ import annotations
 
@@ -8,23 +8,35 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from flask import Flask, g, render_template
+from flask import Flask, g, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_babel import Babel, format_datetime, format_time, get_locale
 
+from kiosk import i18n
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import StoreError, connect, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
+
+TRANSLATIONS = Path(__file__).parent / "translations"
 
 
 def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     """Build the kiosk app for one space; the schema is migrated here, once, at start."""
     app = Flask(__name__)
     app.config.from_mapping(
-        SECRET_KEY=_secret_key(config.database.path),
+        # The key behind PIN hashes. There is no SECRET_KEY: the kiosk keeps no session,
+        # so nothing a visitor typed can linger in a cookie.
+        PIN_KEY=_secret_key(config.database.path),
         MAX_CONTENT_LENGTH=64 * 1024,
         SPACE=config,
+        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS),
+        BABEL_DEFAULT_TIMEZONE=config.space.timezone.key,
     )
     if test_config:
         app.config.update(test_config)
+    Babel(
+        app, locale_selector=i18n.select_locale, timezone_selector=lambda: config.space.timezone.key
+    )
     open_store(config.database.path, SPACE_MIGRATIONS).close()
     _per_thread_store(app, config.database.path, config.database.busy_timeout_ms)
 
@@ -33,29 +45,55 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     app.register_blueprint(visitor.bp)
     app.register_blueprint(status.bp)
 
+    app.session_interface = _NoSessions()
+
     @app.context_processor
     def space_context():
-        return {"space": config.space, "idle_seconds": config.kiosk.idle_seconds}
+        return {
+            "space": config.space,
+            "idle_seconds": config.kiosk.idle_seconds,
+            "on_phone": request.cookies.get("device") == "phone",
+            "locale_tag": str(get_locale()).replace("_", "-"),
+            "format_time": format_time,
+            "format_datetime": format_datetime,
+        }
 
     @app.errorhandler(sqlite3.OperationalError)
     def store_unavailable(exc):
         # A locked or full database: say so plainly; nothing was confirmed to anyone.
         app.logger.error("database unavailable: %s", exc)
         return render_template(
-            "visitor/error.html",
-            status=503,
-            message="We could not save that just now. Please try again, or tell a volunteer.",
+            "visitor/error.html", status=503, message=i18n.MESSAGES["store"]
         ), 503
 
+    @app.errorhandler(400)
     @app.errorhandler(404)
     @app.errorhandler(405)
     @app.errorhandler(413)
     def client_error(exc):
-        return render_template(
-            "visitor/error.html", status=exc.code, message=exc.description
-        ), exc.code
+        message = i18n.HTTP_MESSAGES.get(exc.code, i18n.HTTP_MESSAGES[400])
+        return render_template("visitor/error.html", status=exc.code, message=message), exc.code
+
+    @app.after_request
+    def no_store(response):
+        # Nothing a visitor typed may come back through the browser's cache or history.
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
 
     return app
+
+
+class _NoSessions(SecureCookieSessionInterface):
+    """The kiosk keeps no session at all; skipping the cookie saves a chunk of every request."""
+
+    def open_session(self, app, request):
+        return self.null_session_class()
+
+    def save_session(self, app, session, response):
+        return None
 
 
 def _per_thread_store(app: Flask, path: Path, busy_timeout_ms: int) -> None:

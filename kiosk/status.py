@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, g, jsonify
 
-from kiosk import visits
+from kiosk import opening, visits
 from sync import outbox
 
 bp = Blueprint("status", __name__)
@@ -17,6 +19,7 @@ def status():
         {
             "space": space.id,
             "name": space.name,
+            "open": opening.state(space, time.time()).is_open,
             "people_signed_in": len(visits.present(g.db)),
             "sync": outbox.health(g.db),
         }

@@ -1,25 +1,39 @@
-"""Visitors and visits: the only module that writes them (rule 1 of the design)."""
+"""Visitors and visits: the only module that writes them (rule 1 of the design).
+
+Every function commits before it returns, so a screen that says "Welcome" after calling
+one is telling the truth. Errors carry a code the screens translate, not English text.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlite_utils import Database
 
+from spacekiosk.config import Space
 from spacekiosk.db import write
 
 MAX_NAME = 80
+MAX_EMAIL = 254
+PIN_TRIES = 5  # wrong PINs in a row before a visitor's PIN rests
+PIN_REST_SECONDS = 600
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PIN = re.compile(r"^[0-9]{4}$")
 
 
 class VisitError(Exception):
-    """A sign-in or sign-out that cannot be done, with a message for the visitor."""
+    """A sign-in or sign-out that cannot be done; `code` names the message to show."""
 
-    def __init__(self, message: str, status: int = 400, since: float | None = None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, code: str, status: int = 400, since: float | None = None):
+        super().__init__(code)
+        self.code = code
         self.status = status
         self.since = since
 
@@ -37,12 +51,31 @@ class Visit:
         """First name and last initial: what the sign-out list shows to everyone."""
         return short_name(self.name)
 
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0]
+
+
+@dataclass(frozen=True)
+class Match:
+    """A returning visitor as the lookup shows them: first name, the rest masked."""
+
+    visitor_id: int
+    label: str
+
 
 def short_name(name: str) -> str:
     parts = name.split()
     if len(parts) < 2:
         return name
     return f"{parts[0]} {parts[-1][0]}."
+
+
+def masked(name: str) -> str:
+    parts = name.split()
+    if len(parts) < 2:
+        return parts[0][:2] + "•" * max(len(parts[0]) - 2, 2)
+    return f"{parts[0]} {parts[-1][0]}{'•' * 3}"
 
 
 def clean_name(raw: str) -> str:
@@ -52,68 +85,214 @@ def clean_name(raw: str) -> str:
         unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\u200d\ufe0f"
         for ch in name
     ):
-        raise VisitError("A name cannot contain control characters.")
+        raise VisitError("control_characters")
     name = re.sub(r"\s+", " ", name).strip()
     if not name:
-        raise VisitError("Please enter your name.")
+        raise VisitError("empty_name")
     if len(name) > MAX_NAME:
-        raise VisitError(f"Please use at most {MAX_NAME} characters for your name.")
+        raise VisitError("long_name")
     return name
 
 
-def _match_key(name: str) -> str:
+def clean_email(raw: str) -> str | None:
+    email = (raw or "").strip()
+    if not email:
+        return None
+    if len(email) > MAX_EMAIL or not _EMAIL.match(email):
+        raise VisitError("bad_email")
+    return email
+
+
+def clean_pin(raw: str) -> str:
+    if not _PIN.match(raw or ""):
+        raise VisitError("bad_pin")
+    return raw
+
+
+def _key(name: str) -> str:
     return name.casefold()
 
 
-def sign_in(
-    db: Database, raw_name: str, request_id: str | None = None, now: float | None = None
-) -> Visit:
-    """Record a sign-in and commit it before returning: only then may the screen say Welcome.
+def pin_hash(secret: str, salt: str, pin: str) -> str:
+    """A keyed hash: with only 10,000 PINs, a slow hash would not stop a thief with the
+    file, but the key (kept beside it, readable by the service alone) does, and it costs
+    a sign-in microseconds instead of the tens of milliseconds a Pi spends on PBKDF2."""
+    return hmac.new(secret.encode(), f"{salt}:{pin}".encode(), hashlib.sha256).hexdigest()
 
+
+@dataclass(frozen=True)
+class NewVisitor:
+    """What the first-visit form collects."""
+
+    name: str
+    email: str | None = None
+    purpose: str | None = None
+    event: str | None = None
+    pin: str | None = None
+    guidelines_version: int = 1
+
+
+def _replay(db: Database, request_id: str | None) -> Visit | None:
+    if not request_id:
+        return None
+    row = db.execute("SELECT id FROM visits WHERE request_id = ?", [request_id]).fetchone()
+    return get(db, row[0]) if row else None
+
+
+def _refuse_if_present(db: Database, visitor_id: int) -> None:
+    row = db.execute(
+        "SELECT signed_in_at FROM visits WHERE visitor_id = ? AND signed_out_at IS NULL",
+        [visitor_id],
+    ).fetchone()
+    if row:
+        raise VisitError("already_in", status=409, since=row[0])
+
+
+def _open_visit(db, visitor_id, now, purpose, event, via, request_id) -> int:
+    # Plain SQL: sqlite-utils' insert() introspects the table on every call, which
+    # costs more than the rest of a sign-in.
+    return db.execute(
+        "INSERT INTO visits (visitor_id, signed_in_at, purpose, event, via, request_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [visitor_id, now, purpose, event, via, request_id or None],
+    ).lastrowid
+
+
+def sign_in_new(
+    db: Database,
+    visitor: NewVisitor,
+    secret: str,
+    via: str = "kiosk",
+    request_id: str | None = None,
+    now: float | None = None,
+) -> Visit:
+    """A first visit: store the visitor and open their visit in one transaction.
+
+    A name already known (case and spacing aside) is the same person coming back.
     The same request_id twice (a double tap, a resent form) returns the first visit.
     """
-    name = clean_name(raw_name)
     now = time.time() if now is None else now
     with write(db):
-        if request_id:
-            row = db.execute(
-                "SELECT v.id FROM visits v WHERE v.request_id = ?", [request_id]
-            ).fetchone()
-            if row:
-                return get(db, row[0])
-        visitor_id = _find_visitor(db, name)
-        if visitor_id is None:
-            visitor_id = (
-                db["visitors"]
-                .insert({"name": name, "name_key": _match_key(name), "created_at": now})
-                .last_pk
-            )
+        if replay := _replay(db, request_id):
+            return replay
+        row = db.execute(
+            "SELECT id FROM visitors WHERE name_key = ? ORDER BY id LIMIT 1", [_key(visitor.name)]
+        ).fetchone()
+        if row:
+            visitor_id = row[0]
+            _refuse_if_present(db, visitor_id)
         else:
-            open_visit = db.execute(
-                "SELECT signed_in_at FROM visits WHERE visitor_id = ? AND signed_out_at IS NULL",
-                [visitor_id],
-            ).fetchone()
-            if open_visit:
-                raise VisitError("already signed in", status=409, since=open_visit[0])
-        visit_id = (
-            db["visits"]
-            .insert(
-                {
-                    "visitor_id": visitor_id,
-                    "signed_in_at": now,
-                    "request_id": request_id or None,
-                }
+            salt = secrets.token_hex(8)
+            visitor_id = db.execute(
+                "INSERT INTO visitors (name, name_key, email, created_at, pin_salt, pin_hash, "
+                "guidelines_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    visitor.name,
+                    _key(visitor.name),
+                    visitor.email,
+                    now,
+                    salt if visitor.pin else None,
+                    pin_hash(secret, salt, visitor.pin) if visitor.pin else None,
+                    visitor.guidelines_version,
+                ],
+            ).lastrowid
+        visit_id = _open_visit(db, visitor_id, now, visitor.purpose, visitor.event, via, request_id)
+    return get(db, visit_id)
+
+
+def sign_in_returning(
+    db: Database,
+    visitor_id: int,
+    pin: str | None,
+    secret: str,
+    guidelines_version: int,
+    accepted: bool,
+    via: str = "kiosk",
+    request_id: str | None = None,
+    now: float | None = None,
+) -> Visit:
+    """A returning visitor, proven by their PIN (if they chose one).
+
+    After PIN_TRIES wrong PINs in a row the PIN rests for a while, so 10,000 guesses
+    cannot be tried at the door.
+    """
+    now = time.time() if now is None else now
+    with write(db):
+        if replay := _replay(db, request_id):
+            return replay
+        row = db.execute(
+            "SELECT pin_salt, pin_hash, pin_failures, pin_rest_until, guidelines_version "
+            "FROM visitors WHERE id = ?",
+            [visitor_id],
+        ).fetchone()
+        if row is None:
+            raise VisitError("unknown_visitor", status=404)
+        salt, stored, failures, rest_until, seen_version = row
+        if rest_until and rest_until > now:
+            raise VisitError("pin_resting", status=429, since=rest_until)
+        if stored and not (pin and hmac.compare_digest(pin_hash(secret, salt, pin), stored)):
+            # Counted and committed before the refusal, or a rollback would forget it.
+            failures += 1
+            rest = now + PIN_REST_SECONDS if failures >= PIN_TRIES else None
+            db.execute(
+                "UPDATE visitors SET pin_failures = ?, pin_rest_until = ? WHERE id = ?",
+                [0 if rest else failures, rest, visitor_id],
             )
-            .last_pk
-        )
-    return Visit(visit_id, visitor_id, name, now, None)
+            visit_id = None
+        else:
+            if (seen_version or 0) < guidelines_version and not accepted:
+                raise VisitError("guidelines_changed", status=400)
+            _refuse_if_present(db, visitor_id)
+            db.execute(
+                "UPDATE visitors SET pin_failures = 0, pin_rest_until = NULL, "
+                "guidelines_version = max(guidelines_version, ?) WHERE id = ?",
+                [guidelines_version, visitor_id],
+            )
+            visit_id = _open_visit(db, visitor_id, now, None, None, via, request_id)
+    if visit_id is None:
+        raise VisitError("wrong_pin", status=403)
+    return get(db, visit_id)
 
 
-def _find_visitor(db: Database, name: str) -> int | None:
+def find(db: Database, name: str) -> dict | None:
+    """The visitor with exactly this name (case and spacing aside), if any."""
     row = db.execute(
-        "SELECT id FROM visitors WHERE name_key = ? ORDER BY id LIMIT 1", [_match_key(name)]
+        "SELECT id, pin_hash IS NOT NULL, coalesce(guidelines_version, 0) FROM visitors "
+        "WHERE name_key = ? ORDER BY id LIMIT 1",
+        [_key(clean_name(name))],
     ).fetchone()
-    return row[0] if row else None
+    return {"id": row[0], "has_pin": bool(row[1]), "guidelines_version": row[2]} if row else None
+
+
+def visitor_info(db: Database, visitor_id: int) -> dict | None:
+    row = db.execute(
+        "SELECT name, pin_hash IS NOT NULL, coalesce(guidelines_version, 0) FROM visitors "
+        "WHERE id = ?",
+        [visitor_id],
+    ).fetchone()
+    if not row:
+        return None
+    return {
+        "id": visitor_id,
+        "label": masked(row[0]),
+        "has_pin": bool(row[1]),
+        "guidelines_version": row[2],
+    }
+
+
+def matches(db: Database, prefix: str, limit: int = 6) -> list[Match]:
+    """Returning visitors with a PIN whose name starts with `prefix` (at least 2 letters),
+    shown masked: nobody can read a list of everyone who ever came."""
+    key = _key(re.sub(r"\s+", " ", prefix or "").strip())
+    if len(key) < 2:
+        return []
+    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = db.execute(
+        "SELECT id, name FROM visitors WHERE pin_hash IS NOT NULL "
+        "AND name_key LIKE ? ESCAPE '\\' ORDER BY name_key LIMIT ?",
+        [escaped + "%", limit],
+    ).fetchall()
+    return [Match(visitor_id, masked(name)) for visitor_id, name in rows]
 
 
 def sign_out(db: Database, visit_id: int, now: float | None = None) -> Visit:
@@ -122,19 +301,19 @@ def sign_out(db: Database, visit_id: int, now: float | None = None) -> Visit:
     with write(db):
         visit = get(db, visit_id)
         if visit is None:
-            raise VisitError("We could not find that visit.", status=404)
+            raise VisitError("unknown_visit", status=404)
         if visit.signed_out_at is not None:
-            raise VisitError("already signed out", status=409, since=visit.signed_out_at)
+            raise VisitError("already_out", status=409, since=visit.signed_out_at)
         db.execute(
             "UPDATE visits SET signed_out_at = ?, closed_by = 'visitor' WHERE id = ?",
             [now, visit_id],
         )
-    return Visit(visit.id, visit.visitor_id, visit.name, visit.signed_in_at, now)
+    return get(db, visit_id)
 
 
 def get(db: Database, visit_id: int) -> Visit | None:
     row = db.execute(
-        "SELECT v.id, v.visitor_id, p.name, v.signed_in_at, v.signed_out_at "
+        "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
         "FROM visits v JOIN visitors p ON p.id = v.visitor_id WHERE v.id = ?",
         [visit_id],
     ).fetchone()
@@ -144,8 +323,51 @@ def get(db: Database, visit_id: int) -> Visit | None:
 def present(db: Database) -> list[Visit]:
     """Everyone signed in now, earliest first."""
     rows = db.execute(
-        "SELECT v.id, v.visitor_id, p.name, v.signed_in_at, v.signed_out_at "
+        "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
         "FROM visits v JOIN visitors p ON p.id = v.visitor_id "
         "WHERE v.signed_out_at IS NULL ORDER BY v.signed_in_at"
     ).fetchall()
     return [Visit(*row) for row in rows]
+
+
+def recent_phone_sign_ins(db: Database, since: float) -> list[Visit]:
+    """Visits opened from a phone since `since`, for the kiosk to greet."""
+    rows = db.execute(
+        "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
+        "FROM visits v JOIN visitors p ON p.id = v.visitor_id "
+        "WHERE v.via = 'phone' AND v.signed_in_at > ? ORDER BY v.signed_in_at",
+        [since],
+    ).fetchall()
+    return [Visit(*row) for row in rows]
+
+
+def closing_time(space: Space, started: float) -> float | None:
+    """When the opening span a visit began in ends (or the next one, if it began while
+    the space was closed); None when the space has no opening hours at all."""
+    zone = space.timezone
+    local = datetime.fromtimestamp(started, UTC).astimezone(zone)
+    for day in range(8):
+        date = (local + timedelta(days=day)).date()
+        for _start, end in space.hours_on(date.weekday()):
+            close = datetime.combine(date, end, tzinfo=zone)
+            if close.timestamp() > started:
+                return close.timestamp()
+    return None
+
+
+def close_at_closing(db: Database, space: Space, now: float | None = None) -> int:
+    """Sign out, at closing time, every visit still open after the space closed."""
+    now = time.time() if now is None else now
+    closed = 0
+    with write(db):
+        for visit_id, started in db.execute(
+            "SELECT id, signed_in_at FROM visits WHERE signed_out_at IS NULL"
+        ).fetchall():
+            close = closing_time(space, started)
+            if close is not None and close <= now:
+                db.execute(
+                    "UPDATE visits SET signed_out_at = ?, closed_by = 'closing' WHERE id = ?",
+                    [close, visit_id],
+                )
+                closed += 1
+    return closed

@@ -29,20 +29,28 @@ def _load(args, want: type, secrets: bool = True) -> config.SpaceConfig | config
 
 
 def cmd_kiosk(args) -> int:
-    from kiosk import create_app
+    from kiosk import closing, create_app
     from spacekiosk.service import notify
     from spacekiosk.web import serve
 
     cfg = _load(args, config.SpaceConfig, secrets=False)
     app = create_app(cfg)
-    return serve(
+    # A thread holding SQLite's write lock must get the GIL back quickly after each
+    # statement, or every other sign-in waits behind it (CPython's default is 5 ms).
+    sys.setswitchinterval(0.0005)
+    stopping = stop_event()
+    closer = closing.run(cfg, stopping)
+    code = serve(
         app,
         cfg.kiosk.listen,
         "kiosk",
-        stop_event(),
+        stopping,
         threads=cfg.kiosk.threads,
         on_ready=lambda: notify("READY=1"),
     )
+    stopping.set()
+    closer.join(timeout=10)
+    return code
 
 
 def cmd_sensors(args) -> int:

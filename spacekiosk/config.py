@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -144,6 +144,29 @@ def opening_hours(value: str, ctx: Context) -> tuple[tuple[time, time], ...]:
     return tuple(sorted(spans))
 
 
+PURPOSES = ("cowork", "event", "meeting", "other")
+
+
+def purpose(value: str, ctx: Context) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"[\w -]{1,32}", value):
+        raise Invalid(f"{value!r} is not a purpose; use a short word such as 'cowork'")
+    return value
+
+
+def http_url(value: str, ctx: Context) -> str:
+    if value and not re.match(r"^https?://[^/\s]+", value):
+        raise Invalid(f"{value!r} is not a web address; write e.g. 'http://192.168.1.20:8080'")
+    return value.rstrip("/")
+
+
+def iso_date(value: str, ctx: Context) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise Invalid(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
+
+
 # --- the space's config ---
 
 
@@ -178,6 +201,21 @@ class Kiosk:
     listen: tuple[str, int] = setting(("127.0.0.1", 8080), check=listen_address, raw=str)
     idle_seconds: int = setting(60, check=at_least(10, 3600))
     threads: int = setting(8, check=at_least(1, 64))
+    # The address phones on the space's network use; the QR code on Welcome points there.
+    public_url: str = setting("", check=http_url)
+    confirm_seconds: int = setting(5, check=at_least(2, 60))
+    purposes: tuple[str, ...] = setting(PURPOSES, check=purpose)
+    # Raise it when the participation guidelines change: returning visitors accept again.
+    guidelines_version: int = setting(1, check=at_least(1, 10_000))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    name: str = setting(check=non_empty, doc="the event's name, shown to visitors")
+    date: str = setting(check=iso_date, doc="the day, as YYYY-MM-DD")
+    hours: tuple[tuple[time, time], ...] = setting(
+        check=opening_hours, raw=str, doc='the time, e.g. "18:00-21:00"'
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,6 +293,7 @@ class SpaceConfig:
     sensors: Sensors = setting(Sensors())
     sync: Sync = setting(Sync())
     retention: Retention = setting(Retention())
+    events: tuple[Event, ...] = setting(())
     source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def connect(
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the database: {exc}") from None
-    return Database(conn)
+    db = Database(conn)
+    db.write_lock = _write_lock(path)
+    return db
 
 
 def open_store(
@@ -108,20 +111,35 @@ def migrate(db: Database, migrations: Sequence[Migration], path: Path) -> int:
     return version
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.Lock:
+    """One lock per file and process. SQLite lets one writer in at a time anyway; threads
+    that queue here are woken the moment it is free, where SQLite's busy handler would
+    have them sleep and poll (up to 100 ms a turn), which is what long tails are made of."""
+    key = str(Path(path).resolve())
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
 @contextlib.contextmanager
 def write(db: Database) -> Iterator[Database]:
     """One write transaction, taken with BEGIN IMMEDIATE so a read-then-write never
     hits SQLITE_BUSY half-way through (the busy timeout applies to the BEGIN)."""
     conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
+    lock = getattr(db, "write_lock", None) or contextlib.nullcontext()
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
 
 
 @contextlib.contextmanager

@@ -67,4 +67,20 @@ _INITIAL = [
     )""",
 ]
 
-SPACE_MIGRATIONS = [m001_initial]
+
+def m002_returning_visitors(db: Database) -> None:
+    """PINs for returning visitors, guideline versions, and how each visit began."""
+    for statement in (
+        "ALTER TABLE visitors ADD COLUMN pin_salt TEXT",
+        "ALTER TABLE visitors ADD COLUMN pin_hash TEXT",
+        "ALTER TABLE visitors ADD COLUMN pin_failures INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE visitors ADD COLUMN pin_rest_until REAL",
+        "ALTER TABLE visitors ADD COLUMN guidelines_version INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE visits ADD COLUMN event TEXT",
+        "ALTER TABLE visits ADD COLUMN via TEXT NOT NULL DEFAULT 'kiosk'",
+        "CREATE INDEX visits_via ON visits(via, signed_in_at)",
+    ):
+        db.execute(statement)
+
+
+SPACE_MIGRATIONS = [m001_initial, m002_returning_visitors]

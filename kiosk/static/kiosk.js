@@ -1,16 +1,213 @@
-// Idle reset: after a while without a touch or a key, go back to Welcome so the next
-// visitor never sees what the last one typed. The timer restarts on every interaction.
+// The kiosk's own behaviour: idle reset, the on-screen keyboard (Chromium --kiosk hides
+// the system's), live lookup of returning visitors, the PIN pad, and greeting visitors
+// who signed in on their phone. No libraries, nothing fetched from outside.
 (function () {
-  var seconds = parseInt(document.body.dataset.idleSeconds || "0", 10);
-  if (!seconds) return;
-  var home = document.body.dataset.home || "/";
-  var timer;
-  function restart() {
-    clearTimeout(timer);
-    timer = setTimeout(function () { window.location.replace(home); }, seconds * 1000);
+  "use strict";
+  var body = document.body;
+  var onKiosk = body.classList.contains("kiosk");
+
+  // --- idle reset: counts from the last touch or key, not from page load ---
+  var idleSeconds = parseInt(body.dataset.idleSeconds || "0", 10);
+  if (idleSeconds) {
+    var idleTimer;
+    var restart = function () {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(function () {
+        window.location.replace(body.dataset.home || "/");
+      }, idleSeconds * 1000);
+    };
+    ["pointerdown", "keydown", "input", "touchstart"].forEach(function (name) {
+      document.addEventListener(name, restart, { passive: true });
+    });
+    restart();
   }
-  ["pointerdown", "keydown", "input", "touchstart"].forEach(function (name) {
-    document.addEventListener(name, restart, { passive: true });
+
+  // --- one submission per form: a double tap must not post twice ---
+  document.querySelectorAll("form").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      setTimeout(function () {
+        form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
+      }, 0);
+    });
   });
-  restart();
+
+  // --- the on-screen keyboard ---
+  var LAYOUTS = {
+    latin: ["q w e r t y u i o p", "a s d f g h j k l", "⇧ z x c v b n m ⌫",
+            "á é í ó ú ñ ü ç ã ô", "123 ΑΒΓ ␣ - ' . @ ✓"],
+    greek: ["; ς ε ρ τ υ θ ι ο π", "α σ δ φ γ η ξ κ λ", "⇧ ζ χ ψ ω β ν μ ⌫",
+            "ά έ ή ί ό ύ ώ ϊ ϋ ΐ", "123 ABC ␣ - ' . @ ✓"],
+    symbols: ["1 2 3 4 5 6 7 8 9 0", "- ' . @ _ + & ( ) /", "⇧ ! ? , : # * = ~ ⌫",
+              "123 ABC ␣ ✓"],
+    digits: ["1 2 3", "4 5 6", "7 8 9", "⌫ 0 ✓"]
+  };
+  var keyboard = document.getElementById("keyboard");
+  // The special keys' names, in the page's language, for screen readers and tests.
+  var NAMES = keyboard ? JSON.parse(keyboard.dataset.names || "{}") : {};
+  var target = null;
+  var shift = false;
+  var textLayout = (document.documentElement.lang || "").indexOf("el") === 0 ? "greek" : "latin";
+
+  function insert(text) {
+    var start = target.selectionStart, end = target.selectionEnd;
+    var value = target.value;
+    if (start === null || start === undefined) { start = end = value.length; }
+    var max = target.maxLength > 0 ? target.maxLength : 1e9;
+    if (value.length - (end - start) + text.length > max) { return; }
+    target.value = value.slice(0, start) + text + value.slice(end);
+    var caret = start + text.length;
+    try { target.setSelectionRange(caret, caret); } catch (e) { /* type=email */ }
+    target.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  function backspace() {
+    var start = target.selectionStart, end = target.selectionEnd;
+    var value = target.value;
+    if (start === null || start === undefined) { start = end = value.length; }
+    if (start === end && start > 0) { start -= 1; }
+    target.value = value.slice(0, start) + value.slice(end);
+    try { target.setSelectionRange(start, start); } catch (e) { /* type=email */ }
+    target.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  function autoShift() {
+    // Names start their words with a capital letter.
+    var v = target.value;
+    return target.name === "name" && (v === "" || v.slice(-1) === " ");
+  }
+
+  function press(key) {
+    if (key === "⇧") { shift = !shift; draw(); return; }
+    if (key === "⌫") { backspace(); }
+    else if (key === "␣") { insert(" "); }
+    else if (key === "✓") { enter(); return; }
+    else if (key === "123") { draw("symbols"); return; }
+    else if (key === "ABC") { textLayout = "latin"; draw("latin"); return; }
+    else if (key === "ΑΒΓ") { textLayout = "greek"; draw("greek"); return; }
+    else { insert(shift ? key.toLocaleUpperCase() : key); }
+    shift = autoShift();
+    draw();
+  }
+
+  function draw(layout) {
+    if (!keyboard || !target) { return; }
+    var wanted = layout || keyboard.dataset.layout ||
+      (target.dataset.keyboard === "digits" ? "digits" : textLayout);
+    keyboard.dataset.layout = wanted;
+    keyboard.textContent = "";
+    LAYOUTS[wanted].forEach(function (row) {
+      var line = document.createElement("div");
+      line.className = "row";
+      row.split(" ").forEach(function (key) {
+        var b = document.createElement("button");
+        b.type = "button";
+        b.className = "key" + (key.length > 1 || NAMES[key] ? " wide" : "");
+        b.textContent = shift && key.length === 1 ? key.toLocaleUpperCase() : key;
+        b.setAttribute("aria-label", NAMES[key] || b.textContent);
+        b.addEventListener("pointerdown", function (e) { e.preventDefault(); });
+        b.addEventListener("click", function () { press(key); target.focus(); });
+        line.appendChild(b);
+      });
+      keyboard.appendChild(line);
+    });
+  }
+
+  function enter() {
+    // On the name step the check key means "Next"; elsewhere it puts the keyboard away.
+    var form = target.form;
+    hide();
+    if (target.dataset.enter === "submit" && form) {
+      if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
+    }
+  }
+
+  function show(input) {
+    target = input;
+    delete keyboard.dataset.layout;
+    shift = autoShift();
+    keyboard.hidden = false;
+    body.classList.add("typing");
+    draw();
+    // Leave room to scroll everything above the keyboard, and keep the field in sight.
+    document.querySelector("main").style.paddingBottom = keyboard.offsetHeight + "px";
+    var hidden = input.getBoundingClientRect().bottom - (window.innerHeight - keyboard.offsetHeight);
+    if (hidden > -8) { window.scrollBy(0, hidden + 16); }
+  }
+
+  function hide() {
+    keyboard.hidden = true;
+    body.classList.remove("typing");
+    document.querySelector("main").style.paddingBottom = "";
+  }
+
+  if (onKiosk && keyboard) {
+    document.querySelectorAll("input[data-keyboard]").forEach(function (input) {
+      input.addEventListener("focus", function () { show(input); });
+    });
+    var first = document.querySelector("input[data-autofocus]");
+    if (first) { first.focus(); }
+  }
+
+  // --- returning visitors: matches for the first letters typed, masked ---
+  var nameForm = document.querySelector("form[data-matches]");
+  if (nameForm) {
+    var nameInput = nameForm.querySelector("input[name=name]");
+    var list = document.getElementById("matches");
+    var pending;
+    nameInput.addEventListener("input", function () {
+      clearTimeout(pending);
+      pending = setTimeout(function () {
+        var q = nameInput.value.trim();
+        if (q.length < 2) { list.textContent = ""; return; }
+        fetch(nameForm.dataset.matches + "?q=" + encodeURIComponent(q))
+          .then(function (r) { return r.ok ? r.json() : []; })
+          .then(function (found) {
+            if (nameInput.value.trim() !== q) { return; }
+            list.textContent = "";
+            found.forEach(function (m) {
+              var li = document.createElement("li");
+              var a = document.createElement("a");
+              a.className = "match";
+              a.href = m.url;
+              a.textContent = m.label;
+              li.appendChild(a);
+              list.appendChild(li);
+            });
+          })
+          .catch(function () { list.textContent = ""; });
+      }, 150);
+    });
+  }
+
+  // --- the PIN pad sends itself after the fourth digit ---
+  document.querySelectorAll("input[data-autosubmit]").forEach(function (input) {
+    input.addEventListener("input", function () {
+      var form = input.form;
+      var accept = form.querySelector("input[name=accept]");
+      if (input.value.length === parseInt(input.dataset.autosubmit, 10) &&
+          (!accept || accept.checked)) {
+        if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
+      }
+    });
+  });
+
+  // --- greet, on the kiosk's screen, visitors who signed in on their phone ---
+  var welcome = document.querySelector("[data-greetings]");
+  if (onKiosk && welcome) {
+    var since = parseFloat(welcome.dataset.greetSince || "0");
+    var greeting = document.getElementById("greeting");
+    var template = greeting.dataset.template || "";
+    setInterval(function () {
+      fetch(welcome.dataset.greetings + "?since=" + since)
+        .then(function (r) { return r.ok ? r.json() : []; })
+        .then(function (found) {
+          found.forEach(function (v) {
+            since = Math.max(since, v.at);
+            greeting.textContent = template.replace("%s", v.first_name);
+            setTimeout(function () { greeting.textContent = ""; }, 8000);
+          });
+        })
+        .catch(function () {});
+    }, 3000);
+  }
 })();

@@ -1,0 +1,78 @@
+"""Languages on the kiosk: which one a screen speaks, and the messages visitors read."""
+
+from __future__ import annotations
+
+from babel import Locale
+from flask import current_app, request
+from flask_babel import lazy_gettext as _l
+
+from kiosk.visits import MAX_NAME
+
+LANG_COOKIE = "lang"
+
+# Messages for the codes kiosk.visits raises, in the visitor's language.
+MESSAGES = {
+    "control_characters": _l(
+        "Please use only letters, marks, numbers and punctuation in your name."
+    ),
+    "empty_name": _l("Please enter your name."),
+    "long_name": _l("Please use at most %(num)d characters for your name.", num=MAX_NAME),
+    "bad_email": _l("That e-mail address does not look right. Leave it empty if you like."),
+    "bad_pin": _l("Your PIN must be four digits."),
+    "pin_mismatch": _l("The two PINs are not the same. Please try again."),
+    "wrong_pin": _l("That PIN is not right. Please try again."),
+    "pin_resting": _l("Too many wrong PINs. Please wait a few minutes, or ask a volunteer."),
+    "guidelines": _l("Please accept the participation guidelines to sign in."),
+    "guidelines_changed": _l("The guidelines have changed. Please read and accept them."),
+    "unknown_visitor": _l("We could not find you. Please sign in as a new visitor."),
+    "unknown_visit": _l("We could not find that visit."),
+    "bad_purpose": _l("Please choose why you are here."),
+    "store": _l("We could not save that just now. Please try again, or tell a volunteer."),
+}
+
+HTTP_MESSAGES = {
+    400: _l("Something in that form was not right. Please try again."),
+    404: _l("This page does not exist."),
+    405: _l("This page does not exist."),
+    413: _l("That was too much to send. Please try again."),
+}
+
+PURPOSE_NAMES = {
+    "cowork": _l("Coworking or a project"),
+    "event": _l("An event"),
+    "meeting": _l("A meeting"),
+    "other": _l("Something else"),
+}
+
+
+def select_locale() -> str:
+    """The cookie's language if the space offers it, else (on a phone) the browser's
+    best match, else the space's first language."""
+    languages = current_app.config["SPACE"].space.languages
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in languages:
+        return chosen
+    if request.cookies.get("device") == "phone":
+        for tag, _quality in request.accept_languages:
+            if match := _closest(tag, languages):
+                return match
+    return languages[0]
+
+
+def _closest(tag: str, offered) -> str | None:
+    """The offered locale a browser's language tag means: zh-TW is zh_Hant_TW, es-MX is
+    es (or es_CO if that is all the space offers)."""
+    try:
+        wanted = Locale.parse(tag, sep="-")
+    except (ValueError, TypeError):
+        return None
+    if str(wanted) in offered:
+        return str(wanted)
+    same = [code for code in offered if Locale.parse(code).language == wanted.language]
+    return same[0] if same else None
+
+
+def native_name(code: str) -> str:
+    """A language's name in itself: what a visitor looks for on the switcher."""
+    name = Locale.parse(code).get_display_name(code) or code
+    return name[:1].upper() + name[1:]
