@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,14 @@ username = "collector"
 password_file = "collector-password"
 """)
     return path
+
+
+def visitor_form(name: str, pin: str | None = None, **extra) -> dict:
+    """What the first-visit form posts when a visitor fills it in."""
+    form = {"name": name, "accept": "yes", "purpose": "cowork", "request_id": uuid.uuid4().hex}
+    if pin:
+        form |= {"pin": pin, "pin2": pin}
+    return form | extra
 
 
 class Service:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import ROOT, wait_until
+from conftest import ROOT, visitor_form, wait_until
 
 
 def start_demo(tmp_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
@@ -68,7 +68,9 @@ def test_the_demo_shows_a_sign_in_at_the_collector(tmp_path):
     try:
         assert found["broker"].startswith("mqtt://127.0.0.1:")
         kiosk, collector = found["kiosk"], found["collector"]
-        response = requests.post(kiosk + "sign-in", data={"name": "Demo Visitor"}, timeout=10)
+        response = requests.post(
+            kiosk + "sign-in/new", data=visitor_form("Demo Visitor"), timeout=10
+        )
         assert response.status_code == 201
         signed = time.monotonic()
 
@@ -90,7 +92,7 @@ def test_without_mosquitto_the_demo_runs_and_says_data_is_queued(tmp_path):
         kiosk = found["kiosk"]
         assert (
             requests.post(
-                kiosk + "sign-in", data={"name": "Offline Visitor"}, timeout=10
+                kiosk + "sign-in/new", data=visitor_form("Offline Visitor"), timeout=10
             ).status_code
             == 201
         )

@@ -81,7 +81,10 @@ def test_a_sign_in_on_the_kiosk_reaches_the_collector(
     page = touch_page
     page.goto(kiosk_url)
     page.screenshot(path=screenshots / "kiosk-welcome.png")
-    page.get_by_label("Name").fill("Ana Papadopoulou")
+    page.get_by_role("link", name="Sign in").tap()
+    page.get_by_label("Name", exact=True).fill("Ana Papadopoulou")
+    page.get_by_role("button", name="Done").tap()  # the on-screen keyboard's check key
+    page.get_by_label("I accept the participation guidelines").check()
     page.get_by_role("button", name="Sign in").tap()
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")
     page.screenshot(path=screenshots / "kiosk-welcome-ana.png")

@@ -8,7 +8,7 @@ import threading
 import time
 
 import requests
-from conftest import http_ready, write_space_config
+from conftest import http_ready, visitor_form, write_space_config
 
 from spacekiosk import config
 
@@ -55,7 +55,7 @@ def test_sigterm_under_load_leaves_every_confirmed_visit_on_disk(tmp_path, servi
                 name = f"R{round_} W{worker} N{n}"
                 n += 1
                 try:
-                    response = session.post(url + "sign-in", data={"name": name}, timeout=5)
+                    response = session.post(url + "sign-in/new", data=visitor_form(name), timeout=5)
                 except requests.RequestException:
                     continue
                 if response.status_code == 201 and f"Welcome, R{round_}" in response.text:

@@ -39,13 +39,13 @@ def test_a_later_migration_runs_once_and_keeps_rows(tmp_path):
     open_store(path, SPACE_MIGRATIONS).close()
     calls = []
 
-    def m002_add_pin(db):
+    def m099_add_note(db):
         calls.append(1)
-        db.execute("ALTER TABLE visitors ADD COLUMN pin_hash TEXT")
+        db.execute("ALTER TABLE visitors ADD COLUMN note TEXT")
 
-    db = open_store(path, [*SPACE_MIGRATIONS, m002_add_pin])
-    assert "pin_hash" in db["visitors"].columns_dict
-    assert migrate(db, [*SPACE_MIGRATIONS, m002_add_pin], path) == len(SPACE_MIGRATIONS) + 1
+    db = open_store(path, [*SPACE_MIGRATIONS, m099_add_note])
+    assert "note" in db["visitors"].columns_dict
+    assert migrate(db, [*SPACE_MIGRATIONS, m099_add_note], path) == len(SPACE_MIGRATIONS) + 1
     assert calls == [1]
 
 

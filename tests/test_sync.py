@@ -74,7 +74,7 @@ def test_a_backlog_from_an_outage_is_delivered_once(tmp_path, broker, collector)
     now = time.time()
     names = [f"Visitor {i}" for i in range(30)]
     for i, name in enumerate(names):  # one visit an hour over the last 30 hours
-        visits.sign_in(db, name, now=now - (29 - i) * 3600)
+        visits.sign_in_new(db, visits.NewVisitor(name), "pin-key", now=now - (29 - i) * 3600)
 
     broker.stop()
     down = sync_once(toml, timeout=3)
