@@ -5,7 +5,8 @@
 Both servers run as their own process on waitress with the same thread count and write
 to SQLite in WAL mode with synchronous=FULL; the baseline is a minimal Flask app doing
 one INSERT per request. The same client (persistent HTTP/1.1 connections, one thread per
-client) drives each for the same time. Machines here are shared and noisy, so compare
+client) drives each for the same time, in alternating turns, and the
+median turn is reported. Machines here are shared and noisy, so compare
 the ratios, not the absolute figures. Goal: at least half the baseline's requests per
 second, and a p99 within twice the baseline's.
 """
@@ -148,31 +149,47 @@ def run_server(kind: str, folder: Path, threads: int) -> tuple[subprocess.Popen,
     return proc, port
 
 
-def measure(kind: str, clients: int, seconds: float, threads: int) -> dict:
+def measure(clients: int, seconds: float, threads: int, rounds: int) -> dict[str, dict]:
+    """Both servers up side by side, driven in turns, `rounds` times each: a burst of
+    noise from the shared machine then lands on both rather than on one."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = run_server(kind, Path(tmp), threads)
+        servers = {}
+        for kind in ("baseline", "kiosk"):
+            (Path(tmp) / kind).mkdir()
+            servers[kind] = run_server(kind, Path(tmp) / kind, threads)
+        runs: dict[str, list] = {kind: [] for kind in servers}
         try:
-            drive(port, clients, 1.0)  # warm up: first connections, page cache
-            cpu_before = cpu_seconds(proc.pid)
-            done, latencies, errors = drive(port, clients, seconds)
-            cpu = cpu_seconds(proc.pid) - cpu_before
+            for _proc, port in servers.values():
+                drive(port, clients, 1.0)  # warm up: connections, page cache
+            for _ in range(rounds):
+                for kind, (proc, port) in servers.items():
+                    before = cpu_seconds(proc.pid)
+                    done, latencies, errors = drive(port, clients, seconds / rounds)
+                    runs[kind].append((done, latencies, errors, cpu_seconds(proc.pid) - before))
         finally:
-            proc.terminate()
-            proc.wait(15)
-    return {
-        "kind": kind,
-        "clients": clients,
-        "rps": done / seconds,
-        "errors": errors,
-        "cpu_ms": cpu / done * 1000,
-        "p50": percentile(latencies, 50) * 1000,
-        "p99": percentile(latencies, 99) * 1000,
-    }
+            for proc, _port in servers.values():
+                proc.terminate()
+                proc.wait(15)
+    results = {}
+    for kind, parts in runs.items():
+        done = sum(p[0] for p in parts)
+        latencies = [x for p in parts for x in p[1]]
+        results[kind] = {
+            "kind": kind,
+            "clients": clients,
+            "errors": sum(p[2] for p in parts),
+            "rps": statistics.median(p[0] / (seconds / rounds) for p in parts),
+            "cpu_ms": sum(p[3] for p in parts) / done * 1000,
+            "p50": percentile(latencies, 50) * 1000,
+            "p99": percentile(latencies, 99) * 1000,
+        }
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=20, help="per server, all rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each server gets")
     parser.add_argument("--clients", type=int, nargs="+", default=[20, 2])
     parser.add_argument("--threads", type=int, default=8, help="waitress threads, both servers")
     args = parser.parse_args()
@@ -181,10 +198,7 @@ def main() -> int:
         f"{'CPU ms/req':>12}{'errors':>8}"
     )
     for clients in args.clients:
-        rows = {
-            kind: measure(kind, clients, args.seconds, args.threads)
-            for kind in ("baseline", "kiosk")
-        }
+        rows = measure(clients, args.seconds, args.threads, args.rounds)
         for row in rows.values():
             print(
                 f"{row['kind']:<10}{row['clients']:>8}{row['rps']:>10.0f}{row['p50']:>10.1f}"

@@ -13,8 +13,9 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel, format_datetime, format_time, get_locale
 
 from kiosk import i18n
+from spacekiosk import __version__
 from spacekiosk.config import SpaceConfig
-from spacekiosk.db import StoreError, connect, open_store
+from spacekiosk.db import GroupWriter, StoreError, connect, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -39,6 +40,9 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     )
     open_store(config.database.path, SPACE_MIGRATIONS).close()
     _per_thread_store(app, config.database.path, config.database.busy_timeout_ms)
+    app.extensions["writer"] = GroupWriter(
+        config.database.path, busy_timeout_ms=config.database.busy_timeout_ms
+    )
 
     from kiosk import status, visitor
 
@@ -46,6 +50,10 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     app.register_blueprint(status.bp)
 
     app.session_interface = _NoSessions()
+    # Versioned asset URLs, built once: browsers may cache them until the next release.
+    app.jinja_env.globals["assets"] = {
+        name: f"{app.static_url_path}/{name}?v={__version__}" for name in ("kiosk.css", "kiosk.js")
+    }
 
     @app.context_processor
     def space_context():

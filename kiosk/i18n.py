@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from babel import Locale
 from flask import current_app, request
 from flask_babel import lazy_gettext as _l
@@ -45,18 +47,25 @@ PURPOSE_NAMES = {
 }
 
 
-def select_locale() -> str:
+def select_locale() -> Locale:
     """The cookie's language if the space offers it, else (on a phone) the browser's
     best match, else the space's first language."""
     languages = current_app.config["SPACE"].space.languages
     chosen = request.cookies.get(LANG_COOKIE)
-    if chosen in languages:
-        return chosen
-    if request.cookies.get("device") == "phone":
-        for tag, _quality in request.accept_languages:
-            if match := _closest(tag, languages):
-                return match
-    return languages[0]
+    if chosen not in languages:
+        chosen = languages[0]
+        if request.cookies.get("device") == "phone":
+            for tag, _quality in request.accept_languages:
+                if match := _closest(tag, languages):
+                    chosen = match
+                    break
+    return _parsed(chosen)
+
+
+@functools.cache
+def _parsed(code: str) -> Locale:
+    # Parsed once: Flask-Babel would otherwise parse the same string on every request.
+    return Locale.parse(code)
 
 
 def _closest(tag: str, offered) -> str | None:

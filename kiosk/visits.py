@@ -135,12 +135,12 @@ class NewVisitor:
 def _replay(db: Database, request_id: str | None) -> Visit | None:
     if not request_id:
         return None
-    row = db.execute("SELECT id FROM visits WHERE request_id = ?", [request_id]).fetchone()
+    row = db.conn.execute("SELECT id FROM visits WHERE request_id = ?", [request_id]).fetchone()
     return get(db, row[0]) if row else None
 
 
 def _refuse_if_present(db: Database, visitor_id: int) -> None:
-    row = db.execute(
+    row = db.conn.execute(
         "SELECT signed_in_at FROM visits WHERE visitor_id = ? AND signed_out_at IS NULL",
         [visitor_id],
     ).fetchone()
@@ -151,7 +151,7 @@ def _refuse_if_present(db: Database, visitor_id: int) -> None:
 def _open_visit(db, visitor_id, now, purpose, event, via, request_id) -> int:
     # Plain SQL: sqlite-utils' insert() introspects the table on every call, which
     # costs more than the rest of a sign-in.
-    return db.execute(
+    return db.conn.execute(
         "INSERT INTO visits (visitor_id, signed_in_at, purpose, event, via, request_id) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         [visitor_id, now, purpose, event, via, request_id or None],
@@ -175,7 +175,7 @@ def sign_in_new(
     with write(db):
         if replay := _replay(db, request_id):
             return replay
-        row = db.execute(
+        row = db.conn.execute(
             "SELECT id FROM visitors WHERE name_key = ? ORDER BY id LIMIT 1", [_key(visitor.name)]
         ).fetchone()
         if row:
@@ -183,7 +183,7 @@ def sign_in_new(
             _refuse_if_present(db, visitor_id)
         else:
             salt = secrets.token_hex(8)
-            visitor_id = db.execute(
+            visitor_id = db.conn.execute(
                 "INSERT INTO visitors (name, name_key, email, created_at, pin_salt, pin_hash, "
                 "guidelines_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -197,7 +197,7 @@ def sign_in_new(
                 ],
             ).lastrowid
         visit_id = _open_visit(db, visitor_id, now, visitor.purpose, visitor.event, via, request_id)
-    return get(db, visit_id)
+    return Visit(visit_id, visitor_id, visitor.name, now, None)
 
 
 def sign_in_returning(
@@ -220,7 +220,7 @@ def sign_in_returning(
     with write(db):
         if replay := _replay(db, request_id):
             return replay
-        row = db.execute(
+        row = db.conn.execute(
             "SELECT pin_salt, pin_hash, pin_failures, pin_rest_until, guidelines_version "
             "FROM visitors WHERE id = ?",
             [visitor_id],
@@ -234,7 +234,7 @@ def sign_in_returning(
             # Counted and committed before the refusal, or a rollback would forget it.
             failures += 1
             rest = now + PIN_REST_SECONDS if failures >= PIN_TRIES else None
-            db.execute(
+            db.conn.execute(
                 "UPDATE visitors SET pin_failures = ?, pin_rest_until = ? WHERE id = ?",
                 [0 if rest else failures, rest, visitor_id],
             )
@@ -243,7 +243,7 @@ def sign_in_returning(
             if (seen_version or 0) < guidelines_version and not accepted:
                 raise VisitError("guidelines_changed", status=400)
             _refuse_if_present(db, visitor_id)
-            db.execute(
+            db.conn.execute(
                 "UPDATE visitors SET pin_failures = 0, pin_rest_until = NULL, "
                 "guidelines_version = max(guidelines_version, ?) WHERE id = ?",
                 [guidelines_version, visitor_id],
@@ -256,7 +256,7 @@ def sign_in_returning(
 
 def find(db: Database, name: str) -> dict | None:
     """The visitor with exactly this name (case and spacing aside), if any."""
-    row = db.execute(
+    row = db.conn.execute(
         "SELECT id, pin_hash IS NOT NULL, coalesce(guidelines_version, 0) FROM visitors "
         "WHERE name_key = ? ORDER BY id LIMIT 1",
         [_key(clean_name(name))],
@@ -265,7 +265,7 @@ def find(db: Database, name: str) -> dict | None:
 
 
 def visitor_info(db: Database, visitor_id: int) -> dict | None:
-    row = db.execute(
+    row = db.conn.execute(
         "SELECT name, pin_hash IS NOT NULL, coalesce(guidelines_version, 0) FROM visitors "
         "WHERE id = ?",
         [visitor_id],
@@ -287,7 +287,7 @@ def matches(db: Database, prefix: str, limit: int = 6) -> list[Match]:
     if len(key) < 2:
         return []
     escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = db.execute(
+    rows = db.conn.execute(
         "SELECT id, name FROM visitors WHERE pin_hash IS NOT NULL "
         "AND name_key LIKE ? ESCAPE '\\' ORDER BY name_key LIMIT ?",
         [escaped + "%", limit],
@@ -304,7 +304,7 @@ def sign_out(db: Database, visit_id: int, now: float | None = None) -> Visit:
             raise VisitError("unknown_visit", status=404)
         if visit.signed_out_at is not None:
             raise VisitError("already_out", status=409, since=visit.signed_out_at)
-        db.execute(
+        db.conn.execute(
             "UPDATE visits SET signed_out_at = ?, closed_by = 'visitor' WHERE id = ?",
             [now, visit_id],
         )
@@ -312,7 +312,7 @@ def sign_out(db: Database, visit_id: int, now: float | None = None) -> Visit:
 
 
 def get(db: Database, visit_id: int) -> Visit | None:
-    row = db.execute(
+    row = db.conn.execute(
         "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
         "FROM visits v JOIN visitors p ON p.id = v.visitor_id WHERE v.id = ?",
         [visit_id],
@@ -322,7 +322,7 @@ def get(db: Database, visit_id: int) -> Visit | None:
 
 def present(db: Database) -> list[Visit]:
     """Everyone signed in now, earliest first."""
-    rows = db.execute(
+    rows = db.conn.execute(
         "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
         "FROM visits v JOIN visitors p ON p.id = v.visitor_id "
         "WHERE v.signed_out_at IS NULL ORDER BY v.signed_in_at"
@@ -332,7 +332,7 @@ def present(db: Database) -> list[Visit]:
 
 def recent_phone_sign_ins(db: Database, since: float) -> list[Visit]:
     """Visits opened from a phone since `since`, for the kiosk to greet."""
-    rows = db.execute(
+    rows = db.conn.execute(
         "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
         "FROM visits v JOIN visitors p ON p.id = v.visitor_id "
         "WHERE v.via = 'phone' AND v.signed_in_at > ? ORDER BY v.signed_in_at",
@@ -360,12 +360,12 @@ def close_at_closing(db: Database, space: Space, now: float | None = None) -> in
     now = time.time() if now is None else now
     closed = 0
     with write(db):
-        for visit_id, started in db.execute(
+        for visit_id, started in db.conn.execute(
             "SELECT id, signed_in_at FROM visits WHERE signed_out_at IS NULL"
         ).fetchall():
             close = closing_time(space, started)
             if close is not None and close <= now:
-                db.execute(
+                db.conn.execute(
                     "UPDATE visits SET signed_out_at = ?, closed_by = 'closing' WHERE id = ?",
                     [close, visit_id],
                 )

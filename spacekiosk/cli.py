@@ -35,9 +35,6 @@ def cmd_kiosk(args) -> int:
 
     cfg = _load(args, config.SpaceConfig, secrets=False)
     app = create_app(cfg)
-    # A thread holding SQLite's write lock must get the GIL back quickly after each
-    # statement, or every other sign-in waits behind it (CPython's default is 5 ms).
-    sys.setswitchinterval(0.0005)
     stopping = stop_event()
     closer = closing.run(cfg, stopping)
     code = serve(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -127,8 +129,15 @@ def _write_lock(path: Path) -> threading.Lock:
 @contextlib.contextmanager
 def write(db: Database) -> Iterator[Database]:
     """One write transaction, taken with BEGIN IMMEDIATE so a read-then-write never
-    hits SQLITE_BUSY half-way through (the busy timeout applies to the BEGIN)."""
+    hits SQLITE_BUSY half-way through (the busy timeout applies to the BEGIN).
+
+    Inside another write() (as in a group commit) it is a savepoint: an error undoes
+    this part alone, and the outer transaction decides when everything is committed.
+    """
     conn = db.conn
+    if conn.in_transaction:
+        yield from _savepoint(conn, db)
+        return
     lock = getattr(db, "write_lock", None) or contextlib.nullcontext()
     with lock:
         conn.execute("BEGIN IMMEDIATE")
@@ -140,6 +149,90 @@ def write(db: Database) -> Iterator[Database]:
             raise
         else:
             conn.execute("COMMIT")
+
+
+def _savepoint(conn: sqlite3.Connection, db: Database) -> Iterator[Database]:
+    conn.execute("SAVEPOINT part")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO part")
+            conn.execute("RELEASE part")
+        raise
+    else:
+        conn.execute("RELEASE part")
+
+
+class GroupWriter:
+    """One thread that runs a process's writes, committing whatever has queued up
+    together: under load many sign-ins share one fsync, and each caller still returns
+    only after its own change is on disk.
+
+    A job is `fn(db, *args)`; its own write() blocks become savepoints, so one job's
+    refusal (a wrong PIN, say) undoes that job alone. A database error fails the
+    whole group, and then no caller is told its change was saved.
+    """
+
+    BATCH = 64
+
+    def __init__(
+        self, path: Path | str, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: str = "FULL"
+    ):
+        self.db = connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        self.timeout = busy_timeout_ms / 1000 + 30
+        self.jobs: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="group-writer", daemon=True)
+        self.thread.start()
+
+    def run(self, fn: Callable, *args, **kwargs):
+        """Run `fn(db, *args, **kwargs)` in the next group; return once it is committed."""
+        done: Future = Future()
+        self.jobs.put((fn, args, kwargs, done))
+        try:
+            return done.result(self.timeout)
+        except TimeoutError:
+            raise sqlite3.OperationalError("the writer did not finish in time") from None
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join(timeout=self.timeout)
+        self.db.close()
+
+    def _run(self) -> None:
+        while (first := self.jobs.get()) is not None:
+            group = [first]
+            while len(group) < self.BATCH:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self.jobs.put(None)  # finish this group, then stop
+                    break
+                group.append(job)
+            self._commit(group)
+
+    def _commit(self, group: list) -> None:
+        outcomes = []
+        try:
+            with write(self.db):
+                for fn, args, kwargs, _done in group:
+                    try:
+                        outcomes.append((True, fn(self.db, *args, **kwargs)))
+                    except sqlite3.Error:
+                        raise  # the file is in trouble: the whole group fails
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+        except Exception as exc:
+            for *_job, done in group:
+                done.set_exception(exc)
+            return
+        for (ok, value), (*_job, done) in zip(outcomes, group, strict=True):
+            if ok:
+                done.set_result(value)
+            else:
+                done.set_exception(value)
 
 
 @contextlib.contextmanager

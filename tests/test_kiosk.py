@@ -308,3 +308,16 @@ def test_phone_greetings_are_only_for_the_kiosk_s_own_browser(tmp_path):
     lan = kiosk.get("/api/v1/greetings", environ_base={"REMOTE_ADDR": "192.168.1.30"})
     assert lan.status_code == 404
     assert rows(app, "SELECT via FROM visits") == [("phone",)]
+
+
+def test_each_confirmation_shows_its_own_visitor(app, kiosk):
+    """The confirmation page is rendered once per language and reused: the name in it
+    must still be each visitor's own, escaped, in the visitor's language."""
+    assert "Welcome, Ana" in kiosk.first_visit("Ana One").text
+    second = kiosk.first_visit("<b>Bob</b> Two")
+    assert "Welcome, &lt;b&gt;Bob&lt;/b&gt;" in second.text and "Ana" not in second.text
+    kiosk.client.set_cookie("lang", "el")
+    greek = kiosk.first_visit("Νίκος Τρία").text
+    assert '<html lang="el">' in greek and "Νίκος" in greek and "Bob" not in greek
+    kiosk.client.delete_cookie("lang")
+    assert "Goodbye, Ana" in kiosk.sign_out(1).text
