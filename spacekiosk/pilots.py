@@ -80,7 +80,16 @@ path = {_toml_str(database)}
 listen = "127.0.0.1:8080"
 # Seconds without a touch before any screen goes back to Welcome and forgets its fields.
 idle_seconds = 60
+# Seconds "Welcome, Ana" stays up before the screen is ready for the next person.
+confirm_seconds = 5
 threads = 8
+# The address phones on the space's network use: the QR code on Welcome points here
+# (set listen to "0.0.0.0:8080" too). Leave it empty to show no QR code.
+public_url = ""
+# Why visitors come; cowork, event, meeting and other are translated, others shown as is.
+purposes = ["cowork", "event", "meeting", "other"]
+# Raise this when the participation guidelines change: returning visitors accept again.
+guidelines_version = 1
 
 [retention]
 # Days a visitor's name and e-mail are kept; then they are erased. Counts stay.
@@ -109,6 +118,12 @@ recompute_days = 7
 # The HTTPS fallback used when the MQTT port is blocked.
 http_url = ""
 # token_file = "/etc/spacekiosk/collector-token"
+
+# Community events: on the day, visitors can say they came for it.
+# [[events]]
+# name = "Firefox OS app day"
+# date = "2026-12-05"
+# hours = "10:00-18:00"
 
 # Sensors: leave a table out if the space does not have that sensor.
 # Pins are BCM GPIO numbers.
