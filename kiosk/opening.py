@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,19 +15,32 @@ class OpenState:
     change_at: datetime | None  # local time it closes (if open) or opens (if closed)
 
 
-def state(space: Space, now: float) -> OpenState:
+def spans(space: Space, since: float) -> Iterator[tuple[datetime, datetime]]:
+    """Opening spans (local opens, local closes) from the day of `since` on, for a week."""
     zone = space.timezone
-    local = datetime.fromtimestamp(now, UTC).astimezone(zone)
+    local = datetime.fromtimestamp(since, UTC).astimezone(zone)
     for day in range(8):
         date = (local + timedelta(days=day)).date()
         for start, end in space.hours_on(date.weekday()):
-            opens = datetime.combine(date, start, tzinfo=zone)
-            closes = datetime.combine(date, end, tzinfo=zone)
-            if opens <= local < closes:
-                return OpenState(True, closes)
-            if local < opens:
-                return OpenState(False, opens)
+            yield (
+                datetime.combine(date, start, tzinfo=zone),
+                datetime.combine(date, end, tzinfo=zone),
+            )
+
+
+def state(space: Space, now: float) -> OpenState:
+    for opens, closes in spans(space, now):
+        if opens.timestamp() <= now < closes.timestamp():
+            return OpenState(True, closes)
+        if now < opens.timestamp():
+            return OpenState(False, opens)
     return OpenState(False, None)
+
+
+def closing_time(space: Space, started: float) -> float | None:
+    """When the opening span a visit began in ends (or the next one, if it began while
+    the space was closed); None when the space has no opening hours at all."""
+    return next((c.timestamp() for _o, c in spans(space, started) if c.timestamp() > started), None)
 
 
 def todays_event(config: SpaceConfig, now: float) -> Event | None:

@@ -13,10 +13,10 @@ import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from sqlite_utils import Database
 
+from kiosk import opening
 from spacekiosk.config import Space
 from spacekiosk.db import write
 
@@ -341,20 +341,6 @@ def recent_phone_sign_ins(db: Database, since: float) -> list[Visit]:
     return [Visit(*row) for row in rows]
 
 
-def closing_time(space: Space, started: float) -> float | None:
-    """When the opening span a visit began in ends (or the next one, if it began while
-    the space was closed); None when the space has no opening hours at all."""
-    zone = space.timezone
-    local = datetime.fromtimestamp(started, UTC).astimezone(zone)
-    for day in range(8):
-        date = (local + timedelta(days=day)).date()
-        for _start, end in space.hours_on(date.weekday()):
-            close = datetime.combine(date, end, tzinfo=zone)
-            if close.timestamp() > started:
-                return close.timestamp()
-    return None
-
-
 def close_at_closing(db: Database, space: Space, now: float | None = None) -> int:
     """Sign out, at closing time, every visit still open after the space closed."""
     now = time.time() if now is None else now
@@ -363,7 +349,7 @@ def close_at_closing(db: Database, space: Space, now: float | None = None) -> in
         for visit_id, started in db.conn.execute(
             "SELECT id, signed_in_at FROM visits WHERE signed_out_at IS NULL"
         ).fetchall():
-            close = closing_time(space, started)
+            close = opening.closing_time(space, started)
             if close is not None and close <= now:
                 db.conn.execute(
                     "UPDATE visits SET signed_out_at = ?, closed_by = 'closing' WHERE id = ?",
