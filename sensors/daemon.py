@@ -83,7 +83,9 @@ class EventWriter:
 class Sensors:
     """Every sensor the config names, wired to the writer; a context manager."""
 
-    def __init__(self, config: SpaceConfig, writer: EventWriter, pin_factory=None):
+    def __init__(
+        self, config: SpaceConfig, writer: EventWriter, pin_factory=None, clock=time.monotonic
+    ):
         cfg = config.sensors
         self.devices: list = []
         self.counter: PeopleCounter | None = None
@@ -117,7 +119,9 @@ class Sensors:
                 bounce_time=bounce,
                 pin_factory=pin_factory,
             )
-            self.counter = PeopleCounter(a, b, lambda kind, _: writer.put("counter", kind))
+            self.counter = PeopleCounter(
+                a, b, lambda kind, _: writer.put("counter", kind), clock=clock
+            )
             self.devices += [a, b]
 
     def __enter__(self) -> Sensors:

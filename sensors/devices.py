@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from gpiozero import DigitalInputDevice, MotionSensor
+
+from sensors.doorway import Doorway
 
 Report = Callable[[str, str], None]  # (kind, detail) -> None; must return at once
 
@@ -53,44 +56,26 @@ class Beam(DigitalInputDevice):
 
 
 class PeopleCounter:
-    """Two beams across the doorway, A outside and B inside.
+    """Two beams across the doorway, read by edge callbacks (a brisk walker breaks a beam
+    for less than a polling interval) and decoded by sensors.doorway.Doorway."""
 
-    A crossing starts when either beam breaks while both are clear and ends when both
-    are clear again: it is an entry if it started at A and ended at B (B cleared last),
-    an exit the other way round, and nothing if the person turned back. Someone lingering
-    between the beams just keeps the crossing open. Edge callbacks are used rather than
-    polling, because a brisk walker breaks a beam for less than a sampling interval.
-    """
-
-    def __init__(self, beam_a: Beam, beam_b: Beam, on_crossing: Report):
+    def __init__(self, beam_a: Beam, beam_b: Beam, on_crossing: Report, clock=time.monotonic):
         self.a, self.b = beam_a, beam_b
+        self.clock = clock
         self.on_crossing = on_crossing
         self._lock = threading.Lock()
-        self._started_at: str | None = None
-        self._last_cleared: str | None = None
-        self._broken = {"a": beam_a.is_broken, "b": beam_b.is_broken}
+        self.doorway = Doorway()
+        self.doorway.broken = {"a": beam_a.is_broken, "b": beam_b.is_broken}
         beam_a.when_activated = lambda: self._edge("a", True)
         beam_a.when_deactivated = lambda: self._edge("a", False)
         beam_b.when_activated = lambda: self._edge("b", True)
         beam_b.when_deactivated = lambda: self._edge("b", False)
 
     def _edge(self, beam: str, broken: bool) -> None:
-        with self._lock:
-            if broken and not any(self._broken.values()):
-                self._started_at = beam
-            self._broken[beam] = broken
-            if not broken:
-                self._last_cleared = beam
-            if any(self._broken.values()) or self._started_at is None:
-                return
-            start, end = self._started_at, self._last_cleared
-            self._started_at = None
-        if start == "a" and end == "b":
-            self.on_crossing("entry", "")
-        elif start == "b" and end == "a":
-            self.on_crossing("exit", "")
-        else:
-            self.on_crossing("turned_back", start)
+        with self._lock:  # edges of the two pins may arrive on two threads
+            outcomes = self.doorway.edge(beam, broken, self.clock())
+        for outcome in outcomes:
+            self.on_crossing(outcome, "")
 
     def close(self) -> None:
         self.a.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from conftest import wait_until, write_space_config
 from gpiozero.pins.mock import MockFactory
@@ -50,12 +52,19 @@ def test_the_door_contact_reports_open_and_shut(factory):
     assert events == ["closed", "open", "closed"]
 
 
+def walking_pace():
+    """A clock for mock pins driven back to back: each edge 50 ms after the last, as
+    a person walking through the doorway would make them."""
+    ticks = itertools.count(0, 0.05)
+    return lambda: next(ticks)
+
+
 @pytest.fixture
 def counter(factory):
     seen = []
     a = Beam(22, pin_factory=factory)
     b = Beam(23, pin_factory=factory)
-    people = PeopleCounter(a, b, lambda kind, detail: seen.append(kind))
+    people = PeopleCounter(a, b, lambda kind, detail: seen.append(kind), clock=walking_pace())
     yield factory.pin(22), factory.pin(23), seen
     people.close()
 
@@ -92,7 +101,7 @@ def test_the_writer_commits_every_event_and_flushes_on_stop(tmp_path, factory):
     db = open_store(cfg.database.path, SPACE_MIGRATIONS, synchronous="NORMAL")
     writer = EventWriter(db)
     writer.start()
-    with Sensors(cfg, writer, pin_factory=factory):
+    with Sensors(cfg, writer, pin_factory=factory, clock=walking_pace()):
         door, a, b = factory.pin(17), factory.pin(22), factory.pin(23)
         door.drive_low()  # the pull-up leaves a mock pin high (open): start with it shut
         for _ in range(50):
