@@ -1,29 +1,80 @@
-"""Machine-readable status: what the space looks like now, for dashboards and monitors."""
+"""Machine-readable status: what the space looks like now, for dashboards, monitors and
+the hackerspace directory (SpaceAPI v15). Counts only: no names."""
 
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from kiosk import opening, visits
+from sensors import occupancy
+from spacekiosk import hours
 from sync import outbox
 
 bp = Blueprint("status", __name__)
 
 
+def _now_state():
+    cfg = current_app.config["SPACE"]
+    now = time.time()
+    return cfg, now, hours.state(cfg.space, now), occupancy.estimate(g.db, cfg, now)
+
+
 @bp.get("/api/v1/status")
 def status():
-    space = current_app.config["SPACE"].space
+    cfg, _now, open_state, people = _now_state()
     return jsonify(
         {
-            "space": space.id,
-            "name": space.name,
-            "open": opening.state(space, time.time()).is_open,
-            "people_signed_in": len(visits.present(g.db)),
+            "space": cfg.space.id,
+            "name": cfg.space.name,
+            "open": open_state.is_open,
+            "capacity": cfg.space.capacity,
+            "people": people.as_dict(),
+            "people_signed_in": people.signed_in,
             "sync": outbox.health(g.db),
         }
     )
+
+
+@bp.get("/spaceapi.json")
+def spaceapi():
+    """The space as a SpaceAPI v15 document, for the directory and the tools that read it."""
+    cfg, now, open_state, people = _now_state()
+    space = cfg.space
+    base = (cfg.kiosk.public_url or request.url_root.rstrip("/")) + "/"
+    document = {
+        "api_compatibility": ["15"],
+        "space": space.name,
+        "logo": space.logo or base.rstrip("/") + url_for("static", filename="logo.svg"),
+        "url": space.url or base,
+        "contact": {},
+        "location": {"timezone": space.timezone.key},
+        "state": {"open": open_state.is_open, "lastchange": int(_last_change(space, now))},
+        "sensors": {
+            "people_now_present": [
+                {
+                    "value": people.people,
+                    "location": space.name,
+                    "description": f"estimated from the {people.source}, "
+                    f"{people.confidence} confidence; {people.signed_in} signed in",
+                }
+            ]
+        },
+    }
+    response = jsonify(document)
+    response.headers["Access-Control-Allow-Origin"] = "*"  # directories fetch it from anywhere
+    response.headers["Cache-Control"] = "max-age=60"
+    return response
+
+
+def _last_change(space, now: float) -> float:
+    """When the space last opened or closed by its opening hours (or now, if it never does)."""
+    last = None
+    for opens, closes in hours.spans(space, now - 8 * 86400):
+        for moment in (opens.timestamp(), closes.timestamp()):
+            if moment <= now and (last is None or moment > last):
+                last = moment
+    return last if last is not None else now
 
 
 @bp.get("/healthz")

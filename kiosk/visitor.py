@@ -27,7 +27,8 @@ from flask_babel import format_time, get_locale
 from flask_babel import gettext as _
 from markupsafe import escape
 
-from kiosk import i18n, opening, visits
+from kiosk import i18n, visits
+from spacekiosk import hours
 from sync import outbox
 
 bp = Blueprint("visitor", __name__)
@@ -81,8 +82,8 @@ def welcome():
     return render_template(
         "visitor/welcome.html",
         present=len(visits.present(g.db)),
-        open_state=opening.state(cfg.space, now),
-        event=opening.todays_event(cfg, now),
+        open_state=hours.state(cfg.space, now),
+        event=hours.todays_event(cfg, now),
         languages=[(code, i18n.native_name(code)) for code in cfg.space.languages],
         current=str(get_locale()),
         qr=_qr_svg(),
@@ -159,7 +160,7 @@ def _new_step(name: str, error: str | None = None, status: int = 200, form=None)
         error=error,
         form=form or {},
         purposes=[(p, i18n.PURPOSE_NAMES.get(p, p)) for p in cfg.kiosk.purposes],
-        event=opening.todays_event(cfg, time.time()),
+        event=hours.todays_event(cfg, time.time()),
         retention_days=cfg.retention.days,
         request_id=uuid.uuid4().hex,
     ), status
@@ -225,7 +226,7 @@ def new_visitor():
                 raise visits.VisitError("pin_mismatch")
         if form.get("accept") != "yes":
             raise visits.VisitError("guidelines")
-        event = opening.todays_event(cfg, time.time())
+        event = hours.todays_event(cfg, time.time())
         visit = _writer().run(
             visits.sign_in_new,
             visits.NewVisitor(

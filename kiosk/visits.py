@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from kiosk import opening
+from spacekiosk import hours
 from spacekiosk.config import Space
 from spacekiosk.db import write
 
@@ -349,7 +349,7 @@ def close_at_closing(db: Database, space: Space, now: float | None = None) -> in
         for visit_id, started in db.conn.execute(
             "SELECT id, signed_in_at FROM visits WHERE signed_out_at IS NULL"
         ).fetchall():
-            close = opening.closing_time(space, started)
+            close = hours.closing_time(space, started)
             if close is not None and close <= now:
                 db.conn.execute(
                     "UPDATE visits SET signed_out_at = ?, closed_by = 'closing' WHERE id = ?",

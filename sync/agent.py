@@ -134,7 +134,7 @@ class Agent:
         self.db.close()
 
     def refresh(self) -> int:
-        queued = outbox.refresh(self.db, self.config.sync.recompute_days)
+        queued = outbox.refresh(self.db, self.config.sync.recompute_days, config=self.config)
         if queued:
             log.info("queued %d changed hour(s)", queued)
         return queued

@@ -12,6 +12,7 @@ import time
 
 from sqlite_utils import Database
 
+from spacekiosk.config import SpaceConfig
 from spacekiosk.db import write
 from sync.buckets import HOUR, compute, earliest_activity, hour_of
 from sync.protocol import Bucket
@@ -19,7 +20,9 @@ from sync.protocol import Bucket
 MAX_BACKOFF = 3600.0
 
 
-def refresh(db: Database, recompute_days: int, now: float | None = None) -> int:
+def refresh(
+    db: Database, recompute_days: int, now: float | None = None, config: SpaceConfig | None = None
+) -> int:
     """Recompute recent hours; store each changed one as a new version and queue it.
 
     Returns how many hours were queued. Late data (a sign-out after its hour was sent)
@@ -32,7 +35,7 @@ def refresh(db: Database, recompute_days: int, now: float | None = None) -> int:
         since = hour_of(now - recompute_days * 86400)
         if not has_buckets:
             since = min(since, earliest_activity(db) or since)
-        fresh = compute(db, since, until)
+        fresh = compute(db, since, until, config)
         stored = {
             hour: (version, counts)
             for hour, version, counts in db.execute(

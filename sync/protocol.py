@@ -29,6 +29,9 @@ COUNTS = (
     "entries",
     "exits",
     "motion_periods",
+    "occupancy_peak",
+    "person_minutes",
+    "occupied_minutes",
 )
 
 _SPACE = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
