@@ -6,11 +6,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpiozero import GPIOZeroError
 
+from sensors import health, state
 from sensors.devices import Beam, DoorContact, PeopleCounter, motion_sensor
+from sensors.doorway import Doorway
+from sensors.health import Health
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
@@ -28,6 +32,7 @@ class Event:
     sensor: str
     kind: str
     value: int | None = None
+    detail: str | None = None
 
 
 class EventWriter:
@@ -39,8 +44,10 @@ class EventWriter:
         self.written = 0
         self.thread = threading.Thread(target=self._run, name="sensor-writer", daemon=True)
 
-    def put(self, sensor: str, kind: str, value: int | None = None) -> None:
-        self.queue.put(Event(time.time(), sensor, kind, value))
+    def put(
+        self, sensor: str, kind: str, value: int | None = None, detail: str | None = None
+    ) -> None:
+        self.queue.put(Event(time.time(), sensor, kind, value, detail))
 
     def start(self) -> None:
         self.thread.start()
@@ -72,23 +79,79 @@ class EventWriter:
         try:
             with write(self.db):
                 self.db.conn.executemany(
-                    "INSERT INTO sensor_events (at, sensor, kind, value) VALUES (?, ?, ?, ?)",
-                    [(e.at, e.sensor, e.kind, e.value) for e in batch],
+                    "INSERT INTO sensor_events (at, sensor, kind, value, detail) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(e.at, e.sensor, e.kind, e.value, e.detail) for e in batch],
                 )
             self.written += len(batch)
         except Exception:
             log.exception("could not store %d sensor event(s)", len(batch))
 
 
+class WatchedCounter(PeopleCounter):
+    """The people counter, deaf while a beam flickers: a flickering beam's edges are noise
+    that could add up to crossings nobody made. A blocked beam is still heard: with one
+    beam held broken the doorway can miss people but never invent them."""
+
+    def __init__(self, beam_a: Beam, beam_b: Beam, on_crossing, health: Health, clock):
+        self.health = health
+        self.deaf: set[str] = set()  # the beams caught flickering
+        super().__init__(beam_a, beam_b, on_crossing, clock=clock)
+
+    def _edge(self, beam: str, broken: bool) -> None:
+        self.health.edge(f"beam_{beam}", broken)  # may call pause(); before taking the lock
+        if not self.deaf:
+            super()._edge(beam, broken)
+
+    def pause(self, beam: str) -> None:
+        with self._lock:
+            self.deaf.add(beam)
+            self.doorway = Doorway()  # whoever was between the beams is lost
+
+    def resume(self, beam: str) -> None:
+        with self._lock:
+            self.deaf.discard(beam)
+            if not self.deaf:  # start again from the beams as they are now
+                self.doorway = Doorway(broken={"a": self.a.is_broken, "b": self.b.is_broken})
+
+
 class Sensors:
-    """Every sensor the config names, wired to the writer; a context manager."""
+    """Every sensor the config names, wired to the writer and watched by Health; a
+    context manager (entering starts the health checks, leaving stops them and closes
+    the pins).
+
+    With `store`, what it recorded before is read first: a door or PIR that changed
+    while the daemon was down is recorded once, as it is now, and a sensor that was
+    faulty stays so until it behaves.
+    """
 
     def __init__(
-        self, config: SpaceConfig, writer: EventWriter, pin_factory=None, clock=time.monotonic
+        self,
+        config: SpaceConfig,
+        writer: EventWriter,
+        pin_factory=None,
+        clock=time.monotonic,
+        store=None,
+        check_every: float = health.CHECK_SECONDS,
     ):
         cfg = config.sensors
+        now = time.time()
+        before = state.health(store, config, now) if store else {}
+        door_before = state.door(store, config, now) if store else None
+        self.recorded = state.recorded(store, config, now) if store else {}
+        self.writer = writer
         self.devices: list = []
-        self.counter: PeopleCounter | None = None
+        self.counter: WatchedCounter | None = None
+        self.current: dict[str, Callable[[], str]] = {}  # the door's and PIRs' state now
+        self._lock = threading.Lock()
+        self.health = Health(self._report, clock, check_every, on_trust=self._trust)
+        watches = {w.name: w for w in health.watches(cfg)}
+
+        def watch(name: str, active: bool, alerted: bool = False) -> None:
+            earlier = before.get(name)
+            fault = None if not earlier or earlier["ok"] else earlier["reason"] or "faulty"
+            self.health.add(watches[name], active, fault=fault, alerted=alerted)
+
         if cfg.door:
             door = DoorContact(
                 cfg.door.pin,
@@ -96,14 +159,18 @@ class Sensors:
                 bounce_time=cfg.door.bounce_ms / 1000 or None,
                 pin_factory=pin_factory,
             )
-            door.when_opened = lambda: writer.put("door", "open")
-            door.when_closed = lambda: writer.put("door", "close")
+            watch("door", door.is_open, alerted=bool(door_before and door_before["alert"]))
+            door.when_opened = lambda: self._change("door", "open", True)
+            door.when_closed = lambda: self._change("door", "close", False)
+            self.current["door"] = lambda: "open" if door.is_open else "close"
             self.devices.append(door)
         for m in cfg.motion:
             pir = motion_sensor(m.pin, pull_up=m.pull_up, pin_factory=pin_factory)
-            name = f"motion:{m.location}"
-            pir.when_motion = lambda name=name: writer.put(name, "motion")
-            pir.when_no_motion = lambda name=name: writer.put(name, "still")
+            name = health.motion_name(m)
+            watch(name, pir.motion_detected)
+            pir.when_motion = lambda name=name: self._change(name, "motion", True)
+            pir.when_no_motion = lambda name=name: self._change(name, "still", False)
+            self.current[name] = lambda pir=pir: "motion" if pir.motion_detected else "still"
             self.devices.append(pir)
         if cfg.counter:
             bounce = cfg.counter.bounce_ms / 1000 or None
@@ -119,15 +186,46 @@ class Sensors:
                 bounce_time=bounce,
                 pin_factory=pin_factory,
             )
-            self.counter = PeopleCounter(
-                a, b, lambda kind, _: writer.put("counter", kind), clock=clock
+            watch("beam_a", a.is_broken)
+            watch("beam_b", b.is_broken)
+            self.counter = WatchedCounter(
+                a, b, lambda kind, _: writer.put("counter", kind), self.health, clock
             )
             self.devices += [a, b]
+        for name in self.current:
+            if name in self.recorded:  # the store knows it: catch up with what changed
+                self._record(name)
+
+    def _change(self, name: str, kind: str, active: bool) -> None:
+        """A door or PIR callback: tell Health, and store the change unless it is noise."""
+        try:
+            if self.health.edge(name, active):
+                self._record(name, kind)
+        except Exception:  # a sensor's trouble must not reach the pin library's thread
+            log.exception("sensor %s: could not handle a change", name)
+
+    def _record(self, name: str, kind: str | None = None) -> None:
+        with self._lock:
+            kind = kind or self.current[name]()
+            if self.recorded.get(name) != kind:  # a repeat is no change: never store twice
+                self.recorded[name] = kind
+                self.writer.put(name, kind)
+
+    def _report(self, name: str, kind: str, detail: str | None) -> None:
+        self.writer.put(name, kind, detail=detail)
+
+    def _trust(self, name: str, trusted: bool) -> None:
+        if self.counter and name in ("beam_a", "beam_b"):
+            (self.counter.resume if trusted else self.counter.pause)(name[-1])
+        elif trusted and name in self.current:
+            self._record(name)  # its last stored state may be a flicker's
 
     def __enter__(self) -> Sensors:
+        self.health.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.health.stop()
         for device in self.devices:
             device.close()
 
@@ -151,7 +249,10 @@ def run(
     simulator = None
     try:
         try:
-            sensors = Sensors(config, writer, pin_factory=factory)
+            if simulate:  # simulated time, so that health sees people, not a fast-forward
+                sensors = Sensors(config, writer, factory, clock=lambda: time.monotonic() * speed)
+            else:
+                sensors = Sensors(config, writer, store=db)
         except GPIOZeroError as exc:
             log.error(
                 "cannot open the GPIO pins: %s. On a Raspberry Pi, install python3-lgpio "
@@ -170,7 +271,8 @@ def run(
             notify("READY=1")
             watchdog = watchdog_interval()
             while not stopping.wait(watchdog or 3600):
-                if writer.thread.is_alive():  # a dead writer must not look healthy
+                # a dead writer or health check must not look healthy
+                if writer.thread.is_alive() and sensors.health.thread.is_alive():
                     notify("WATCHDOG=1")
             notify("STOPPING=1")
             if simulator:

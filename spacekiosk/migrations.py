@@ -83,4 +83,14 @@ def m002_returning_visitors(db: Database) -> None:
         db.execute(statement)
 
 
-SPACE_MIGRATIONS = [m001_initial, m002_returning_visitors]
+def m003_sensor_health(db: Database) -> None:
+    """Why a sensor is faulty (sensor_events.detail, on "fault" rows), and an index for
+    a sensor's latest event of a kind: the door's state, each sensor's health."""
+    for statement in (
+        "ALTER TABLE sensor_events ADD COLUMN detail TEXT",
+        "CREATE INDEX sensor_events_sensor_kind ON sensor_events(sensor, kind, at)",
+    ):
+        db.execute(statement)
+
+
+SPACE_MIGRATIONS = [m001_initial, m002_returning_visitors, m003_sensor_health]
