@@ -214,7 +214,9 @@ def _run(
 
     kiosk = demo.spawn("kiosk", "kiosk", "--config", str(space_toml))
     collector = demo.spawn("collector", "collector", "--config", str(central_toml))
-    demo.spawn("sensors", "sensors", "--simulate", "--config", str(space_toml))
+    # Ten times real time: a busy afternoon every few minutes, still slow enough for
+    # the PIRs, which gpiozero samples ten times a second.
+    demo.spawn("sensors", "sensors", "--simulate", "--speed", "10", "--config", str(space_toml))
     demo.spawn("sync", "sync", "--config", str(space_toml))
     kiosk_url, collector_url = (
         f"http://127.0.0.1:{kiosk_port}/",
