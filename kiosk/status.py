@@ -7,7 +7,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from sensors import occupancy
+from sensors import occupancy, state
 from spacekiosk import hours
 from sync import outbox
 
@@ -31,6 +31,8 @@ def status():
             "capacity": cfg.space.capacity,
             "people": people.as_dict(),
             "people_signed_in": people.signed_in,
+            "door": state.door(g.db, cfg, _now),
+            "sensors": state.health(g.db, cfg, _now),
             "sync": outbox.health(g.db),
         }
     )

@@ -74,7 +74,7 @@ def reset_points(db: Database, config: SpaceConfig, since: float, until: float) 
         found = None
         for at, sensor, kind in db.execute(
             "SELECT at, sensor, kind FROM sensor_events WHERE at > ? AND at < ? "
-            "AND (sensor = 'door' OR sensor LIKE 'motion%' OR sensor = 'counter') ORDER BY at",
+            "AND kind IN ('open', 'close', 'motion', 'still', 'entry', 'exit') ORDER BY at",
             [closes, end],
         ):
             if not door_open and not moving and at - last_activity >= quiet:

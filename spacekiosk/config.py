@@ -224,6 +224,13 @@ class Door:
     pull_up: bool = setting(True)
     bounce_ms: int = setting(50, check=at_least(0, 5000))
     open_alert_minutes: int = setting(15, check=at_least(1, 24 * 60))
+    # Health (sensors/health.py). Open a whole day and night: a cut wire or a magnet that
+    # fell off reads as open, and the occupancy estimate then never finds the space empty.
+    fault_open_hours: int = setting(24, check=at_least(1, 24 * 14))
+    # This many changes within 5 s is a loose wire or a magnet at the edge of its range:
+    # a door takes a couple of seconds to open and shut, a bouncing contact (after the
+    # debounce) can change 20 times a second.
+    flicker_edges: int = setting(30, check=at_least(4, 10_000))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +238,11 @@ class Motion:
     pin: int = setting(check=gpio_pin, doc="BCM GPIO number of the PIR sensor")
     location: str = setting("main room", check=non_empty)
     pull_up: bool = setting(False)
+    # Motion without a break for this long: stuck on, or aimed at a heater, fan or curtain.
+    stuck_hours: int = setting(4, check=at_least(1, 24 * 14))
+    # Changes within 5 s: a PIR holds its output 2-3 s after each trigger, so it makes
+    # at most 3; gpiozero samples it at 10 Hz, so a noisy or floating line makes up to 50.
+    flicker_edges: int = setting(15, check=at_least(4, 10_000))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,6 +251,11 @@ class Counter:
     beam_b: int = setting(check=gpio_pin, doc="GPIO of the inner beam (B)")
     pull_up: bool = setting(True)
     bounce_ms: int = setting(5, check=at_least(0, 1000))
+    # A beam broken this long without a break: blocked, or the pair knocked out of line.
+    blocked_minutes: int = setting(5, check=at_least(1, 24 * 60))
+    # Changes of one beam within 5 s: a crowd makes about 2 a second, a hand waved through
+    # the beam cannot keep up 10 a second for 5 s; a failing receiver or sunlight can.
+    flicker_edges: int = setting(50, check=at_least(4, 10_000))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,6 +414,15 @@ def _check_space(config: SpaceConfig, ctx: Context) -> None:
                 f"GPIO {pin} is already used by sensors.{seen[pin]}; give each sensor its own pin",
             )
         seen.setdefault(pin, where)
+    locations: set[str] = set()
+    for i, motion in enumerate(config.sensors.motion):
+        if motion.location in locations:
+            ctx.add(
+                f"sensors.motion[{i}].location",
+                f"{motion.location!r} is already the "
+                "location of another PIR; give each its own, e.g. 'hall' and 'workshop'",
+            )
+        locations.add(motion.location)
     if config.mqtt.tls is False and config.mqtt.port == 8883:
         ctx.add("mqtt.port", "8883 is the MQTT-over-TLS port; with tls = false use 1883")
     if config.sync.http_url and not re.match(r"^https?://", config.sync.http_url):

@@ -131,11 +131,19 @@ http_url = ""
 pin = 17
 pull_up = true
 bounce_ms = 50
+# Minutes open before the door is reported as left open (kiosk status, central status).
 open_alert_minutes = 15
+# Hours open before the contact itself is suspected (a cut wire reads as open).
+fault_open_hours = 24
+# Changes within 5 seconds that no real door makes: the contact is flickering.
+flicker_edges = 30
 
 [[sensors.motion]]
 pin = 27
 location = "main room"
+# Hours of unbroken motion before the PIR is reported stuck; changes in 5 s that mean noise.
+stuck_hours = 4
+flicker_edges = 15
 
 [sensors.counter]
 # A is the beam on the outside of the doorway, B the one inside.
@@ -143,4 +151,8 @@ beam_a = 22
 beam_b = 23
 pull_up = true
 bounce_ms = 5
+# Minutes a beam may stay broken before it is reported blocked; changes in 5 s that mean
+# a failing receiver or sunlight (the counter ignores both beams until they calm down).
+blocked_minutes = 5
+flicker_edges = 50
 """

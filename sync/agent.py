@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from sensors import state
 from spacekiosk import __version__, clock
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import open_store
@@ -192,9 +193,21 @@ class Agent:
                 return  # not connected after all; the rows stay due
             outbox.sent(self.db, batch, self.config.sync.ack_timeout_seconds)
 
+    def _sensors(self) -> dict:
+        """Only what is wrong, to keep the retained status small on a metered link."""
+        now = time.time()
+        faults = {
+            name: h["reason"]
+            for name, h in state.health(self.db, self.config, now).items()
+            if not h["ok"]
+        }
+        door = state.door(self.db, self.config, now)
+        return {"faults": faults, "door_alert": bool(door and door["alert"])}
+
     def _status(self, online: bool) -> bytes:
         health = outbox.health(self.db)
         return protocol.status_message(
+            sensors=self._sensors(),
             online=online,
             backlog=health["backlog"],
             oldest_pending=health["oldest_pending"] and protocol.hour_iso(health["oldest_pending"]),
@@ -205,7 +218,7 @@ class Agent:
 
     def _publish_status(self) -> None:
         health = outbox.health(self.db)
-        summary = {"backlog": health["backlog"], "clock": clock.state()}
+        summary = {"backlog": health["backlog"], "clock": clock.state(), **self._sensors()}
         if summary != self.last_status:
             self.client.publish(
                 protocol.topic(self.space, "status"), self._status(online=True), qos=1, retain=True

@@ -291,3 +291,13 @@ def test_collector_is_not_a_space_id(tmp_path):
         config.load(path)
     assert [p.path for p in info.value.problems] == ["space.id"]
     assert "collector's MQTT login" in info.value.problems[0].message
+
+
+def test_two_pirs_in_one_place_are_refused(tmp_path):
+    text = (ROOT / "config" / "athens.toml").read_text()
+    text += '\n[[sensors.motion]]\npin = 5\nlocation = "main room"\n'
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert [p.path for p in info.value.problems] == ["sensors.motion[1].location"]
