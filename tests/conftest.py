@@ -20,6 +20,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SPACE = "testspace"
 PASSWORDS = {SPACE: "space-secret", "otherspace": "other-secret", "collector": "collector-secret"}
 CHROMIUM = "/usr/bin/chromium"
+# A door, a PIR and a two-beam counter, undebounced, as the sensor tests use them.
+SENSORS = """
+[sensors.door]
+pin = 17
+bounce_ms = 0
+open_alert_minutes = 15
+
+[[sensors.motion]]
+pin = 27
+location = "main room"
+
+[sensors.counter]
+beam_a = 22
+beam_b = 23
+bounce_ms = 0
+"""
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = ""):

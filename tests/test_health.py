@@ -8,7 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import wait_until, write_space_config
+from conftest import SENSORS, wait_until, write_space_config
 from gpiozero.pins.mock import MockFactory
 
 from sensors import health, state
@@ -17,21 +17,6 @@ from spacekiosk import config
 from spacekiosk.db import connect, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 
-SENSORS = """
-[sensors.door]
-pin = 17
-bounce_ms = 0
-open_alert_minutes = 15
-
-[[sensors.motion]]
-pin = 27
-location = "main room"
-
-[sensors.counter]
-beam_a = 22
-beam_b = 23
-bounce_ms = 0
-"""
 PIR = "motion:main room"
 
 

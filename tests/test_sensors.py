@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from conftest import wait_until, write_space_config
+from conftest import SENSORS, wait_until, write_space_config
 from gpiozero.pins.mock import MockFactory
 
 from sensors.daemon import EventWriter, Sensors
@@ -14,21 +14,6 @@ from sensors.simulate import FootTraffic
 from spacekiosk import config
 from spacekiosk.db import open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
-
-SENSORS = """
-[sensors.door]
-pin = 17
-bounce_ms = 0
-
-[[sensors.motion]]
-pin = 27
-location = "main room"
-
-[sensors.counter]
-beam_a = 22
-beam_b = 23
-bounce_ms = 0
-"""
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import math
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import wait_until, write_space_config
+from conftest import SENSORS, wait_until, write_space_config
 from gpiozero.pins.mock import MockFactory
 
 from sensors import simulate
@@ -47,20 +47,6 @@ AROUND_THE_CLOCK = "[space.opening_hours]\n" + "".join(
     f'{day} = "00:00-24:00"\n' for day in config.WEEKDAYS
 )
 
-SENSORS = """
-[sensors.door]
-pin = 17
-bounce_ms = 0
-
-[[sensors.motion]]
-pin = 27
-location = "main room"
-
-[sensors.counter]
-beam_a = 22
-beam_b = 23
-bounce_ms = 0
-"""
 
 MONDAY = (2026, 3, 9)  # the event above is on that week's Friday
 PEOPLE = {IN: 1, PAIR_IN: 2, OUT: -1, PAIR_OUT: -2, TURNS_BACK: 0}
