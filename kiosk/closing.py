@@ -1,4 +1,6 @@
-"""Closing time: visits still open when the space closes are signed out, marked as such."""
+"""Housekeeping in the kiosk process (the visits' one writer): visits still open when the
+space closes are signed out and marked as such, and personal data past its retention
+period is erased."""
 
 from __future__ import annotations
 
@@ -24,8 +26,14 @@ def run(config: SpaceConfig, stopping: threading.Event) -> threading.Thread:
                 try:
                     if closed := visits.close_at_closing(db, config.space):
                         log.info("signed out %d visit(s) left open at closing time", closed)
+                    if erased := visits.erase_expired(db, config.retention.days):
+                        log.info(
+                            "erased the names of %d visitor(s) past %d days",
+                            erased,
+                            config.retention.days,
+                        )
                 except Exception:
-                    log.exception("could not sign out visits at closing time; will retry")
+                    log.exception("housekeeping failed; will retry in a minute")
                 if stopping.wait(CHECK_SECONDS):
                     return
         finally:

@@ -357,3 +357,30 @@ def close_at_closing(db: Database, space: Space, now: float | None = None) -> in
                 )
                 closed += 1
     return closed
+
+
+ERASED = "—"
+
+
+def erase_expired(db: Database, retention_days: int, now: float | None = None) -> int:
+    """Erase the name, e-mail and PIN of everyone whose last visit ended more than
+    `retention_days` ago. Their visits stay, nameless, so the counts survive."""
+    now = time.time() if now is None else now
+    cutoff = now - retention_days * 86400
+    with write(db):
+        expired = [
+            visitor_id
+            for (visitor_id,) in db.conn.execute(
+                "SELECT p.id FROM visitors p WHERE p.name_key NOT LIKE 'erased:%' "
+                "AND NOT EXISTS (SELECT 1 FROM visits v WHERE v.visitor_id = p.id "
+                "AND coalesce(v.signed_out_at, v.signed_in_at) >= ?) "
+                "AND p.created_at < ?",
+                [cutoff, cutoff],
+            )
+        ]
+        db.conn.executemany(
+            "UPDATE visitors SET name = ?, name_key = 'erased:' || id, email = NULL, "
+            "pin_salt = NULL, pin_hash = NULL WHERE id = ?",
+            [(ERASED, visitor_id) for visitor_id in expired],
+        )
+    return len(expired)

@@ -321,3 +321,30 @@ def test_each_confirmation_shows_its_own_visitor(app, kiosk):
     assert '<html lang="el">' in greek and "Νίκος" in greek and "Bob" not in greek
     kiosk.client.delete_cookie("lang")
     assert "Goodbye, Ana" in kiosk.sign_out(1).text
+
+
+def test_names_past_retention_are_erased_and_counts_survive(tmp_path):
+    from spacekiosk.db import connect
+    from sync.buckets import compute
+
+    cfg = config.load(write_space_config(tmp_path, broker_port=1883))
+    create_app(cfg, {"TESTING": True})
+    db = connect(cfg.database.path)
+    day = 86400
+    now = datetime(2026, 11, 25, 12, tzinfo=ZoneInfo("UTC")).timestamp()
+    old = visits.sign_in_new(
+        db,
+        visits.NewVisitor("Old Timer", email="old@example.org", pin="1234"),
+        "k",
+        now=now - 100 * day,
+    )
+    visits.sign_out(db, old.id, now=now - 100 * day + 3600)
+    visits.sign_in_new(db, visits.NewVisitor("Recent Person"), "k", now=now - 10 * day)
+    hour = int(now - 100 * day) // 3600 * 3600
+    before = compute(db, hour, hour + 3600)
+    assert visits.erase_expired(db, cfg.retention.days, now=now) == 1  # 90 days by default
+    rows = db.execute("SELECT name, email, pin_hash FROM visitors ORDER BY id").fetchall()
+    assert rows == [(visits.ERASED, None, None), ("Recent Person", None, None)]
+    assert compute(db, hour, hour + 3600) == before  # the counts are untouched
+    assert visits.matches(db, "Ol") == [] and visits.find(db, "Old Timer") is None
+    assert visits.erase_expired(db, cfg.retention.days, now=now) == 0
