@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import zlib
 
@@ -117,6 +118,14 @@ def test_a_sign_in_on_the_kiosk_reaches_the_collector(
     )
     texts = tap.texts()
     assert any('"signins":1' in t for t in texts)
+    # The retained status says the space is online, with its backlog and sensor health.
+    statuses = [
+        json.loads(t)
+        for topic, t in zip(tap.payloads, texts, strict=True)
+        if topic[0].endswith("/status")
+    ]
+    assert statuses and statuses[-1]["online"] is True
+    assert statuses[-1]["sensors"] == {"faults": {}, "door_alert": False}
     assert not [t for t in texts if "Ana" in t or "Papadopoulou" in t]
     assert b"Papadopoulou" not in central.central.database.read_bytes()
 
