@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
-from conftest import ROOT, visitor_form, write_space_config
+from conftest import ROOT, SENSORS, visitor_form, write_space_config
 
 from kiosk import create_app, visits
 from sensors import occupancy
@@ -20,16 +20,6 @@ from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync.buckets import compute
 
 ZONE = ZoneInfo("Europe/Athens")
-SENSORS = """
-[sensors.door]
-pin = 17
-[[sensors.motion]]
-pin = 27
-location = "main room"
-[sensors.counter]
-beam_a = 22
-beam_b = 23
-"""
 HOURS = '\n[space.opening_hours]\nwed = "10:00-21:00"\nthu = "10:00-21:00"\n'
 
 
