@@ -81,7 +81,7 @@ def welcome():
     now = time.time()
     return render_template(
         "visitor/welcome.html",
-        present=len(visits.present(g.db)),
+        present=visits.present_count(g.db),
         open_state=hours.state(cfg.space, now),
         event=hours.todays_event(cfg, now),
         languages=[(code, i18n.native_name(code)) for code in cfg.space.languages],

@@ -320,6 +320,11 @@ def get(db: Database, visit_id: int) -> Visit | None:
     return Visit(*row) if row else None
 
 
+def present_count(db: Database) -> int:
+    """How many are signed in now, without reading who."""
+    return db.conn.execute("SELECT count(*) FROM visits WHERE signed_out_at IS NULL").fetchone()[0]
+
+
 def present(db: Database) -> list[Visit]:
     """Everyone signed in now, earliest first."""
     rows = db.conn.execute(

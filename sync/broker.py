@@ -58,6 +58,18 @@ def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | Non
     return False
 
 
+def write_passwords(path: Path, users: dict[str, str]) -> Path:
+    """A Mosquitto password file with these logins ({user: password}), hashed by
+    mosquitto_passwd."""
+    path.write_text("")
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    for user, password in users.items():
+        subprocess.run(
+            [tool, "-b", str(path), user, password], check=True, capture_output=True, timeout=30
+        )
+    return path
+
+
 class Broker:
     """Mosquitto on a free loopback port with logins `users` ({name: password})."""
 
@@ -77,20 +89,7 @@ class Broker:
 
     def write_config(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        passwd = self.folder / "passwd"
-        passwd.write_text("")
-        for user, password in self.users.items():
-            subprocess.run(
-                [
-                    shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
-                    "-b",
-                    str(passwd),
-                    user,
-                    password,
-                ],
-                check=True,
-                capture_output=True,
-            )
+        passwd = write_passwords(self.folder / "passwd", self.users)
         acl = self.folder / "acl"
         acl.write_text(ACL)
         conf = self.folder / "mosquitto.conf"

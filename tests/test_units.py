@@ -451,21 +451,9 @@ def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
     if not binary:
         pytest.fail("mosquitto not found: install it (Debian: apt-get install mosquitto)")
     make_certificates(tmp_path)
-    passwd = tmp_path / "passwd"
-    passwd.write_text("")
-    for user, password in (("collector", "c-secret"), ("nairobi", "n-secret")):
-        subprocess.run(
-            [
-                shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
-                "-b",
-                str(passwd),
-                user,
-                password,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+    passwd = broker.write_passwords(
+        tmp_path / "passwd", {"collector": "c-secret", "nairobi": "n-secret"}
+    )
     shutil.copy(MOSQUITTO / "acl", tmp_path / "acl")
     (tmp_path / "persist").mkdir()
     tls_port, local_port = broker.free_port(), broker.free_port()
