@@ -14,6 +14,7 @@ from flask_babel import Babel, format_datetime, format_time, get_locale
 
 from kiosk import i18n
 from spacekiosk import __version__
+from spacekiosk.clock import Watch
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import GroupWriter, StoreError, connect, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
@@ -43,6 +44,9 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     app.extensions["writer"] = GroupWriter(
         config.database.path, busy_timeout_ms=config.database.busy_timeout_ms
     )
+    # Sign-ins and housekeeping share one: it knows which times were taken before the
+    # clock was set (a test passes its own, with a clock it moves).
+    app.extensions["clock"] = app.config.get("CLOCK") or Watch()
 
     from kiosk import status, visitor
 

@@ -43,6 +43,11 @@ def _writer():
     return current_app.extensions["writer"]
 
 
+def _clock():
+    """The kiosk's watch on the wall clock: times taken before it was set get corrected."""
+    return current_app.extensions["clock"]
+
+
 def _via() -> str:
     return "phone" if request.cookies.get("device") == "phone" else "kiosk"
 
@@ -197,6 +202,7 @@ def returning_pin(visitor_id: int):
             accepted=request.form.get("accept") == "yes",
             via=_via(),
             request_id=request.form.get("request_id") or None,
+            clock=_clock(),
         )
     except visits.VisitError as exc:
         if exc.code in ("wrong_pin", "guidelines_changed", "pin_resting"):
@@ -240,6 +246,7 @@ def new_visitor():
             current_app.config["PIN_KEY"],
             via=_via(),
             request_id=form.get("request_id") or None,
+            clock=_clock(),
         )
     except visits.VisitError as exc:
         if exc.code == "already_in":
@@ -257,7 +264,7 @@ def sign_out_list():
 @bp.post("/sign-out/<int:visit_id>")
 def sign_out(visit_id: int):
     try:
-        visit = _writer().run(visits.sign_out, visit_id)
+        visit = _writer().run(visits.sign_out, visit_id, clock=_clock())
     except visits.VisitError as exc:
         return render_template(
             "visitor/sign_out.html", present=visits.present(g.db), error=_message(exc)

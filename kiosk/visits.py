@@ -2,6 +2,12 @@
 
 Every function commits before it returns, so a screen that says "Welcome" after calling
 one is telling the truth. Errors carry a code the screens translate, not English text.
+
+A Pi has no real-time clock: given the process's `clock.Watch`, a sign-in or sign-out
+taken before the clock was set is stored with clock_synced = 0, and `correct_clock()`
+moves those times once the offset is known. Both read the clock inside the write
+transaction, so SQLite's one writer at a time puts every old-clock time on disk before
+the correction that moves it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from spacekiosk import hours
+from spacekiosk.clock import Correction, Watch
 from spacekiosk.config import Space
 from spacekiosk.db import write
 
@@ -148,13 +155,20 @@ def _refuse_if_present(db: Database, visitor_id: int) -> None:
         raise VisitError("already_in", status=409, since=row[0])
 
 
-def _open_visit(db, visitor_id, now, purpose, event, via, request_id) -> int:
+def _stamp(now: float | None, clock: Watch | None) -> tuple[float, bool]:
+    """The time to store and whether it can be trusted; a `now` passed in is trusted."""
+    if now is not None or clock is None:
+        return (time.time() if now is None else now), True
+    return clock.now()
+
+
+def _open_visit(db, visitor_id, now, synced, purpose, event, via, request_id) -> int:
     # Plain SQL: sqlite-utils' insert() introspects the table on every call, which
     # costs more than the rest of a sign-in.
     return db.conn.execute(
-        "INSERT INTO visits (visitor_id, signed_in_at, purpose, event, via, request_id) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [visitor_id, now, purpose, event, via, request_id or None],
+        "INSERT INTO visits (visitor_id, signed_in_at, clock_synced, purpose, event, via, "
+        "request_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [visitor_id, now, int(synced), purpose, event, via, request_id or None],
     ).lastrowid
 
 
@@ -165,14 +179,15 @@ def sign_in_new(
     via: str = "kiosk",
     request_id: str | None = None,
     now: float | None = None,
+    clock: Watch | None = None,
 ) -> Visit:
     """A first visit: store the visitor and open their visit in one transaction.
 
     A name already known (case and spacing aside) is the same person coming back.
     The same request_id twice (a double tap, a resent form) returns the first visit.
     """
-    now = time.time() if now is None else now
     with write(db):
+        now, synced = _stamp(now, clock)
         if replay := _replay(db, request_id):
             return replay
         row = db.conn.execute(
@@ -196,7 +211,9 @@ def sign_in_new(
                     visitor.guidelines_version,
                 ],
             ).lastrowid
-        visit_id = _open_visit(db, visitor_id, now, visitor.purpose, visitor.event, via, request_id)
+        visit_id = _open_visit(
+            db, visitor_id, now, synced, visitor.purpose, visitor.event, via, request_id
+        )
     return Visit(visit_id, visitor_id, visitor.name, now, None)
 
 
@@ -210,14 +227,15 @@ def sign_in_returning(
     via: str = "kiosk",
     request_id: str | None = None,
     now: float | None = None,
+    clock: Watch | None = None,
 ) -> Visit:
     """A returning visitor, proven by their PIN (if they chose one).
 
     After PIN_TRIES wrong PINs in a row the PIN rests for a while, so 10,000 guesses
     cannot be tried at the door.
     """
-    now = time.time() if now is None else now
     with write(db):
+        now, synced = _stamp(now, clock)
         if replay := _replay(db, request_id):
             return replay
         row = db.conn.execute(
@@ -248,7 +266,7 @@ def sign_in_returning(
                 "guidelines_version = max(guidelines_version, ?) WHERE id = ?",
                 [guidelines_version, visitor_id],
             )
-            visit_id = _open_visit(db, visitor_id, now, None, None, via, request_id)
+            visit_id = _open_visit(db, visitor_id, now, synced, None, None, via, request_id)
     if visit_id is None:
         raise VisitError("wrong_pin", status=403)
     return get(db, visit_id)
@@ -295,18 +313,21 @@ def matches(db: Database, prefix: str, limit: int = 6) -> list[Match]:
     return [Match(visitor_id, masked(name)) for visitor_id, name in rows]
 
 
-def sign_out(db: Database, visit_id: int, now: float | None = None) -> Visit:
+def sign_out(
+    db: Database, visit_id: int, now: float | None = None, clock: Watch | None = None
+) -> Visit:
     """Close an open visit; signing out someone already out is refused, not repeated."""
-    now = time.time() if now is None else now
     with write(db):
+        now, synced = _stamp(now, clock)
         visit = get(db, visit_id)
         if visit is None:
             raise VisitError("unknown_visit", status=404)
         if visit.signed_out_at is not None:
             raise VisitError("already_out", status=409, since=visit.signed_out_at)
         db.conn.execute(
-            "UPDATE visits SET signed_out_at = ?, closed_by = 'visitor' WHERE id = ?",
-            [now, visit_id],
+            "UPDATE visits SET signed_out_at = ?, closed_by = 'visitor', "
+            "clock_synced = min(clock_synced, ?) WHERE id = ?",
+            [now, int(synced), visit_id],
         )
     return get(db, visit_id)
 
@@ -362,6 +383,38 @@ def close_at_closing(db: Database, space: Space, now: float | None = None) -> in
                 )
                 closed += 1
     return closed
+
+
+def correct_clock(db: Database, clock: Watch, after_id: int) -> tuple[Correction, int] | None:
+    """If the clock has been set, move the untrusted sign-in and sign-out times of the
+    visits this process opened (id > after_id) by the offset, in one transaction; returns
+    the correction and how many visits it moved.
+
+    A visit opened before the process started and signed out before the clock was set
+    keeps clock_synced = 0: its times may be on an earlier boot's clock.
+    """
+    with write(db):  # see the module's docstring
+        fix = clock.check()
+        if fix is None:
+            return None
+        moved = db.conn.execute(
+            "UPDATE visits SET "
+            "signed_in_at = signed_in_at "
+            "+ CASE WHEN signed_in_at BETWEEN :start AND :end THEN :offset ELSE 0 END, "
+            "signed_out_at = signed_out_at "
+            "+ CASE WHEN signed_out_at BETWEEN :start AND :end THEN :offset ELSE 0 END, "
+            "clock_synced = :synced "
+            "WHERE clock_synced = 0 AND id > :after_id "
+            "AND (signed_in_at BETWEEN :start AND :end OR signed_out_at BETWEEN :start AND :end)",
+            {
+                "start": fix.start,
+                "end": fix.end,
+                "offset": fix.offset,
+                "synced": int(fix.synced),
+                "after_id": after_id,
+            },
+        ).rowcount
+    return fix, moved
 
 
 ERASED = "—"

@@ -15,6 +15,7 @@ from sensors import health, state
 from sensors.devices import Beam, DoorContact, PeopleCounter, motion_sensor
 from sensors.doorway import Doorway
 from sensors.health import Health
+from spacekiosk import clock
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.5
 BATCH_MAX = 500
+CLOCK_SECONDS = 5.0  # how often the main loop asks whether the clock has been set
+_MORE = object()  # a batch ended by its size or its time, not by a correction or the end
 
 
 @dataclass(frozen=True)
@@ -33,21 +36,40 @@ class Event:
     kind: str
     value: int | None = None
     detail: str | None = None
+    synced: bool = True  # False: taken before the clock was set
 
 
 class EventWriter:
-    """The only writer of sensor_events; callbacks hand it events through a queue."""
+    """The only writer of sensor_events; callbacks hand it events through a queue.
 
-    def __init__(self, db):
+    Events taken while the clock cannot be trusted are stored with clock_synced = 0;
+    once `check_clock()` learns by how much the clock was off, the writer moves them, in
+    one transaction, and marks them synced. Only this process's rows are moved: its
+    clock window may overlap times stored by an earlier boot.
+    """
+
+    def __init__(self, db, clock_watch: clock.Watch | None = None):
         self.db = db
-        self.queue: queue.Queue[Event | None] = queue.Queue()
+        self.clock_watch = clock_watch or clock.Watch()
+        self.after_id = db.execute("SELECT coalesce(max(id), 0) FROM sensor_events").fetchone()[0]
+        self.queue: queue.Queue[Event | clock.Correction | None] = queue.Queue()
         self.written = 0
+        self._stamping = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="sensor-writer", daemon=True)
 
     def put(
         self, sensor: str, kind: str, value: int | None = None, detail: str | None = None
     ) -> None:
-        self.queue.put(Event(time.time(), sensor, kind, value, detail))
+        with self._stamping:  # a time and its place in the queue together: see check_clock()
+            at, synced = self.clock_watch.now()
+            self.queue.put(Event(at, sensor, kind, value, detail, synced))
+
+    def check_clock(self) -> None:
+        """Queue a correction if the clock has been set: it lands behind every event taken
+        on the old clock, so the writer moves them all."""
+        with self._stamping:
+            if correction := self.clock_watch.check():
+                self.queue.put(correction)
 
     def start(self) -> None:
         self.thread.start()
@@ -58,34 +80,55 @@ class EventWriter:
         self.thread.join()
 
     def _run(self) -> None:
-        done = False
-        while not done:
+        while True:
             batch: list[Event] = []
             item = self.queue.get()
             deadline = time.monotonic() + BATCH_SECONDS
-            while item is not None:
+            while isinstance(item, Event):
                 batch.append(item)
+                item = _MORE
                 if len(batch) >= BATCH_MAX:
                     break
                 try:
                     item = self.queue.get(timeout=max(deadline - time.monotonic(), 0))
                 except queue.Empty:
                     break
-            done = item is None
             if batch:
                 self._commit(batch)
+            if item is None:
+                return
+            if isinstance(item, clock.Correction):
+                self._correct(item)
 
     def _commit(self, batch: list[Event]) -> None:
         try:
             with write(self.db):
                 self.db.conn.executemany(
-                    "INSERT INTO sensor_events (at, sensor, kind, value, detail) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(e.at, e.sensor, e.kind, e.value, e.detail) for e in batch],
+                    "INSERT INTO sensor_events (at, sensor, kind, value, detail, clock_synced) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(e.at, e.sensor, e.kind, e.value, e.detail, int(e.synced)) for e in batch],
                 )
             self.written += len(batch)
         except Exception:
             log.exception("could not store %d sensor event(s)", len(batch))
+
+    def _correct(self, fix: clock.Correction) -> None:
+        try:
+            with write(self.db):
+                moved = self.db.conn.execute(
+                    "UPDATE sensor_events SET at = at + ?, clock_synced = ? "
+                    "WHERE clock_synced = 0 AND id > ? AND at BETWEEN ? AND ?",
+                    [fix.offset, int(fix.synced), self.after_id, fix.start, fix.end],
+                ).rowcount
+        except Exception:
+            log.exception("could not correct the times of sensor events by %+.1f s", fix.offset)
+            return
+        log.info(
+            "the clock was set: %d sensor event(s) taken before moved by %+.1f s%s",
+            moved,
+            fix.offset,
+            "" if fix.synced else " (the clock is still not synchronized)",
+        )
 
 
 class WatchedCounter(PeopleCounter):
@@ -269,8 +312,9 @@ def run(
                 simulator.start()
             log.info("sensors running (%s)", "simulated" if simulate else "GPIO")
             notify("READY=1")
-            watchdog = watchdog_interval()
-            while not stopping.wait(watchdog or 3600):
+            every = min(watchdog_interval() or CLOCK_SECONDS, CLOCK_SECONDS)
+            while not stopping.wait(every):
+                writer.check_clock()
                 # a dead writer or health check must not look healthy
                 if writer.thread.is_alive() and sensors.health.thread.is_alive():
                     notify("WATCHDOG=1")

@@ -36,7 +36,7 @@ def cmd_kiosk(args) -> int:
     cfg = _load(args, config.SpaceConfig, secrets=False)
     app = create_app(cfg)
     stopping = stop_event()
-    closer = closing.run(cfg, stopping)
+    closer = closing.run(cfg, stopping, app.extensions["clock"])
     code = serve(
         app,
         cfg.kiosk.listen,

@@ -4,7 +4,7 @@ A kiosk holds real sign-ins, so a step never drops or rewrites data. Append new 
 at the end; never edit one that has shipped. Times are UTC seconds since the epoch.
 
 Writers (rule 1 of the design): visitors and visits — kiosk; sensor_events — sensors;
-buckets, outbox and sync_state — sync.
+buckets, outbox, day_outbox, link_log and sync_state — sync.
 """
 
 from __future__ import annotations
@@ -93,4 +93,35 @@ def m003_sensor_health(db: Database) -> None:
         db.execute(statement)
 
 
-SPACE_MIGRATIONS = [m001_initial, m002_returning_visitors, m003_sensor_health]
+def m004_sync_agent(db: Database) -> None:
+    """What the sync agent needs beyond hourly buckets:
+
+    - link_log: when the central broker was reachable (sync writes it), for each hour's
+      `connected_minutes`;
+    - day_outbox: days rolled up from hours when the outbox grows past its limit (sync);
+    - clock_synced on visits: whether a sign-in or sign-out time was taken before the
+      clock was set (kiosk writes it and corrects those times once the offset is known).
+    """
+    for statement in (
+        """CREATE TABLE link_log (
+            id INTEGER PRIMARY KEY,
+            start REAL NOT NULL,
+            end REAL NOT NULL,
+            CHECK (end >= start)
+        )""",
+        "CREATE INDEX link_log_end ON link_log(end)",
+        """CREATE TABLE day_outbox (
+            day_start INTEGER PRIMARY KEY,
+            version INTEGER NOT NULL,
+            counts TEXT NOT NULL,
+            queued_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            delivered_version INTEGER NOT NULL DEFAULT 0
+        )""",
+        "ALTER TABLE visits ADD COLUMN clock_synced INTEGER NOT NULL DEFAULT 1",
+    ):
+        db.execute(statement)
+
+
+SPACE_MIGRATIONS = [m001_initial, m002_returning_visitors, m003_sensor_health, m004_sync_agent]
