@@ -17,15 +17,17 @@ from pathlib import Path
 from sync.protocol import PREFIX
 
 ACL = f"""\
-# Each space writes only its own usage and status, and reads only its own acks.
+# Each space writes only its own usage, status and digest, and reads only its own acks.
 pattern write {PREFIX}/%u/usage
 pattern write {PREFIX}/%u/status
+pattern write {PREFIX}/%u/digest
 pattern read {PREFIX}/%u/ack
 
 # The collector reads every space and acknowledges to each.
 user collector
 topic read {PREFIX}/+/usage
 topic read {PREFIX}/+/status
+topic read {PREFIX}/+/digest
 topic write {PREFIX}/+/ack
 """
 

@@ -17,6 +17,7 @@ PREFIX = f"spacekiosk/v{VERSION}"
 MAX_WIRE_BYTES = 256 * 1024
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_BUCKETS = 5000
+MAX_DIGEST_DAYS = 400
 
 # Counts a bucket carries; all are non-negative integers (see docs/protocol.md).
 COUNTS = (
@@ -32,10 +33,23 @@ COUNTS = (
     "occupancy_peak",
     "person_minutes",
     "occupied_minutes",
+    "open_minutes",
+    "connected_minutes",
+    "sensor_fault_minutes",
 )
+# Counts that are minutes of the bucket's span, so at most 60 per hour it covers.
+MINUTES = ("occupied_minutes", "open_minutes", "connected_minutes", "sensor_fault_minutes")
+# Sign-ins broken down by a label: {label: count}. Labels are the space's own purposes
+# and community event names, never anything a visitor typed.
+BREAKDOWNS = ("by_purpose", "by_event")
+MAX_LABELS = 64
+MAX_LABEL_CHARS = 80
+SPANS = (1, 24)  # an hour, or a day rolled up from its hours
 
 _SPACE = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 _HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:00:00Z$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DAY = 86400
 
 
 class ProtocolError(ValueError):
@@ -58,25 +72,82 @@ def hour_iso(hour_start: int) -> str:
     return datetime.fromtimestamp(hour_start, UTC).strftime("%Y-%m-%dT%H:00:00Z")
 
 
-def hour_epoch(text: str) -> int:
-    if not isinstance(text, str) or not _HOUR.match(text):
-        raise ProtocolError(f"'start' must be an hour like 2026-11-25T16:00:00Z, not {text!r}")
+def hour_epoch(text: object) -> int:
+    """Seconds since the epoch of an hour like 2026-11-25T16:00:00Z, or ProtocolError."""
+    return _epoch(
+        text, _HOUR, "%Y-%m-%dT%H:%M:%SZ", "'start' must be an hour like 2026-11-25T16:00:00Z"
+    )
+
+
+def day_iso(start: int) -> str:
+    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d")
+
+
+def day_epoch(text: object) -> int:
+    """Seconds since the epoch of a UTC day like 2026-11-25, or ProtocolError."""
+    return _epoch(text, _DAY, "%Y-%m-%d", "a day must look like 2026-11-25")
+
+
+def _epoch(text: object, pattern: re.Pattern, layout: str, expected: str) -> int:
+    if not isinstance(text, str) or not pattern.match(text):
+        raise ProtocolError(f"{expected}, not {text!r}")
     try:
-        return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+        return int(datetime.strptime(text, layout).replace(tzinfo=UTC).timestamp())
     except ValueError:
-        raise ProtocolError(f"'start' is not a real date: {text!r}") from None
+        raise ProtocolError(f"not a real date: {text!r}") from None
 
 
 @dataclass(frozen=True)
 class Bucket:
-    """One space's counts for one UTC hour, at one version."""
+    """One space's counts for one UTC hour (or, rolled up, one UTC day), at one version."""
 
     start: int
     version: int
-    counts: dict[str, int]
+    counts: dict
+    hours: int = 1
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """What identifies the bucket at the collector: (start, hours)."""
+        return self.start, self.hours
 
     def to_wire(self) -> dict:
-        return {"start": hour_iso(self.start), "version": self.version, **self.counts}
+        head = {"start": hour_iso(self.start), "version": self.version}
+        if self.hours != 1:
+            head["hours"] = self.hours
+        return head | self.counts
+
+
+def add_counts(total: dict, counts: dict) -> dict:
+    """Sum `counts` into `total`: breakdowns label by label, occupancy_peak as a maximum."""
+    for name, value in counts.items():
+        if name in BREAKDOWNS:
+            into = total.setdefault(name, {})
+            for label, n in value.items():
+                into[label] = into.get(label, 0) + n
+        elif name == "occupancy_peak":
+            total[name] = max(total.get(name, 0), value)
+        else:
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def digest(units: list[tuple[int, int, int]]) -> list[list]:
+    """[[day, units, crc32], ...] of delivered (start, hours, version) units, by UTC day.
+
+    Both ends compute it the same way; a day whose entry differs is resent."""
+    days: dict[int, list[tuple[int, int, int]]] = {}
+    for unit in units:
+        days.setdefault(unit[0] // DAY * DAY, []).append(unit)
+    return [
+        [day_iso(day), len(found), zlib.crc32(";".join(map(_unit, sorted(found))).encode())]
+        for day, found in sorted(days.items())
+    ]
+
+
+def _unit(unit: tuple[int, int, int]) -> str:
+    start, hours, version = unit
+    return f"{start}:{hours}:{version}"
 
 
 def pack(message: dict) -> bytes:
@@ -130,45 +201,108 @@ def read_usage(payload: bytes, topic_space: str) -> list[Bucket]:
 def _read_bucket(item: object, index: int) -> Bucket:
     if not isinstance(item, dict):
         raise ProtocolError(f"buckets[{index}] is not an object")
+    where = f"buckets[{index}]"
     start = hour_epoch(item.get("start"))
     version = item.get("version")
     if not _count(version) or version < 1:
-        raise ProtocolError(f"buckets[{index}].version must be a positive integer")
+        raise ProtocolError(f"{where}.version must be a positive integer")
+    hours = item.get("hours", 1)
+    if hours not in SPANS or isinstance(hours, bool):
+        raise ProtocolError(f"{where}.hours must be 1 or 24")
+    if hours == 24 and start % DAY:
+        raise ProtocolError(f"{where} is a day, so it must start at 00:00Z")
     counts = {}
     for key, value in item.items():
-        if key in ("start", "version"):
+        if key in ("start", "version", "hours"):
+            continue
+        if key in BREAKDOWNS:
+            counts[key] = _read_breakdown(value, f"{where}.{key}")
             continue
         if key not in COUNTS:
-            raise ProtocolError(f"buckets[{index}] has an unknown field {key!r}")
+            raise ProtocolError(f"{where} has an unknown field {key!r}")
         if not _count(value):
-            raise ProtocolError(f"buckets[{index}].{key} must be a non-negative integer")
+            raise ProtocolError(f"{where}.{key} must be a non-negative integer")
+        if key in MINUTES and value > 60 * hours:
+            raise ProtocolError(f"{where}.{key} is {value}, more minutes than the bucket has")
         counts[key] = value
-    return Bucket(start, version, counts)
+    return Bucket(start, version, counts, hours)
+
+
+def _read_breakdown(value: object, where: str) -> dict[str, int]:
+    if not isinstance(value, dict) or len(value) > MAX_LABELS:
+        raise ProtocolError(f"{where} must be an object of at most {MAX_LABELS} labels")
+    for label, n in value.items():
+        if not label or len(label) > MAX_LABEL_CHARS or not _count(n):
+            raise ProtocolError(f"{where} must map labels of 1-{MAX_LABEL_CHARS} chars to counts")
+    return value
 
 
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 
-def ack_message(buckets: list[Bucket]) -> bytes:
-    return pack({"v": VERSION, "committed": [[hour_iso(b.start), b.version] for b in buckets]})
+@dataclass(frozen=True)
+class Ack:
+    """What the collector tells a space: buckets it committed, days it asks for again."""
+
+    committed: list[tuple[int, int, int]]  # (start, version, hours)
+    resend: list[int]  # UTC day starts
 
 
-def read_ack(payload: bytes) -> list[tuple[int, int]]:
+def ack_message(buckets: list[Bucket] = (), resend: list[int] = ()) -> bytes:
+    message: dict = {"v": VERSION}
+    if buckets:
+        message["committed"] = [
+            [hour_iso(b.start), b.version] + ([b.hours] if b.hours != 1 else []) for b in buckets
+        ]
+    if resend:
+        message["resend"] = [day_iso(day) for day in resend]
+    return pack(message)
+
+
+def read_ack(payload: bytes) -> Ack:
     message = unpack(payload)
-    committed = message.get("committed")
-    if not isinstance(committed, list):
-        raise ProtocolError("'committed' must be a list of [start, version] pairs")
-    pairs = []
-    for pair in committed:
-        if not (isinstance(pair, list) and len(pair) == 2 and _count(pair[1])):
-            raise ProtocolError(f"bad [start, version] pair: {pair!r}")
-        pairs.append((hour_epoch(pair[0]), pair[1]))
-    return pairs
+    committed = message.get("committed", [])
+    resend = message.get("resend", [])
+    if not isinstance(committed, list) or not isinstance(resend, list):
+        raise ProtocolError("'committed' and 'resend' must be lists")
+    units = []
+    for unit in committed:
+        if not (
+            isinstance(unit, list)
+            and len(unit) in (2, 3)
+            and _count(unit[1])
+            and (len(unit) == 2 or unit[2] in SPANS)
+        ):
+            raise ProtocolError(f"bad [start, version(, hours)] entry: {unit!r}")
+        units.append((hour_epoch(unit[0]), unit[1], unit[2] if len(unit) == 3 else 1))
+    return Ack(units, [day_epoch(day) for day in resend])
+
+
+def digest_message(space: str, days: list[list]) -> bytes:
+    return pack({"v": VERSION, "space": space, "days": days})
+
+
+def read_digest(payload: bytes, topic_space: str) -> dict[int, tuple[int, int]]:
+    """{day start: (units, crc32)} from a space's digest of what it believes delivered."""
+    message = unpack(payload)
+    if message.get("space") != topic_space:
+        raise ProtocolError("the digest names another space than its topic")
+    days = message.get("days")
+    if not isinstance(days, list) or len(days) > MAX_DIGEST_DAYS:
+        raise ProtocolError(f"'days' must be a list of at most {MAX_DIGEST_DAYS} entries")
+    found = {}
+    for entry in days:
+        if not (isinstance(entry, list) and len(entry) == 3 and _count(entry[1])):
+            raise ProtocolError(f"bad [day, units, crc32] entry: {entry!r}")
+        if not (isinstance(entry[2], int) and 0 <= entry[2] < 2**32):
+            raise ProtocolError(f"bad crc32 in {entry!r}")
+        found[day_epoch(entry[0])] = (entry[1], entry[2])
+    return found
 
 
 def status_message(**fields) -> bytes:
-    return json.dumps({"v": VERSION, **fields}, separators=(",", ":")).encode()
+    return pack({"v": VERSION, **fields})
 
 
 def read_status(payload: bytes) -> dict:

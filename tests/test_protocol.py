@@ -34,8 +34,45 @@ def test_a_tiny_message_stays_plain_json():
 
 
 def test_acks_round_trip():
-    buckets = [Bucket(HOUR, 3, {"signins": 1}), Bucket(HOUR + 3600, 1, {})]
-    assert protocol.read_ack(protocol.ack_message(buckets)) == [(HOUR, 3), (HOUR + 3600, 1)]
+    day = HOUR - 16 * 3600
+    buckets = [Bucket(HOUR, 3, {"signins": 1}), Bucket(day, 2, {}, hours=24)]
+    ack = protocol.read_ack(protocol.ack_message(buckets, resend=[day - 86400]))
+    assert ack.committed == [(HOUR, 3, 1), (day, 2, 24)]
+    assert ack.resend == [day - 86400]
+
+
+def test_breakdowns_days_and_minutes_round_trip():
+    day = HOUR - 16 * 3600
+    buckets = [
+        Bucket(HOUR, 1, {"signins": 3, "by_purpose": {"work": 2, "event": 1}, "open_minutes": 60}),
+        Bucket(
+            day, 1, {"signins": 30, "connected_minutes": 1440, "by_event": {"Repair café": 4}}, 24
+        ),
+    ]
+    assert protocol.read_usage(protocol.usage_message("nairobi", buckets), "nairobi") == buckets
+
+
+def test_counts_add_up_across_hours_and_peaks_take_the_maximum():
+    total = {}
+    protocol.add_counts(total, {"signins": 2, "occupancy_peak": 5, "by_purpose": {"work": 2}})
+    protocol.add_counts(
+        total, {"signins": 1, "occupancy_peak": 3, "by_purpose": {"work": 1, "x": 1}}
+    )
+    assert total == {"signins": 3, "occupancy_peak": 5, "by_purpose": {"work": 3, "x": 1}}
+
+
+def test_a_digest_changes_when_any_unit_does():
+    units = [(HOUR, 1, 2), (HOUR + 3600, 1, 1), (HOUR + 86400, 1, 1)]
+    days = protocol.digest(units)
+    assert [d[:2] for d in days] == [["2026-11-25", 2], ["2026-11-26", 1]]
+    assert protocol.digest(list(reversed(units))) == days  # order does not matter
+    assert protocol.digest([(HOUR, 1, 3), *units[1:]])[0] != days[0]  # a version does
+    message = protocol.digest_message("nairobi", days)
+    assert protocol.read_digest(message, "nairobi") == {
+        protocol.day_epoch(day): (n, crc) for day, n, crc in days
+    }
+    with pytest.raises(ProtocolError, match="another space"):
+        protocol.read_digest(message, "athens")
 
 
 def raw(message) -> bytes:
@@ -88,6 +125,47 @@ GOOD = {
                 }
             ),
             "unknown field",
+        ),
+        (
+            raw({**GOOD, "buckets": [{"start": "2026-11-25T16:00:00Z", "version": 1, "hours": 2}]}),
+            "1 or 24",
+        ),
+        (
+            raw(
+                {**GOOD, "buckets": [{"start": "2026-11-25T16:00:00Z", "version": 1, "hours": 24}]}
+            ),
+            "00:00Z",
+        ),
+        (
+            raw(
+                {
+                    **GOOD,
+                    "buckets": [
+                        {"start": "2026-11-25T16:00:00Z", "version": 1, "open_minutes": 61}
+                    ],
+                }
+            ),
+            "more minutes",
+        ),
+        (
+            raw(
+                {
+                    **GOOD,
+                    "buckets": [
+                        {"start": "2026-11-25T16:00:00Z", "version": 1, "by_purpose": {"": 1}}
+                    ],
+                }
+            ),
+            "labels",
+        ),
+        (
+            raw(
+                {
+                    **GOOD,
+                    "buckets": [{"start": "2026-11-25T16:00:00Z", "version": 1, "by_event": ["a"]}],
+                }
+            ),
+            "labels",
         ),
         (b"{" + b" " * (protocol.MAX_WIRE_BYTES + 1), "over"),
         (zlib.compress(b"{" + b" " * (protocol.MAX_JSON_BYTES + 10)), "inflates to more"),

@@ -50,7 +50,7 @@ class Ingest:
         if reason_code.is_failure:
             log.error("broker refused the collector's login: %s", reason_code)
             return
-        client.subscribe([(f"{protocol.PREFIX}/+/usage", 1), (f"{protocol.PREFIX}/+/status", 1)])
+        client.subscribe([(f"{protocol.PREFIX}/+/{kind}", 1) for kind in KINDS])
         self.connected.set()
         log.info("collector subscribed on %s:%d", self.config.mqtt.host, self.config.mqtt.port)
 
@@ -87,16 +87,38 @@ class Ingest:
         try:
             space, kind = protocol.parse_topic(topic)
             if kind == "usage":
-                buckets = protocol.read_usage(payload, space)
-                store.commit_usage(self.db, space, buckets)
-                self.client.publish(
-                    protocol.topic(space, "ack"), protocol.ack_message(buckets), qos=1
-                )
+                ack = take_usage(self.db, space, payload)
+            elif kind == "digest":
+                ack = take_digest(self.db, space, payload)
             elif kind == "status":
-                if payload:
+                if payload:  # an empty retained message clears the topic
                     store.commit_status(self.db, space, protocol.read_status(payload))
+                return
             else:
                 raise protocol.ProtocolError(f"unexpected topic kind {kind!r}")
         except protocol.ProtocolError as exc:
             log.warning("rejected a message on %s: %s", topic, exc)
             store.reject(self.db, topic, str(exc))
+            return
+        if ack is not None:
+            self.client.publish(protocol.topic(space, "ack"), ack, qos=1)
+
+
+KINDS = ("usage", "status", "digest")
+
+
+def take_usage(db, space: str, payload: bytes) -> bytes:
+    """Validate and commit a usage batch; the ack to send, true only once this returns.
+    Raises ProtocolError, having written nothing, for a batch that breaks the protocol."""
+    buckets = protocol.read_usage(payload, space)
+    store.commit_usage(db, space, buckets)
+    return protocol.ack_message(buckets)
+
+
+def take_digest(db, space: str, payload: bytes) -> bytes | None:
+    """Compare a space's digest with what is here; ask for the days that differ."""
+    lacking = store.lacking(db, space, protocol.read_digest(payload, space))
+    if lacking:
+        log.warning("%s: asking again for %d day(s) that differ", space, len(lacking))
+        return protocol.ack_message(resend=lacking)
+    return None

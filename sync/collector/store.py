@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
 from sqlite_utils import Database
 
 from spacekiosk.db import write
-from sync.protocol import Bucket
+from sync.protocol import DAY, Bucket, day_epoch, digest
 
 
 def m001_initial(db: Database) -> None:
@@ -34,7 +35,33 @@ def m001_initial(db: Database) -> None:
     )""")
 
 
-COLLECTOR_MIGRATIONS = [m001_initial]
+def m002_days_and_tokens(db: Database) -> None:
+    """Rolled-up days beside hours (a bucket is now keyed by its span too), and the
+    spaces' tokens for the HTTPS route (stored as SHA-256: a token is 256 random bits)."""
+    for statement in (
+        """CREATE TABLE usage_new (
+            space TEXT NOT NULL REFERENCES spaces(id),
+            hour_start INTEGER NOT NULL,
+            hours INTEGER NOT NULL DEFAULT 1 CHECK (hours IN (1, 24)),
+            version INTEGER NOT NULL,
+            counts TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            PRIMARY KEY (space, hour_start, hours)
+        ) WITHOUT ROWID""",
+        """INSERT INTO usage_new (space, hour_start, hours, version, counts, received_at)
+           SELECT space, hour_start, 1, version, counts, received_at FROM usage""",
+        "DROP TABLE usage",
+        "ALTER TABLE usage_new RENAME TO usage",
+        """CREATE TABLE tokens (
+            space TEXT PRIMARY KEY,
+            token_sha256 TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        )""",
+    ):
+        db.execute(statement)
+
+
+COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens]
 
 
 def _seen(db: Database, space: str, now: float) -> None:
@@ -52,13 +79,13 @@ def commit_usage(db: Database, space: str, buckets: list[Bucket], now: float | N
     with write(db):
         _seen(db, space, now)
         db.conn.executemany(
-            """INSERT INTO usage (space, hour_start, version, counts, received_at)
-               VALUES (?, ?, ?, ?, ?)
-               ON CONFLICT (space, hour_start) DO UPDATE SET version = excluded.version,
+            """INSERT INTO usage (space, hour_start, hours, version, counts, received_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (space, hour_start, hours) DO UPDATE SET version = excluded.version,
                    counts = excluded.counts, received_at = excluded.received_at
                WHERE excluded.version > usage.version""",
             [
-                (space, b.start, b.version, json.dumps(b.counts, sort_keys=True), now)
+                (space, b.start, b.hours, b.version, json.dumps(b.counts, sort_keys=True), now)
                 for b in buckets
             ],
         )
@@ -99,11 +126,45 @@ def usage(
     db: Database, space: str, since: int | None = None, until: int | None = None
 ) -> list[Bucket]:
     rows = db.execute(
-        """SELECT hour_start, version, counts FROM usage WHERE space = ?
-                         AND hour_start >= ? AND hour_start < ? ORDER BY hour_start""",
+        """SELECT hour_start, version, counts, hours FROM usage WHERE space = ?
+                         AND hour_start >= ? AND hour_start < ? ORDER BY hour_start, hours""",
         [space, since or 0, until or 2**62],
     ).fetchall()
-    return [Bucket(h, v, json.loads(c)) for h, v, c in rows]
+    return [Bucket(h, v, json.loads(c), n) for h, v, c, n in rows]
+
+
+def lacking(db: Database, space: str, claimed: dict[int, tuple[int, int]]) -> list[int]:
+    """The days of a space's digest whose buckets here differ from what it delivered."""
+    if not claimed:
+        return []
+    units = db.execute(
+        "SELECT hour_start, hours, version FROM usage WHERE space = ? AND hour_start >= ? "
+        "AND hour_start < ?",
+        [space, min(claimed), max(claimed) + DAY],
+    ).fetchall()
+    held = {day_epoch(day): (n, crc) for day, n, crc in digest(units)}
+    return sorted(day for day, entry in claimed.items() if held.get(day) != entry)
+
+
+def set_token(db: Database, space: str, token: str, now: float | None = None) -> None:
+    """Give a space its token for the HTTPS route (replacing any earlier one)."""
+    with write(db):
+        db.execute(
+            """INSERT INTO tokens (space, token_sha256, created_at) VALUES (?, ?, ?)
+               ON CONFLICT (space) DO UPDATE SET token_sha256 = excluded.token_sha256,
+               created_at = excluded.created_at""",
+            [space, _sha256(token), time.time() if now is None else now],
+        )
+
+
+def token_space(db: Database, token: str) -> str | None:
+    """Which space a bearer token belongs to, if any."""
+    row = db.execute("SELECT space FROM tokens WHERE token_sha256 = ?", [_sha256(token)]).fetchone()
+    return row[0] if row else None
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def known(db: Database, space: str) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from flask import Flask, abort, g, jsonify, render_template, request
+from flask import Flask, Response, abort, g, jsonify, render_template, request
 
 from spacekiosk.config import CollectorConfig
 from spacekiosk.db import connect
 from sync import protocol
 from sync.collector import store
+from sync.collector.ingest import take_usage
 
 
 def create_app(config: CollectorConfig, ingest=None) -> Flask:
@@ -63,6 +64,42 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
         buckets = store.usage(g.db, space, since, until)
         return jsonify({"space": space, "buckets": [b.to_wire() for b in buckets]})
 
+    def space_of_token() -> str:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        space = store.token_space(g.db, token.strip()) if scheme.lower() == "bearer" else None
+        if space is None:
+            abort(401, "send the space's token as 'Authorization: Bearer <token>'")
+        return space
+
+    def body() -> bytes:
+        if (request.content_length or 0) > protocol.MAX_WIRE_BYTES:
+            abort(413, f"a batch may be at most {protocol.MAX_WIRE_BYTES} bytes")
+        return request.get_data(cache=False)
+
+    @app.post("/api/v1/ingest")
+    def ingest_api():
+        """The HTTPS route for a space whose MQTT port is blocked: the same batch, the
+        same validation and upsert; the answer is the ack MQTT would have carried."""
+        space = space_of_token()
+        payload = body()
+        try:
+            ack = take_usage(g.db, space, payload)
+        except protocol.ProtocolError as exc:
+            store.reject(g.db, request.path + " " + space, str(exc))
+            abort(400, str(exc))
+        return Response(ack, mimetype="application/octet-stream")
+
+    @app.post("/api/v1/status")
+    def status_api():
+        space = space_of_token()
+        try:
+            status = protocol.read_status(body())
+        except protocol.ProtocolError as exc:
+            store.reject(g.db, request.path + " " + space, str(exc))
+            abort(400, str(exc))
+        store.commit_status(g.db, space, status)
+        return jsonify({"ok": True})
+
     @app.get("/healthz")
     def healthz():
         g.db.execute("SELECT 1").fetchone()
@@ -70,8 +107,10 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
         return jsonify({"ok": True, "broker": "connected" if broker else "disconnected"})
 
     @app.errorhandler(400)
+    @app.errorhandler(401)
     @app.errorhandler(404)
     @app.errorhandler(405)
+    @app.errorhandler(413)
     def client_error(exc):
         return jsonify({"error": exc.description}), exc.code
 
