@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from spacekiosk import hours
+from spacekiosk import EARLIEST, hours
 from spacekiosk.config import SpaceConfig
 
 QUIET_MINUTES = 30
@@ -115,7 +115,7 @@ def counter_series(db: Database, config: SpaceConfig, since: float, until: float
     steps = [(start, 0)]
     for at, kind in db.execute(
         "SELECT at, kind FROM sensor_events WHERE sensor = 'counter' "
-        "AND kind IN ('entry', 'exit') AND at > ? AND at <= ? ORDER BY at",
+        "AND kind IN ('entry', 'exit') AND at > ? AND at <= ? AND clock_synced = 1 ORDER BY at",
         [start, until],
     ):
         while later_resets and later_resets[0] <= at:
@@ -133,8 +133,9 @@ def signed_in_series(db: Database, since: float, until: float):
     changes = []
     for signed_in, signed_out in db.execute(
         "SELECT signed_in_at, signed_out_at FROM visits WHERE signed_in_at <= ? "
-        "AND (signed_out_at IS NULL OR signed_out_at > ?)",
-        [until, since],
+        "AND (signed_out_at IS NULL OR signed_out_at > ?) "
+        "AND signed_in_at >= ? AND clock_synced = 1",  # times a wrong clock made are left out
+        [until, since, EARLIEST],
     ):
         changes.append((max(signed_in, since), 1))
         if signed_out is not None and signed_out <= until:

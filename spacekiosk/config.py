@@ -292,8 +292,19 @@ class Sync:
     ack_timeout_seconds: int = setting(30, check=at_least(1, 3600))
     batch_hours: int = setting(48, check=at_least(1, 1000))
     recompute_days: int = setting(7, check=at_least(1, 365))
-    http_url: str = setting("", doc="HTTPS fallback: the collector's base URL")
+    send_every_minutes: int = setting(
+        360, check=at_least(0, 1440), doc="how often to send finished hours; 0: at once"
+    )
+    send_running_hour: bool = setting(
+        False, doc="also send the hour still running, at each interval (costs resends)"
+    )
+    max_outbox_hours: int = setting(
+        24 * 14, check=at_least(48, 100_000), doc="past this, old days are rolled up"
+    )
+    reconcile_hours: int = setting(168, check=at_least(1, 24 * 90))
+    http_url: str = setting("", check=http_url, doc="HTTPS fallback: the collector's base URL")
     token_file: Path | None = setting(None, check=readable_file)
+    http_after_seconds: int = setting(120, check=at_least(0, 86400))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -427,3 +438,8 @@ def _check_space(config: SpaceConfig, ctx: Context) -> None:
         ctx.add("mqtt.port", "8883 is the MQTT-over-TLS port; with tls = false use 1883")
     if config.sync.http_url and not re.match(r"^https?://", config.sync.http_url):
         ctx.add("sync.http_url", "must start with https:// (or http:// on a test LAN)")
+    if config.sync.http_url and config.sync.token_file is None:
+        ctx.add(
+            "sync.token_file",
+            "the HTTPS fallback needs the space's token; `spacekiosk space add` prints it",
+        )

@@ -64,6 +64,9 @@ keepalive_seconds = 60
 [sync]
 interval_seconds = {sync_interval}
 ack_timeout_seconds = 10
+# The demo shows the hour still running; a space on a metered link waits for it to end.
+send_running_hour = true
+send_every_minutes = 0
 
 [sensors.door]
 pin = 17

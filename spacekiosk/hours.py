@@ -28,6 +28,18 @@ def spans(space: Space, since: float) -> Iterator[tuple[datetime, datetime]]:
             )
 
 
+def open_intervals(space: Space, since: float, until: float) -> list[tuple[float, float]]:
+    """When the space was open between since and until, as (opens, closes) UTC seconds."""
+    found: set[tuple[float, float]] = set()
+    start = since - 86400  # a span that began the day before may still be running
+    while start < until:
+        for opens, closes in spans(space, start):
+            if opens.timestamp() < until and closes.timestamp() > since:
+                found.add((max(opens.timestamp(), since), min(closes.timestamp(), until)))
+        start += 7 * 86400
+    return sorted(found)
+
+
 def state(space: Space, now: float) -> OpenState:
     for opens, closes in spans(space, now):
         if opens.timestamp() <= now < closes.timestamp():

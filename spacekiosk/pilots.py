@@ -107,17 +107,28 @@ tls = true
 keepalive_seconds = 600
 
 [sync]
-# How often hourly counts are recomputed and any backlog is sent.
+# How often hourly counts are recomputed (on the Pi; nothing is sent for this).
 interval_seconds = 300
+# How often finished hours are sent, together in one compressed message. Longer saves
+# bytes on a metered link; 0 sends each hour as soon as it is over.
+send_every_minutes = 360
+# Also send the hour still running at each interval (live figures, more resends).
+send_running_hour = false
 # How long to wait for the collector's acknowledgement before sending again.
 ack_timeout_seconds = 30
 # Hours per message when a backlog is sent after an outage.
 batch_hours = 48
 # How far back late data (a sign-out, a delayed sensor batch) can still change an hour.
 recompute_days = 7
-# The HTTPS fallback used when the MQTT port is blocked.
+# Past this many hours waiting, old days are rolled up and sent as one bucket each.
+max_outbox_hours = 336
+# How often the collector is asked to compare what it holds with what was delivered.
+reconcile_hours = 168
+# The HTTPS route, used when the MQTT port has been unreachable for http_after_seconds.
+# `spacekiosk space add` on the central server prints the token for token_file.
 http_url = ""
 # token_file = "/etc/spacekiosk/collector-token"
+http_after_seconds = 120
 
 # Community events: on the day, visitors can say they came for it.
 # [[events]]

@@ -6,6 +6,7 @@ outbox at a time and lets the outbox, not paho, remember what is still owed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+import requests
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 4  # batches handed to paho at once; the rest wait in SQLite
 SESSION_EXPIRY = 7 * 86400  # keep the ack subscription across short outages
+DIGEST_DAYS = 35  # how far back a reconciliation digest reaches
+HTTP_TIMEOUT = (10, 30)  # seconds to connect, to read the collector's answer
 
 
 @dataclass
@@ -49,7 +53,22 @@ class Agent:
         self.db = open_store(config.database.path, SPACE_MIGRATIONS)
         self.link = Link()
         self.last_status: dict | None = None
+        self.told_backlog = False
+        self.down_since = time.monotonic()
+        self.ever_connected = False
+        self.eager = False  # send whatever is due, now (`sync --once`)
+        self.link_open = False  # an interval of link_log is ours to extend
+        self.http = self._http() if config.sync.http_url else None
         self.client = self._client()
+
+    def _http(self) -> requests.Session:
+        session = requests.Session()
+        token = self.config.sync.token_file.read_text().strip()
+        session.headers["Authorization"] = f"Bearer {token}"
+        session.headers["Content-Type"] = "application/octet-stream"
+        if self.config.mqtt.ca_file:
+            session.verify = str(self.config.mqtt.ca_file)
+        return session
 
     def _client(self) -> mqtt.Client:
         cfg = self.config.mqtt
@@ -94,8 +113,9 @@ class Agent:
         self.link.wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        if self.link.connected.is_set():
-            log.warning("disconnected from the broker: %s", reason_code)
+        if not self.link.connected.is_set():
+            return  # a connection attempt that failed; nothing was up
+        log.warning("disconnected from the broker: %s", reason_code)
         self.link.connected.clear()
         self.link.inbox.put(("disconnected", None))
         self.link.wake.set()
@@ -124,6 +144,8 @@ class Agent:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.link_open:
+            self._link("down")
         if self.link.connected.is_set():
             info = self.client.publish(
                 protocol.topic(self.space, "status"), self._status(online=False), qos=1, retain=True
@@ -132,10 +154,20 @@ class Agent:
             self.client.disconnect()
         self.client.loop_stop()
         outbox.set_state(self.db, broker="stopped")
+        if self.http is not None:
+            self.http.close()
         self.db.close()
 
+    def _link(self, event: str) -> None:
+        """Note when the broker was reachable — with a clock that can be trusted only:
+        a Pi whose clock is not set yet would file the minutes under the wrong hours."""
+        if clock.state() != "unsynchronized":
+            outbox.link(self.db, event)
+
     def refresh(self) -> int:
-        queued = outbox.refresh(self.db, self.config.sync.recompute_days, config=self.config)
+        if self.link_open:
+            self._link("still")
+        queued = outbox.refresh(self.db, self.config)
         if queued:
             log.info("queued %d changed hour(s)", queued)
         return queued
@@ -153,10 +185,16 @@ class Agent:
             elif kind == "connected":
                 log.info("connected to %s:%d", self.config.mqtt.host, self.config.mqtt.port)
                 outbox.set_state(self.db, broker="connected")
+                self._link("up")
+                self.link_open = self.ever_connected = True
                 outbox.retry_now(self.db)
                 self.last_status = None
             elif kind == "disconnected":
+                if self.link_open:
+                    self._link("down")
+                self.link_open = False
                 outbox.set_state(self.db, broker="unreachable")
+                self.down_since = time.monotonic()
             elif kind == "refused":
                 log.error("the broker refused a usage batch (%s); it stays queued", data)
         if self.link.refused:
@@ -164,34 +202,124 @@ class Agent:
         if self.link.connected.is_set():
             self._send_window()
             self._publish_status()
+            self._reconcile()
+        elif self.http is not None and self._http_due():
+            acked += self._send_http()
         return acked
 
     def _take_ack(self, payload: bytes) -> int:
         try:
-            committed = protocol.read_ack(payload)
+            ack = protocol.read_ack(payload)
         except protocol.ProtocolError as exc:
             log.warning("ignoring a malformed ack: %s", exc)
             return 0
-        released = outbox.delivered(self.db, committed)
-        log.info(
-            "collector committed %d hour(s); %d released from the outbox", len(committed), released
+        if ack.committed:
+            released = outbox.delivered(self.db, ack.committed)
+            log.info(
+                "collector committed %d bucket(s); %d released from the outbox",
+                len(ack.committed),
+                released,
+            )
+        if ack.resend:
+            queued = outbox.resend(self.db, ack.resend)
+            log.warning(
+                "the collector lacks part of %s; %d bucket(s) queued again",
+                ", ".join(protocol.day_iso(d) for d in ack.resend),
+                queued,
+            )
+        return len(ack.committed)
+
+    def _reconcile(self) -> None:
+        """Now and then, with nothing pending, tell the collector what it should hold."""
+        every = self.config.sync.reconcile_hours * 3600
+        last = outbox.state(self.db).get("last_digest_at", 0)
+        now = time.time()
+        if now - last < every or self.backlog():
+            return
+        since = int(now - DIGEST_DAYS * 86400) // protocol.DAY * protocol.DAY
+        days = protocol.digest(outbox.delivered_units(self.db, since))
+        if not days:
+            return
+        info = self.client.publish(
+            protocol.topic(self.space, "digest"), protocol.digest_message(self.space, days), qos=1
         )
-        return len(committed)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            outbox.set_state(self.db, last_digest_at=now)
+            log.info("sent a reconciliation digest of %d day(s)", len(days))
+
+    def _http_due(self) -> bool:
+        """MQTT has been down (or refused) long enough to try the HTTPS route."""
+        waited = time.monotonic() - self.down_since
+        return self.link.refused is not None or waited >= self.config.sync.http_after_seconds
+
+    def _send_http(self) -> int:
+        """POST the next window of batches to the collector; its answer is the ack."""
+        url = f"{self.config.sync.http_url}/api/v1/ingest"
+        acked = 0
+        for _ in range(MAX_IN_FLIGHT):
+            batch = outbox.due(self.db, self.config.sync.batch_hours)
+            if not batch:
+                break
+            outbox.sent(self.db, batch, self.config.sync.ack_timeout_seconds)
+            try:
+                response = self.http.post(
+                    url, data=protocol.usage_message(self.space, batch), timeout=HTTP_TIMEOUT
+                )
+            except requests.RequestException as exc:
+                log.warning("the HTTPS route to %s failed too: %s", url, exc)
+                outbox.set_state(self.db, http="unreachable")
+                break
+            if response.status_code != 200:
+                log.error(
+                    "the collector refused a batch over HTTPS (%d): %s; it stays queued",
+                    response.status_code,
+                    response.text[:200],
+                )
+                outbox.set_state(self.db, http=f"refused: {response.status_code}")
+                break
+            outbox.set_state(self.db, http="ok")
+            acked += self._take_ack(response.content)
+        if acked:  # let the central team see the space, its backlog and its sensors
+            with contextlib.suppress(requests.RequestException):
+                self.http.post(
+                    f"{self.config.sync.http_url}/api/v1/status",
+                    data=self._status(online=True),
+                    timeout=HTTP_TIMEOUT,
+                )
+        return acked
+
+    def _send_due(self) -> bool:
+        """Whether to send now. On a metered link every message and its ack cost bytes
+        for their headers and keys, so finished hours wait for `sync.send_every_minutes`
+        and go together, compressed as one — unless a backlog has built up (after an
+        outage), or sent rows wait for a retry."""
+        every = self.config.sync.send_every_minutes * 60
+        if self.eager or every == 0:
+            return True
+        if time.time() - outbox.state(self.db).get("last_send_at", 0) >= every:
+            return True
+        return self.backlog() >= self.config.sync.batch_hours or outbox.retrying(self.db)
 
     def _send_window(self) -> None:
+        if not self._send_due():
+            return
         size = self.config.sync.batch_hours
+        sent_any = False
         for _ in range(MAX_IN_FLIGHT):
             batch = outbox.due(self.db, size)
             if not batch:
-                return
+                break
             info = self.client.publish(
                 protocol.topic(self.space, "usage"),
                 protocol.usage_message(self.space, batch),
                 qos=1,
             )
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return  # not connected after all; the rows stay due
+                break  # not connected after all; the rows stay due
             outbox.sent(self.db, batch, self.config.sync.ack_timeout_seconds)
+            sent_any = True
+        if sent_any:
+            outbox.set_state(self.db, last_send_at=time.time())
 
     def _sensors(self) -> dict:
         """Only what is wrong, to keep the retained status small on a metered link."""
@@ -217,13 +345,18 @@ class Agent:
         )
 
     def _publish_status(self) -> None:
-        health = outbox.health(self.db)
-        summary = {"backlog": health["backlog"], "clock": clock.state(), **self._sensors()}
-        if summary != self.last_status:
+        """On connecting, and when something the central team watches changes — not on
+        every delivery: a retained message costs bytes on a metered link."""
+        backlog = self.backlog()
+        behind = backlog > self.config.sync.batch_hours  # more than one send's worth
+        summary = {"behind": behind, "clock": clock.state(), **self._sensors()}
+        caught_up = backlog == 0 and self.told_backlog  # the last status told of a backlog
+        if summary != self.last_status or caught_up:
             self.client.publish(
                 protocol.topic(self.space, "status"), self._status(online=True), qos=1, retain=True
             )
             self.last_status = summary
+            self.told_backlog = backlog > 0
 
     def backlog(self) -> int:
         return outbox.health(self.db)["backlog"]
@@ -254,31 +387,37 @@ def run(config: SpaceConfig, stopping: threading.Event) -> int:
 def run_once(config: SpaceConfig, timeout: float = 120, out=print) -> int:
     """Refresh, deliver the whole backlog with progress lines, and exit: 0 if all delivered,
     75 (EX_TEMPFAIL) if some hours are still queued when `timeout` seconds have passed."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     with Agent(config) as agent:
         agent.refresh()
         total = agent.backlog()
-        out(f"{total} hour(s) to deliver to {config.mqtt.host}:{config.mqtt.port}")
+        route = f"{config.mqtt.host}:{config.mqtt.port}"
+        if agent.http is not None:
+            route += f" (or {config.sync.http_url} over HTTPS)"
+        out(f"{total} hour(s) to deliver to {route}")
         if total == 0:
             return 0
-        if not agent.link.connected.wait(max(deadline - time.monotonic(), 0)):
-            reason = agent.link.refused or "no connection"
-            out(f"could not reach the broker ({reason}); {total} hour(s) stay queued")
-            return 75
         outbox.retry_now(agent.db)
+        agent.eager = True
         left = total
         while left and time.monotonic() < deadline:
             agent.pump()  # sends what is due; unacked hours come due again with backoff
             if agent.backlog() < left:
                 left = agent.backlog()
-                out(f"delivered {total - left}/{total} hour(s)")
+                took = time.monotonic() - started
+                out(f"delivered {total - left}/{total} hour(s) in {took:.1f} s")
             agent.link.wake.wait(0.5)
             agent.link.wake.clear()
-        if left:
+        if not left:
+            out(f"all {total} hour(s) delivered")
+            return 0
+        if left == total and not agent.ever_connected:
+            reason = agent.link.refused or "no connection"
+            out(f"could not reach the broker ({reason}); {total} hour(s) stay queued")
+        else:
             out(
                 f"the collector has not acknowledged {left} hour(s) within {timeout:.0f} s; "
                 "they stay queued"
             )
-            return 75
-        out(f"all {total} hour(s) delivered")
-        return 0
+        return 75

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
 from sensors import occupancy
-from spacekiosk import BUILD_DATE
+from spacekiosk import EARLIEST
 from spacekiosk.config import SpaceConfig
+from spacekiosk.hours import open_intervals
+from sync.protocol import MAX_LABEL_CHARS
 
 HOUR = 3600
-EARLIEST = int(datetime.fromisoformat(BUILD_DATE).replace(tzinfo=UTC).timestamp())
 
 
 def hour_of(ts: float) -> int:
@@ -24,31 +24,42 @@ def hour_of(ts: float) -> int:
 
 
 def compute(
-    db: Database, since: int, until: int, config: SpaceConfig | None = None
-) -> dict[int, dict[str, int]]:
-    """Counts for every hour in [since, until) that had any activity.
+    db: Database, since: int, until: int, config: SpaceConfig, now: float | None = None
+) -> dict[int, dict]:
+    """Counts for every hour in [since, until) that is over and had anything to count.
 
-    Times before the build date cannot be real (a Pi booted without its clock) and are
-    left out rather than published as 1970.
+    The hour still running is left for later (unless `sync.send_running_hour`): it would
+    change with every sync and cost a resend each time on a metered link. Occupancy
+    and the minute counts are always for hours that are over. Times before the build date
+    cannot be real (a Pi booted without its clock) and are left out rather than
+    published as 1970; so are times taken before the clock was set and not yet
+    corrected (clock_synced = 0).
     """
+    now = time.time() if now is None else now
     since = max(since, EARLIEST)
-    hours: dict[int, dict[str, int]] = defaultdict(dict)
+    over = min(until, hour_of(now))  # hours that have ended
+    until = min(until, hour_of(now) + HOUR) if config.sync.send_running_hour else over
+    hours: dict[int, dict] = defaultdict(dict)
+    if until <= since:
+        return {}
 
-    def add(sql: str, names: tuple[str, ...], params=(since, until)) -> None:
-        for hour, *values in db.execute(sql, params):
+    def add(sql: str, names: tuple[str, ...]) -> None:
+        for hour, *values in db.execute(sql, (since, until)):
             for name, value in zip(names, values, strict=True):
                 if value:
                     hours[hour][name] = value
 
     add(
-        """SELECT CAST(signed_in_at / 3600 AS INTEGER) * 3600 AS h,
-                   count(*), count(DISTINCT visitor_id)
-            FROM visits WHERE signed_in_at >= ? AND signed_in_at < ? GROUP BY h""",
+        """SELECT CAST(signed_in_at / 3600 AS INTEGER) * 3600 AS h, count(*),
+                   count(DISTINCT visitor_id)
+            FROM visits WHERE signed_in_at >= ? AND signed_in_at < ? AND clock_synced = 1
+            GROUP BY h""",
         ("signins", "unique_visitors"),
     )
     add(
         """SELECT CAST(signed_out_at / 3600 AS INTEGER) * 3600 AS h, count(*)
-            FROM visits WHERE signed_out_at >= ? AND signed_out_at < ? GROUP BY h""",
+            FROM visits WHERE signed_out_at >= ? AND signed_out_at < ? AND clock_synced = 1
+            GROUP BY h""",
         ("signouts",),
     )
     # A visitor is new in the hour of their first visit, returning in any later one.
@@ -59,13 +70,16 @@ def compute(
                    count(DISTINCT CASE WHEN CAST(f.first / 3600 AS INTEGER) * 3600
                                             = CAST(v.signed_in_at / 3600 AS INTEGER) * 3600
                                        THEN v.visitor_id END),
-                   count(DISTINCT CASE WHEN f.first < CAST(v.signed_in_at / 3600 AS INTEGER)
-                                                      * 3600
+                   count(DISTINCT CASE WHEN f.first < CAST(v.signed_in_at / 3600 AS INTEGER) * 3600
                                        THEN v.visitor_id END)
             FROM visits v JOIN firsts f USING (visitor_id)
-            WHERE v.signed_in_at >= ? AND v.signed_in_at < ? GROUP BY h""",
+            WHERE v.signed_in_at >= ? AND v.signed_in_at < ? AND v.clock_synced = 1
+            GROUP BY h""",
         ("new_visitors", "returning_visitors"),
     )
+    for name, sql in _BREAKDOWNS.items():
+        for hour, label, count in db.execute(sql, (since, until)):
+            hours[hour].setdefault(name, {})[label[:MAX_LABEL_CHARS]] = count
     add(
         """SELECT CAST(at / 3600 AS INTEGER) * 3600 AS h,
                    sum(sensor = 'door' AND kind = 'open'),
@@ -75,69 +89,105 @@ def compute(
             FROM sensor_events WHERE at >= ? AND at < ? AND clock_synced = 1 GROUP BY h""",
         ("door_openings", "entries", "exits", "motion_periods"),
     )
-    if config is not None:
-        _occupancy(db, config, since, until, hours)
+    if over <= since:
+        return dict(hours)
+    _occupancy(db, config, since, over, hours)
+    for name, intervals in (
+        ("occupied_minutes", _intervals(db, "motion%", "motion", "still", since, over, now)),
+        ("sensor_fault_minutes", _intervals(db, "%", "fault", "ok", since, over, now)),
+        ("open_minutes", open_intervals(config.space, since, over)),
+        ("connected_minutes", _link_intervals(db, since, over)),
+    ):
+        for hour, minutes in _minutes_by_hour(intervals):
+            if minutes:
+                hours[hour][name] = minutes
     return dict(hours)
 
 
+_BREAKDOWNS = {
+    name: f"""SELECT CAST(signed_in_at / 3600 AS INTEGER) * 3600 AS h, {column}, count(*)
+              FROM visits WHERE signed_in_at >= ? AND signed_in_at < ? AND clock_synced = 1
+              AND {column} IS NOT NULL AND {column} != '' GROUP BY h, {column}"""  # noqa: S608
+    for name, column in (("by_purpose", "purpose"), ("by_event", "event"))
+}
+
+
 def _occupancy(db, config: SpaceConfig, since: int, until: int, hours: dict) -> None:
-    """Peak people and person-minutes per hour (from the counter if there is one, else
-    from sign-ins), and the minutes any PIR saw motion — for hours that are over: an
-    hour still running would change with every sync and cost a resend each time."""
-    until = min(until, hour_of(time.time()))
+    """Peak people and person-minutes per hour: from the counter if there is one, else
+    from sign-ins."""
     if config.sensors.counter:
         steps = occupancy.counter_series(db, config, since, until)
     else:
         steps = occupancy.signed_in_series(db, since, until)
-    motion = _motion_intervals(db, since, until)
-    if until <= since:
-        return
     for hour in range(since, until, HOUR):
         peak, person_minutes = occupancy.hourly(steps, hour)
-        busy = sum(
-            min(end, hour + HOUR) - max(start, hour)
-            for start, end in motion
-            if start < hour + HOUR and end > hour
-        )
-        for name, value in (
-            ("occupancy_peak", peak),
-            ("person_minutes", person_minutes),
-            ("occupied_minutes", round(busy / 60)),
-        ):
+        for name, value in (("occupancy_peak", peak), ("person_minutes", person_minutes)):
             if value:
                 hours[hour][name] = value
 
 
-def _motion_intervals(db, since: int, until: int) -> list[tuple[float, float]]:
-    """When any PIR saw motion, as merged (start, end) intervals."""
+def _intervals(
+    db, sensors: str, on: str, off: str, since: int, until: int, now: float
+) -> list[tuple[float, float]]:
+    """When any sensor whose name is LIKE `sensors` was between an `on` and an `off`
+    event (a PIR seeing motion, a sensor at fault), as merged intervals within the
+    window. State carried in from before the window is looked up a week back."""
     open_at: dict[str, float] = {}
     intervals = []
     for at, sensor, kind in db.execute(
-        "SELECT at, sensor, kind FROM sensor_events WHERE sensor LIKE 'motion%' "
-        "AND kind IN ('motion', 'still') AND at >= ? AND at < ? AND clock_synced = 1 "
-        "ORDER BY at",
-        [since, until],
+        "SELECT at, sensor, kind FROM sensor_events WHERE sensor LIKE ? AND kind IN (?, ?) "
+        "AND at >= ? AND at < ? AND clock_synced = 1 ORDER BY at",
+        [sensors, on, off, since - 7 * 86400, until],
     ):
-        if kind == "motion":
+        if kind == on:
             open_at.setdefault(sensor, at)
         elif sensor in open_at:
             intervals.append((open_at.pop(sensor), at))
-    intervals += [(start, min(until, time.time())) for start in open_at.values()]
+    intervals += [(start, min(until, now)) for start in open_at.values()]
+    return _merge([(max(s, since), min(e, until)) for s, e in intervals if e > since])
+
+
+def _link_intervals(db, since: int, until: int) -> list[tuple[float, float]]:
+    """When the agent had a connection to the central broker (or its HTTPS route)."""
+    return _merge(
+        [
+            (max(start, since), min(end, until))
+            for start, end in db.execute(
+                "SELECT start, end FROM link_log WHERE end > ? AND start < ?", [since, until]
+            )
+        ]
+    )
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     merged: list[tuple[float, float]] = []
     for start, end in sorted(intervals):
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
+        elif end > start:
             merged.append((start, end))
     return merged
 
 
+def _minutes_by_hour(intervals: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """(hour, whole minutes of the hour covered) for every hour the intervals touch."""
+    seconds: dict[int, float] = defaultdict(float)
+    for start, end in intervals:
+        hour = hour_of(start)
+        while hour < end:
+            seconds[hour] += min(end, hour + HOUR) - max(start, hour)
+            hour += HOUR
+    return [(hour, min(60, round(s / 60))) for hour, s in sorted(seconds.items())]
+
+
 def earliest_activity(db: Database) -> int | None:
-    """The first hour with anything in it, for a store that has never been aggregated."""
+    """The first hour with anything in it: hours before it predate the installation, so
+    they have nothing to report (not even opening hours)."""
     row = db.execute(
         """SELECT min(t) FROM (
         SELECT min(signed_in_at) AS t FROM visits WHERE signed_in_at >= ?
-        UNION ALL SELECT min(at) FROM sensor_events WHERE at >= ?)""",
-        [EARLIEST, EARLIEST],
+        UNION ALL SELECT min(at) FROM sensor_events WHERE at >= ?
+        UNION ALL SELECT min(start) FROM link_log WHERE start >= ?)""",
+        [EARLIEST, EARLIEST, EARLIEST],
     ).fetchone()
     return hour_of(row[0]) if row and row[0] is not None else None

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import requests
 
@@ -64,6 +66,7 @@ def write_space_config(
     space: str = SPACE,
     extra: str = "",
     sync: str = "",
+    mqtt: str = "",
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mqtt-password").write_text(PASSWORDS.get(space, "wrong") + "\n")
@@ -88,10 +91,12 @@ port = {broker_port}
 tls = false
 password_file = "mqtt-password"
 keepalive_seconds = 30
+{mqtt}
 
 [sync]
 interval_seconds = 1
 ack_timeout_seconds = 3
+send_every_minutes = 0
 {sync}
 {extra}
 """)
@@ -168,6 +173,7 @@ def services(tmp_path):
         started.append(service)
         return service
 
+    start.started = started  # what the test started so far, in order
     yield start
     problems = []
     for service in reversed(started):
@@ -240,6 +246,88 @@ def touch_page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+class Tap:
+    """Every payload the broker carries on the protocol's topics, as a space's peers see it."""
+
+    def __init__(self, port: int):
+        self.payloads: list[tuple[str, bytes]] = []
+        self.clients = []
+        for user, topics in (
+            ("collector", [f"spacekiosk/v1/+/{kind}" for kind in ("usage", "status", "digest")]),
+            (SPACE, [f"spacekiosk/v1/{SPACE}/ack"]),
+        ):
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=f"tap-{user}", protocol=mqtt.MQTTv5
+            )
+            client.username_pw_set(user, PASSWORDS[user])
+            client.on_connect = lambda c, u, f, rc, p, topics=topics: c.subscribe(
+                [(t, 1) for t in topics]
+            )
+            client.on_message = lambda c, u, m: self.payloads.append((m.topic, m.payload))
+            client.connect("127.0.0.1", port)
+            client.loop_start()
+            self.clients.append(client)
+
+    def texts(self) -> list[str]:
+        out = []
+        for _topic, payload in self.payloads:
+            raw = payload if payload[:1] == b"{" else zlib.decompress(payload)
+            out.append(raw.decode())
+        return out
+
+    def close(self):
+        for client in self.clients:
+            client.disconnect()
+            client.loop_stop()
+
+
+@pytest.fixture
+def tap(broker):
+    """Every payload the test broker carries on the protocol's topics."""
+    t = Tap(broker.port)
+    yield t
+    t.close()
+
+
+def sync_once(toml, timeout: int = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spacekiosk",
+            "sync",
+            "--once",
+            "--timeout",
+            str(timeout),
+            "--config",
+            str(toml),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def collector(tmp_path, broker, services):
+    toml = write_collector_config(tmp_path / "central", broker_port=broker.port)
+    cfg = config.load(toml)
+    url = f"http://127.0.0.1:{cfg.central.listen[1]}/"
+    http_ready(url + "healthz", services("collector", "--config", str(toml)))
+    wait_until(
+        lambda: requests.get(url + "healthz", timeout=5).json()["broker"] == "connected",
+        what="the collector's subscription",
+    )
+    return url
+
+
+def usage(url: str, space: str = SPACE) -> list[dict]:
+    """The collector's buckets for a space, through its API ([] before it knows the space)."""
+    response = requests.get(url + "api/v1/usage", params={"space": space}, timeout=5)
+    return response.json()["buckets"] if response.status_code == 200 else []
 
 
 __all__ = ["PASSWORDS", "ROOT", "SPACE", "free_port", "wait_for_port", "wait_until"]

@@ -301,3 +301,14 @@ def test_two_pirs_in_one_place_are_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.load(path)
     assert [p.path for p in info.value.problems] == ["sensors.motion[1].location"]
+
+
+def test_the_https_route_needs_its_token(tmp_path):
+    text = (ROOT / "config" / "athens.toml").read_text()
+    text = text.replace('http_url = ""', 'http_url = "https://collector.example.org/"')
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path, secrets=False)
+    assert [p.path for p in info.value.problems] == ["sync.token_file"]
+    assert "spacekiosk space add" in info.value.problems[0].message

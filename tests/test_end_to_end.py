@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import zlib
 
 import paho.mqtt.client as mqtt
-import pytest
 import requests
 from conftest import (
     PASSWORDS,
@@ -23,52 +21,13 @@ from spacekiosk import config
 from sync import protocol
 
 
-class Tap:
-    """Every payload the broker carries on the protocol's topics, as a space's peers see it."""
-
-    def __init__(self, port: int):
-        self.payloads: list[tuple[str, bytes]] = []
-        self.clients = []
-        for user, topics in (
-            ("collector", ["spacekiosk/v1/+/usage", "spacekiosk/v1/+/status"]),
-            (SPACE, [f"spacekiosk/v1/{SPACE}/ack"]),
-        ):
-            client = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2, client_id=f"tap-{user}", protocol=mqtt.MQTTv5
-            )
-            client.username_pw_set(user, PASSWORDS[user])
-            client.on_connect = lambda c, u, f, rc, p, topics=topics: c.subscribe(
-                [(t, 1) for t in topics]
-            )
-            client.on_message = lambda c, u, m: self.payloads.append((m.topic, m.payload))
-            client.connect("127.0.0.1", port)
-            client.loop_start()
-            self.clients.append(client)
-
-    def texts(self) -> list[str]:
-        out = []
-        for _topic, payload in self.payloads:
-            raw = payload if payload[:1] == b"{" else zlib.decompress(payload)
-            out.append(raw.decode())
-        return out
-
-    def close(self):
-        for client in self.clients:
-            client.disconnect()
-            client.loop_stop()
-
-
-@pytest.fixture
-def tap(broker):
-    t = Tap(broker.port)
-    yield t
-    t.close()
-
-
 def test_a_sign_in_on_the_kiosk_reaches_the_collector(
     tmp_path, broker, services, touch_page, tap, screenshots
 ):
-    space_toml = write_space_config(tmp_path / "space", broker_port=broker.port)
+    # A well-connected space can send the hour still running; a metered one waits.
+    space_toml = write_space_config(
+        tmp_path / "space", broker_port=broker.port, sync="send_running_hour = true"
+    )
     central_toml = write_collector_config(tmp_path / "central", broker_port=broker.port)
     space, central = config.load(space_toml), config.load(central_toml)
     kiosk_url = f"http://127.0.0.1:{space.kiosk.listen[1]}/"

@@ -330,7 +330,7 @@ def test_names_past_retention_are_erased_and_counts_survive(tmp_path):
     create_app(cfg, {"TESTING": True})
     db = connect(cfg.database.path)
     day = 86400
-    now = datetime(2026, 11, 25, 12, tzinfo=ZoneInfo("UTC")).timestamp()
+    now = datetime(2027, 3, 1, 12, tzinfo=ZoneInfo("UTC")).timestamp()  # 100 days in
     old = visits.sign_in_new(
         db,
         visits.NewVisitor("Old Timer", email="old@example.org", pin="1234"),
@@ -340,10 +340,11 @@ def test_names_past_retention_are_erased_and_counts_survive(tmp_path):
     visits.sign_out(db, old.id, now=now - 100 * day + 3600)
     visits.sign_in_new(db, visits.NewVisitor("Recent Person"), "k", now=now - 10 * day)
     hour = int(now - 100 * day) // 3600 * 3600
-    before = compute(db, hour, hour + 3600)
+    before = compute(db, hour, hour + 3600, cfg, now)
+    assert before[hour]["signins"] == 1
     assert visits.erase_expired(db, cfg.retention.days, now=now) == 1  # 90 days by default
     rows = db.execute("SELECT name, email, pin_hash FROM visitors ORDER BY id").fetchall()
     assert rows == [(visits.ERASED, None, None), ("Recent Person", None, None)]
-    assert compute(db, hour, hour + 3600) == before  # the counts are untouched
+    assert compute(db, hour, hour + 3600, cfg, now) == before  # the counts are untouched
     assert visits.matches(db, "Ol") == [] and visits.find(db, "Old Timer") is None
     assert visits.erase_expired(db, cfg.retention.days, now=now) == 0

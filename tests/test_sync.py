@@ -2,68 +2,30 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
+import zlib
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-import pytest
 import requests
 from conftest import (
     PASSWORDS,
-    ROOT,
+    SENSORS,
     SPACE,
-    http_ready,
+    sync_once,
+    usage,
     wait_until,
-    write_collector_config,
     write_space_config,
 )
 
 from kiosk import visits
 from spacekiosk import config
-from spacekiosk.db import open_store
+from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from sync import protocol
+from sync import outbox, protocol
 from sync.broker import Broker
+from sync.buckets import compute
 from sync.protocol import Bucket
-
-
-def sync_once(toml, timeout: int = 20) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spacekiosk",
-            "sync",
-            "--once",
-            "--timeout",
-            str(timeout),
-            "--config",
-            str(toml),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-
-
-@pytest.fixture
-def collector(tmp_path, broker, services):
-    toml = write_collector_config(tmp_path / "central", broker_port=broker.port)
-    cfg = config.load(toml)
-    url = f"http://127.0.0.1:{cfg.central.listen[1]}/"
-    http_ready(url + "healthz", services("collector", "--config", str(toml)))
-    wait_until(
-        lambda: requests.get(url + "healthz", timeout=5).json()["broker"] == "connected",
-        what="the collector's subscription",
-    )
-    return url
-
-
-def usage(url: str, space: str = SPACE) -> list[dict]:
-    response = requests.get(url + "api/v1/usage", params={"space": space}, timeout=5)
-    return response.json()["buckets"] if response.status_code == 200 else []
 
 
 def test_a_backlog_from_an_outage_is_delivered_once(tmp_path, broker, collector):
@@ -73,14 +35,15 @@ def test_a_backlog_from_an_outage_is_delivered_once(tmp_path, broker, collector)
     db = open_store(cfg.database.path, SPACE_MIGRATIONS)
     now = time.time()
     names = [f"Visitor {i}" for i in range(30)]
-    for i, name in enumerate(names):  # one visit an hour over the last 30 hours
-        visits.sign_in_new(db, visits.NewVisitor(name), "pin-key", now=now - (29 - i) * 3600)
+    for i, name in enumerate(names):  # one visit an hour over the 30 hours before this one
+        visits.sign_in_new(db, visits.NewVisitor(name), "pin-key", now=now - (30 - i) * 3600)
 
     broker.stop()
     down = sync_once(toml, timeout=3)
     assert down.returncode == 75, down.stdout + down.stderr
-    assert "stay queued" in down.stdout
-    assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 30
+    assert "could not reach the broker" in down.stdout and "stay queued" in down.stdout
+    queued = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    assert queued >= 30  # every hour with a visit, and the hours the space was open
 
     Broker(broker.folder, PASSWORDS, port=broker.port).start()
     wait_until(
@@ -89,21 +52,23 @@ def test_a_backlog_from_an_outage_is_delivered_once(tmp_path, broker, collector)
     )
     up = sync_once(toml)
     assert up.returncode == 0, up.stdout + up.stderr
-    assert "all 30 hour(s) delivered" in up.stdout
+    assert f"all {queued} hour(s) delivered" in up.stdout
     buckets = usage(collector)
-    assert sum(b["signins"] for b in buckets) == 30
+    assert sum(b.get("signins", 0) for b in buckets) == 30
     assert all(b["version"] == 1 for b in buckets)
     assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
 
     assert "0 hour(s) to deliver" in sync_once(toml).stdout  # nothing is sent twice
 
-    # Late data: a sign-out in the current hour makes that hour's version 2.
-    last = db.execute("SELECT max(id) FROM visits").fetchone()[0]
-    visits.sign_out(db, last, now=now)
+    # Late data: a sign-out in an hour already delivered makes that hour's version 2.
+    last, signed_in_at = db.execute(
+        "SELECT id, signed_in_at FROM visits ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    visits.sign_out(db, last, now=signed_in_at + 60)
     assert sync_once(toml).returncode == 0
-    latest = usage(collector)[-1]
-    assert latest["version"] == 2 and latest["signouts"] == 1 and latest["signins"] == 1
-    assert sum(b["signins"] for b in usage(collector)) == 30
+    (latest,) = [b for b in usage(collector) if b.get("signins") and b["version"] == 2]
+    assert latest["signouts"] == 1 and latest["signins"] == 1
+    assert sum(b.get("signins", 0) for b in usage(collector)) == 30
 
 
 def publisher(port: int, user: str = SPACE) -> mqtt.Client:
@@ -161,3 +126,73 @@ def test_the_collector_api_refuses_bad_queries(collector):
     assert requests.get(collector + "api/v1/usage", timeout=5).status_code == 400
     missing = requests.get(collector + "api/v1/usage", params={"space": "nowhere"}, timeout=5)
     assert missing.status_code == 404 and "nowhere" in missing.json()["error"]
+
+
+def test_an_hour_carries_every_count_and_nothing_personal(tmp_path):
+    """One busy hour on a Wednesday (Athens, open 10:00-21:00 from 10:30), computed from a
+    real store: each count the protocol lists, from the tables that hold its truth."""
+    toml = write_space_config(tmp_path, broker_port=1, extra=SENSORS)
+    toml.write_text(
+        toml.read_text().replace(
+            "capacity = 20\n", 'capacity = 20\n[space.opening_hours]\nwed = "10:30-21:00"\n'
+        )
+    )
+    cfg = config.load(toml)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    hour = datetime(2026, 11, 25, 8, tzinfo=UTC).timestamp()  # 10:00 in Athens
+    people = [("Ana", "cowork", None), ("Bo", "workshop", "Repair café"), ("Cy", "cowork", None)]
+    for i, (name, purpose, event) in enumerate(people):
+        visitor = visits.NewVisitor(name, email=f"{name}@example.org", purpose=purpose, event=event)
+        visits.sign_in_new(db, visitor, "k", now=hour + 600 * (i + 1))
+    with write(db):
+        db.conn.executemany(
+            "INSERT INTO sensor_events (at, sensor, kind, detail) VALUES (?, ?, ?, ?)",
+            [
+                (hour + 100, "door", "open", None),
+                (hour + 110, "door", "close", None),
+                *[(hour + 600 * (i + 1), "counter", "entry", None) for i in range(3)],
+                (hour + 600, "motion:main room", "motion", None),
+                (hour + 1800, "motion:main room", "still", None),
+                (hour + 2400, "beam_a", "fault", "stuck"),
+                (hour + 3000, "beam_a", "ok", None),
+            ],
+        )
+    outbox.link(db, "up", now=hour - 600)
+    outbox.link(db, "down", now=hour + 900)
+    outbox.link(db, "up", now=hour + 2700)
+    outbox.link(db, "still", now=hour + 4000)
+
+    bucket = compute(db, int(hour), int(hour) + 3600, cfg, now=hour + 7200)[int(hour)]
+    assert bucket == {
+        "signins": 3,
+        "unique_visitors": 3,
+        "new_visitors": 3,
+        "by_purpose": {"cowork": 2, "workshop": 1},
+        "by_event": {"Repair café": 1},
+        "door_openings": 1,
+        "entries": 3,
+        "motion_periods": 1,
+        "occupied_minutes": 20,
+        "occupancy_peak": 3,
+        "person_minutes": 50 + 40 + 30,
+        "open_minutes": 30,
+        "connected_minutes": 15 + 15,
+        "sensor_fault_minutes": 10,
+    }
+    wire = protocol.usage_message(SPACE, [Bucket(int(hour), 1, bucket)])
+    assert protocol.read_usage(wire, SPACE)[0].counts == bucket
+    for name, *_ in people:
+        assert name.encode() not in zlib.decompress(wire) if wire[:1] != b"{" else wire
+
+
+def test_hours_that_cannot_be_real_are_never_published(tmp_path):
+    """Before the build date (a Pi booted at 1970), in the future (a clock that ran ahead),
+    or the hour still running: none of them is computed, so none is sent."""
+    cfg = config.load(write_space_config(tmp_path, broker_port=1))
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    now = time.time()
+    for at in (86400.0 * 3, now + 3 * 3600, now - 1):
+        visits.sign_in_new(db, visits.NewVisitor(f"V {at}"), "k", now=at)
+    assert compute(db, 0, int(now) + 86400, cfg, now=now) == {}
+    later = compute(db, 0, int(now) + 86400, cfg, now=now + 3600)  # that hour is over now
+    assert [b["signins"] for b in later.values()] == [1]
