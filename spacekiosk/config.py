@@ -160,6 +160,12 @@ def http_url(value: str, ctx: Context) -> str:
     return value.rstrip("/")
 
 
+def postgres_url(value: str, ctx: Context) -> str:
+    if value and not re.match(r"^postgres(ql)?://", value):
+        raise Invalid(f"{value!r} is not a PostgreSQL URL; write e.g. 'postgresql:///spacekiosk'")
+    return value
+
+
 def iso_date(value: str, ctx: Context) -> str:
     try:
         return date.fromisoformat(value).isoformat()
@@ -336,7 +342,12 @@ class SpaceConfig:
 class Central:
     listen: tuple[str, int] = setting(("127.0.0.1", 8090), check=listen_address, raw=str)
     database: Path = setting(doc="where the collector's SQLite file lives")
+    database_url: str = setting(
+        "", check=postgres_url, doc="a postgresql:// URL: store in PostgreSQL instead"
+    )
     client_id: str = setting("collector-1", check=non_empty)
+    shared: bool = setting(True, doc="share the spaces' messages with other collectors")
+    secret_file: Path | None = setting(None, doc="signs the page's login cookies")
 
 
 @dataclass(frozen=True, kw_only=True)

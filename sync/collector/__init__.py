@@ -6,9 +6,8 @@ import logging
 import threading
 
 from spacekiosk.config import CollectorConfig
-from spacekiosk.db import open_store
 from spacekiosk.service import notify
-from sync.collector.store import COLLECTOR_MIGRATIONS
+from sync.collector import store
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +17,7 @@ def run(config: CollectorConfig, stopping: threading.Event) -> int:
     from sync.collector.ingest import Ingest
     from sync.collector.web import create_app
 
-    open_store(config.central.database, COLLECTOR_MIGRATIONS, synchronous="FULL").close()
+    store.connect(config.central, "ingest").close()  # migrate before anything else
     ingest = Ingest(config)
     ingest.start()
     try:

@@ -11,7 +11,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from spacekiosk.config import CollectorConfig
-from spacekiosk.db import connect
 from sync import protocol
 from sync.collector import store
 
@@ -23,7 +22,7 @@ class Ingest:
 
     def __init__(self, config: CollectorConfig):
         self.config = config
-        self.db = connect(config.central.database)
+        self.db = store.connect(config.central, "ingest")
         self.messages: queue.Queue = queue.Queue(maxsize=10_000)
         self.connected = threading.Event()
         self.client = self._client()

@@ -8,7 +8,8 @@ import time
 
 from sqlite_utils import Database
 
-from spacekiosk.db import write
+from spacekiosk.config import Central
+from spacekiosk.db import open_store, write
 from sync.protocol import DAY, Bucket, day_epoch, digest
 
 
@@ -61,7 +62,51 @@ def m002_days_and_tokens(db: Database) -> None:
         db.execute(statement)
 
 
-COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens]
+def m003_central_team(db: Database) -> None:
+    """What the central team enters and who may read: each space's name and capacity,
+    its monthly cost, the page's logins and the API's tokens (secrets as hashes)."""
+    for statement in (
+        """CREATE TABLE space_info (
+            space TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            capacity INTEGER,
+            added_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE costs (
+            space TEXT NOT NULL,
+            month TEXT NOT NULL CHECK (length(month) = 7),
+            amount DOUBLE PRECISION NOT NULL CHECK (amount >= 0),
+            currency TEXT NOT NULL,
+            PRIMARY KEY (space, month)
+        )""",
+        """CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE api_tokens (
+            name TEXT PRIMARY KEY,
+            token_sha256 TEXT NOT NULL UNIQUE,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+    ):
+        db.execute(statement)
+
+
+COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens, m003_central_team]
+
+
+def connect(central: Central, role: str = "web") -> Database:
+    """The central store the config names (the SQLite file, or PostgreSQL when
+    `central.database_url` is set), migrated. `role` "ingest" commits with
+    synchronous=FULL: an ack is sent only for what is on disk."""
+    synchronous = "FULL" if role == "ingest" else "NORMAL"
+    return open_store(central.database, COLLECTOR_MIGRATIONS, synchronous=synchronous)
+
+
+def transaction(db: Database):
+    """A write transaction on the central store, whichever database holds it."""
+    return write(db)
 
 
 def _seen(db: Database, space: str, now: float) -> None:

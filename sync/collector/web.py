@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from flask import Flask, Response, abort, g, jsonify, render_template, request
 
 from spacekiosk.config import CollectorConfig
-from spacekiosk.db import connect
 from sync import protocol
 from sync.collector import store
 from sync.collector.ingest import take_usage
@@ -23,7 +22,7 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
     @app.before_request
     def attach_db():
         if getattr(local, "db", None) is None:
-            local.db = connect(config.central.database, synchronous="NORMAL")
+            local.db = store.connect(config.central)
         g.db = local.db
 
     @app.template_filter("when")
