@@ -160,6 +160,27 @@ def http_url(value: str, ctx: Context) -> str:
     return value.rstrip("/")
 
 
+def broker_address(value: str) -> tuple[str, int, bool]:
+    """(host, port, tls) of "mqtts://host[:port]" (TLS, 8883) or "mqtt://host[:port]"."""
+    m = re.fullmatch(r"(mqtts?)://(\[[0-9a-fA-F:]+\]|[^\s/:\[\]]+)(?::(\d{1,5}))?/?", value)
+    if not m or (m[3] and not 0 < int(m[3]) <= 65535):
+        raise ValueError(
+            f"{value!r} is not a broker address; write e.g. 'mqtts://mqtt.example.org:8883' "
+            "(TLS) or 'mqtt://192.168.1.20:1883' (plain, for a test LAN)"
+        )
+    tls = m[1] == "mqtts"
+    return m[2].strip("[]"), int(m[3]) if m[3] else (8883 if tls else 1883), tls
+
+
+def broker_url(value: str, ctx: Context) -> str:
+    if value:
+        try:
+            broker_address(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+    return value
+
+
 def postgres_url(value: str, ctx: Context) -> str:
     if value and not re.match(r"^postgres(ql)?://", value):
         raise Invalid(f"{value!r} is not a PostgreSQL URL; write e.g. 'postgresql:///spacekiosk'")
@@ -346,8 +367,22 @@ class Central:
         "", check=postgres_url, doc="a postgresql:// URL: store in PostgreSQL instead"
     )
     client_id: str = setting("collector-1", check=non_empty)
-    shared: bool = setting(True, doc="share the spaces' messages with other collectors")
+    shared: bool = setting(False, doc="share the spaces' messages with other collectors")
     secret_file: Path | None = setting(None, doc="signs the page's login cookies")
+    # Read and written only by `spacekiosk space`, never by the collector, so it is not
+    # checked here: the collector's user need not be able to read the broker's logins.
+    mqtt_password_file: Path = setting(
+        Path("/etc/mosquitto/spacekiosk.passwd"),
+        doc="the broker's password file, where `spacekiosk space add` writes a space's login",
+    )
+    public_broker: str = setting(
+        "",
+        check=broker_url,
+        doc='the broker as the spaces reach it, e.g. "mqtts://mqtt.example.org:8883"',
+    )
+    public_url: str = setting(
+        "", check=http_url, doc="the collector's address as the spaces reach it (HTTPS route)"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

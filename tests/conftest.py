@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import time
 import uuid
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+import postgres
 import pytest
 import requests
 
@@ -21,6 +24,7 @@ from sync.broker import Broker, free_port, wait_for_port
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = "testspace"
 PASSWORDS = {SPACE: "space-secret", "otherspace": "other-secret", "collector": "collector-secret"}
+LOGINS = {"central": "a long test password"}  # the collector page's users, in the tests
 CHROMIUM = "/usr/bin/chromium"
 # A door, a PIR and a two-beam counter, undebounced, as the sensor tests use them.
 SENSORS = """
@@ -103,14 +107,22 @@ send_every_minutes = 0
     return path
 
 
-def write_collector_config(folder: Path, *, broker_port: int) -> Path:
+def write_collector_config(
+    folder: Path, *, broker_port: int, central: str = "", database_url: str = ""
+) -> Path:
+    """A collector's config; `database_url` stores in PostgreSQL, `central` adds keys."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "collector-password").write_text(PASSWORDS["collector"])
     path = folder / "central.toml"
+    port = free_port()
+    _COLLECTORS[port] = path
+    _API_TOKENS.pop(port, None)
     path.write_text(f"""
 [central]
-listen = "127.0.0.1:{free_port()}"
+listen = "127.0.0.1:{port}"
 database = "central.db"
+database_url = "{database_url}"
+{central}
 
 [mqtt]
 host = "127.0.0.1"
@@ -202,6 +214,20 @@ def space(tmp_path, broker):
     """A space config on the test broker, and the started-services helper's kiosk URL."""
     path = write_space_config(tmp_path / "space", broker_port=broker.port)
     return config.load(path)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server for the session (see tests/postgres.py)."""
+    with postgres.server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh database of this test's own on that server."""
+    with postgres.database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -324,9 +350,68 @@ def collector(tmp_path, broker, services):
     return url
 
 
+# The config of each collector written above, by its port, and the API token the tests
+# read it with: nothing at a collector is readable without a login or a token.
+_COLLECTORS: dict[int, Path] = {}
+_API_TOKENS: dict[int, str] = {}
+
+
+def _central_store(url: str):
+    from sync.collector import store
+
+    return store.connect(config.load(_COLLECTORS[urlsplit(url).port]).central)
+
+
+def api_token(url: str) -> str:
+    """A token for the API of the collector at `url`, made in its store the first time."""
+    from sync.collector import accounts
+
+    port = urlsplit(url).port
+    if port not in _API_TOKENS:
+        db = _central_store(url)
+        try:
+            _API_TOKENS[port] = accounts.add_api_token(db, f"tests-{port}")
+        finally:
+            db.close()
+    return _API_TOKENS[port]
+
+
+def api_get(url: str, path: str, **params) -> requests.Response:
+    """GET a collector's API (`url` is its base) with the tests' token."""
+    headers = {"Authorization": f"Bearer {api_token(url)}"}
+    return requests.get(url + path, params=params, headers=headers, timeout=5)
+
+
+def add_user(url: str, name: str = "central") -> None:
+    """A login for the page of the collector at `url`, in its store (password LOGINS[name])."""
+    from sync.collector import accounts
+
+    db = _central_store(url)
+    try:
+        accounts.add_user(db, name, LOGINS[name])
+    finally:
+        db.close()
+
+
+def log_in(url: str, name: str = "central") -> requests.Session:
+    """A requests session logged in to the collector's page through its form."""
+    add_user(url, name)
+    session = requests.Session()
+    form = session.get(url + "login", timeout=5).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)[1]
+    answer = session.post(
+        url + "login",
+        data={"name": name, "password": LOGINS[name], "csrf_token": csrf},
+        timeout=5,
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302, answer.text
+    return session
+
+
 def usage(url: str, space: str = SPACE) -> list[dict]:
     """The collector's buckets for a space, through its API ([] before it knows the space)."""
-    response = requests.get(url + "api/v1/usage", params={"space": space}, timeout=5)
+    response = api_get(url, "api/v1/usage", space=space)
     return response.json()["buckets"] if response.status_code == 200 else []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -17,14 +18,35 @@ from sync.collector import store
 log = logging.getLogger(__name__)
 
 
+BATCH = 500  # messages committed in one transaction at most
+
+
+@dataclass
+class Arrivals:
+    """What a batch of messages asks the store for, read and validated before writing."""
+
+    usage: list[tuple[str, list[protocol.Bucket]]] = field(default_factory=list)
+    statuses: list[tuple[str, dict]] = field(default_factory=list)
+    rejects: list[tuple[str, str]] = field(default_factory=list)
+    digests: list[tuple[str, bytes, str]] = field(default_factory=list)
+
+
 class Ingest:
-    """Subscribes to every space's usage and status; one thread commits what arrives."""
+    """Subscribes to every space's usage, status and digests; one thread commits what
+    arrives, many messages to a transaction, and acknowledges only after the commit.
+
+    With `central.shared`, several collectors share the spaces' messages (an MQTT 5
+    shared subscription: each message goes to one of them). Their sessions then start
+    clean: a collector that stops has nothing queued for it, and what it had taken but
+    not acknowledged comes again from the space after its ack timeout.
+    """
 
     def __init__(self, config: CollectorConfig):
         self.config = config
         self.db = store.connect(config.central, "ingest")
         self.messages: queue.Queue = queue.Queue(maxsize=10_000)
         self.connected = threading.Event()
+        self.committed = 0  # buckets, for the benchmark and the health check
         self.client = self._client()
         self.worker = threading.Thread(target=self._work, name="ingest", daemon=True)
 
@@ -49,19 +71,24 @@ class Ingest:
         if reason_code.is_failure:
             log.error("broker refused the collector's login: %s", reason_code)
             return
-        client.subscribe([(f"{protocol.PREFIX}/+/{kind}", 1) for kind in KINDS])
+        client.subscribe([(topic, 1) for topic in subscriptions(self.config.central.shared)])
         self.connected.set()
         log.info("collector subscribed on %s:%d", self.config.mqtt.host, self.config.mqtt.port)
 
     def start(self) -> None:
         cfg = self.config.mqtt
         self.worker.start()
-        # A session that outlives a restart: the broker keeps the subscriptions and
+        # Alone, a session that outlives a restart: the broker keeps the subscriptions and
         # queues what arrives meanwhile, so the spaces need not resend it.
+        shared = self.config.central.shared
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 86400
+        props.SessionExpiryInterval = 0 if shared else 86400
         self.client.connect_async(
-            cfg.host, cfg.port, keepalive=cfg.keepalive_seconds, clean_start=False, properties=props
+            cfg.host,
+            cfg.port,
+            keepalive=cfg.keepalive_seconds,
+            clean_start=shared,
+            properties=props,
         )
         self.client.loop_start()
 
@@ -73,37 +100,79 @@ class Ingest:
         self.db.close()
 
     def _work(self) -> None:
-        while (item := self.messages.get()) is not None:
-            try:
-                self.handle(*item)
-            except Exception:
-                # e.g. a full disk: nothing was committed, so no ack went out and the
-                # space will send the batch again. Keep serving the others.
-                log.exception("could not commit a message on %s", item[0])
+        while (first := self.messages.get()) is not None:
+            items = [first]
+            while len(items) < BATCH:
+                try:
+                    item = self.messages.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.messages.put(None)  # stop after this batch
+                    break
+                items.append(item)
+            self.handle_many(items)
 
     def handle(self, topic: str, payload: bytes) -> None:
-        """One message: a bad one is logged and counted, never committed, never fatal."""
+        self.handle_many([(topic, payload)])
+
+    def handle_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Validate each message, commit the good ones together, then acknowledge them.
+        A bad one is logged and counted, never committed, never fatal."""
+        arrivals = Arrivals()
+        for topic, payload in items:
+            read(arrivals, topic, payload)
         try:
-            space, kind = protocol.parse_topic(topic)
-            if kind == "usage":
-                ack = take_usage(self.db, space, payload)
-            elif kind == "digest":
-                ack = take_digest(self.db, space, payload)
-            elif kind == "status":
-                if payload:  # an empty retained message clears the topic
-                    store.commit_status(self.db, space, protocol.read_status(payload))
-                return
-            else:
-                raise protocol.ProtocolError(f"unexpected topic kind {kind!r}")
-        except protocol.ProtocolError as exc:
-            log.warning("rejected a message on %s: %s", topic, exc)
-            store.reject(self.db, topic, str(exc))
+            store.commit(
+                self.db, usage=arrivals.usage, statuses=arrivals.statuses, rejects=arrivals.rejects
+            )
+        except Exception:
+            # e.g. a full disk: nothing was committed, so no ack goes out and the spaces
+            # send the batches again. Keep serving.
+            log.exception("could not commit %d message(s)", len(items))
             return
-        if ack is not None:
-            self.client.publish(protocol.topic(space, "ack"), ack, qos=1)
+        for space, buckets in arrivals.usage:
+            self.client.publish(protocol.topic(space, "ack"), protocol.ack_message(buckets), qos=1)
+            self.committed += len(buckets)
+        for space, payload, topic in arrivals.digests:
+            try:
+                ack = take_digest(self.db, space, payload)
+            except protocol.ProtocolError as exc:
+                log.warning("rejected a message on %s: %s", topic, exc)
+                store.reject(self.db, topic, str(exc))
+                continue
+            if ack is not None:
+                self.client.publish(protocol.topic(space, "ack"), ack, qos=1)
 
 
-KINDS = ("usage", "status", "digest")
+def subscriptions(shared: bool) -> list[str]:
+    """The topic filters a collector subscribes to. Statuses are retained and every
+    collector keeps them; usage and digests are shared out when `shared`."""
+    topics = [f"{protocol.PREFIX}/+/{kind}" for kind in ("usage", "digest")]
+    if shared:
+        topics = [f"$share/{SHARE_GROUP}/{topic}" for topic in topics]
+    return [*topics, f"{protocol.PREFIX}/+/status"]
+
+
+SHARE_GROUP = "spacekiosk-collectors"
+
+
+def read(arrivals: Arrivals, topic: str, payload: bytes) -> None:
+    """File one message under what it asks for, or under rejects with the reason."""
+    try:
+        space, kind = protocol.parse_topic(topic)
+        if kind == "usage":
+            arrivals.usage.append((space, protocol.read_usage(payload, space)))
+        elif kind == "digest":
+            arrivals.digests.append((space, payload, topic))
+        elif kind == "status":
+            if payload:  # an empty retained message clears the topic
+                arrivals.statuses.append((space, protocol.read_status(payload)))
+        else:
+            raise protocol.ProtocolError(f"unexpected topic kind {kind!r}")
+    except protocol.ProtocolError as exc:
+        log.warning("rejected a message on %s: %s", topic, exc)
+        arrivals.rejects.append((topic, str(exc)))
 
 
 def take_usage(db, space: str, payload: bytes) -> bytes:

@@ -10,6 +10,7 @@ from sqlite_utils import Database
 
 from spacekiosk.config import Central
 from spacekiosk.db import open_store, write
+from sync.collector.pg import CENTRAL_TEAM_TABLES, PgDatabase, open_pg
 from sync.protocol import DAY, Bucket, day_epoch, digest
 
 
@@ -65,90 +66,92 @@ def m002_days_and_tokens(db: Database) -> None:
 def m003_central_team(db: Database) -> None:
     """What the central team enters and who may read: each space's name and capacity,
     its monthly cost, the page's logins and the API's tokens (secrets as hashes)."""
-    for statement in (
-        """CREATE TABLE space_info (
-            space TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            capacity INTEGER,
-            added_at DOUBLE PRECISION NOT NULL
-        )""",
-        """CREATE TABLE costs (
-            space TEXT NOT NULL,
-            month TEXT NOT NULL CHECK (length(month) = 7),
-            amount DOUBLE PRECISION NOT NULL CHECK (amount >= 0),
-            currency TEXT NOT NULL,
-            PRIMARY KEY (space, month)
-        )""",
-        """CREATE TABLE users (
-            name TEXT PRIMARY KEY,
-            password_hash TEXT NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL
-        )""",
-        """CREATE TABLE api_tokens (
-            name TEXT PRIMARY KEY,
-            token_sha256 TEXT NOT NULL UNIQUE,
-            created_at DOUBLE PRECISION NOT NULL
-        )""",
-    ):
+    for statement in CENTRAL_TEAM_TABLES:  # the same statements in both databases
         db.execute(statement)
 
 
 COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens, m003_central_team]
 
 
-def connect(central: Central, role: str = "web") -> Database:
+def connect(central: Central, role: str = "web") -> Database | PgDatabase:
     """The central store the config names (the SQLite file, or PostgreSQL when
     `central.database_url` is set), migrated. `role` "ingest" commits with
     synchronous=FULL: an ack is sent only for what is on disk."""
+    if central.database_url:
+        return open_pg(central.database_url)
     synchronous = "FULL" if role == "ingest" else "NORMAL"
     return open_store(central.database, COLLECTOR_MIGRATIONS, synchronous=synchronous)
 
 
-def transaction(db: Database):
+def transaction(db: Database | PgDatabase):
     """A write transaction on the central store, whichever database holds it."""
-    return write(db)
+    return db.transaction() if isinstance(db, PgDatabase) else write(db)
 
 
-def _seen(db: Database, space: str, now: float) -> None:
-    db.execute(
-        """INSERT INTO spaces (id, first_seen, last_seen) VALUES (?, ?, ?)
-                  ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen""",
-        [space, now, now],
-    )
+def _executemany(db: Database | PgDatabase, sql: str, rows: list) -> None:
+    if isinstance(db, PgDatabase):
+        db.executemany(sql, rows)
+    else:
+        db.conn.executemany(sql, rows)
 
 
-def commit_usage(db: Database, space: str, buckets: list[Bucket], now: float | None = None) -> None:
+def commit_usage(db, space: str, buckets: list[Bucket], now: float | None = None) -> None:
     """Upsert each (space, hour), keeping the highest version: duplicates and reordering
     change nothing. Returns after the commit, so an ack sent afterwards is true."""
+    commit(db, usage=[(space, buckets)], now=now)
+
+
+def commit_status(db, space: str, status: dict, now: float | None = None) -> None:
+    commit(db, statuses=[(space, status)], now=now)
+
+
+def reject(db, topic: str, reason: str, now: float | None = None) -> None:
+    commit(db, rejects=[(topic, reason)], now=now)
+
+
+def commit(
+    db,
+    usage: list[tuple[str, list[Bucket]]] = (),
+    statuses: list[tuple[str, dict]] = (),
+    rejects: list[tuple[str, str]] = (),
+    now: float | None = None,
+) -> None:
+    """Everything that arrived together, in one transaction: one commit (one fsync) for
+    many messages is what lets a collector keep up with thousands of spaces."""
     now = time.time() if now is None else now
-    with write(db):
-        _seen(db, space, now)
-        db.conn.executemany(
-            """INSERT INTO usage (space, hour_start, hours, version, counts, received_at)
-               VALUES (?, ?, ?, ?, ?, ?)
-               ON CONFLICT (space, hour_start, hours) DO UPDATE SET version = excluded.version,
-                   counts = excluded.counts, received_at = excluded.received_at
-               WHERE excluded.version > usage.version""",
-            [
-                (space, b.start, b.hours, b.version, json.dumps(b.counts, sort_keys=True), now)
-                for b in buckets
-            ],
+    seen = sorted({space for space, _ in usage} | {space for space, _ in statuses})
+    with transaction(db):
+        if seen:  # in a fixed order, so two collectors never wait on each other in a circle
+            _executemany(
+                db,
+                """INSERT INTO spaces (id, first_seen, last_seen) VALUES (?, ?, ?)
+                   ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen""",
+                [(space, now, now) for space in seen],
+            )
+        rows = sorted(
+            (space, b.start, b.hours, b.version, json.dumps(b.counts, sort_keys=True), now)
+            for space, buckets in usage
+            for b in buckets
         )
-
-
-def commit_status(db: Database, space: str, status: dict, now: float | None = None) -> None:
-    now = time.time() if now is None else now
-    with write(db):
-        _seen(db, space, now)
-        db.execute("UPDATE spaces SET status = ? WHERE id = ?", [json.dumps(status), space])
-
-
-def reject(db: Database, topic: str, reason: str, now: float | None = None) -> None:
-    with write(db):
-        db.execute(
-            "INSERT INTO rejects (at, topic, reason) VALUES (?, ?, ?)",
-            [time.time() if now is None else now, topic[:200], reason[:500]],
-        )
+        if rows:
+            _executemany(
+                db,
+                """INSERT INTO usage (space, hour_start, hours, version, counts, received_at)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (space, hour_start, hours) DO UPDATE SET
+                       version = excluded.version, counts = excluded.counts,
+                       received_at = excluded.received_at
+                   WHERE excluded.version > usage.version""",
+                rows,
+            )
+        for space, status in statuses:
+            db.execute("UPDATE spaces SET status = ? WHERE id = ?", [json.dumps(status), space])
+        if rejects:
+            _executemany(
+                db,
+                "INSERT INTO rejects (at, topic, reason) VALUES (?, ?, ?)",
+                [(now, topic[:200], reason[:500]) for topic, reason in rejects],
+            )
 
 
 def spaces(db: Database) -> list[dict]:
@@ -191,9 +194,9 @@ def lacking(db: Database, space: str, claimed: dict[int, tuple[int, int]]) -> li
     return sorted(day for day, entry in claimed.items() if held.get(day) != entry)
 
 
-def set_token(db: Database, space: str, token: str, now: float | None = None) -> None:
+def set_token(db, space: str, token: str, now: float | None = None) -> None:
     """Give a space its token for the HTTPS route (replacing any earlier one)."""
-    with write(db):
+    with transaction(db):
         db.execute(
             """INSERT INTO tokens (space, token_sha256, created_at) VALUES (?, ?, ?)
                ON CONFLICT (space) DO UPDATE SET token_sha256 = excluded.token_sha256,

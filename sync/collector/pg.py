@@ -1,0 +1,144 @@
+"""The central store in PostgreSQL, for a central deployment that outgrows one file.
+
+`central.database_url = "postgresql://..."` selects it. The store's SQL is written once,
+with `?` placeholders and portable statements; `PgDatabase` runs it through psycopg so
+that store.py reads the same against either database. The schema is the SQLite one's
+current shape (see store.py's migrations), created by numbered steps of its own here,
+under an advisory lock so that several collectors can start at once.
+
+For Grafana, Metabase and the like, the view `usage_flat` has one column per count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+
+from sync.protocol import COUNTS
+
+log = logging.getLogger(__name__)
+
+SCHEMA_LOCK = 0x5EC1_0C0D  # pg_advisory_xact_lock key: one migrating collector at a time
+
+# Tables written the same way for SQLite (store.py's m003) and PostgreSQL.
+CENTRAL_TEAM_TABLES = [
+    """CREATE TABLE space_info (
+        space TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        capacity INTEGER,
+        added_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE costs (
+        space TEXT NOT NULL,
+        month TEXT NOT NULL CHECK (length(month) = 7),
+        amount DOUBLE PRECISION NOT NULL CHECK (amount >= 0),
+        currency TEXT NOT NULL,
+        PRIMARY KEY (space, month)
+    )""",
+    """CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at DOUBLE PRECISION NOT NULL
+    )""",
+]
+
+_M001 = [
+    """CREATE TABLE spaces (
+        id TEXT PRIMARY KEY,
+        first_seen DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL DEFAULT '{}'
+    )""",
+    """CREATE TABLE usage (
+        space TEXT NOT NULL REFERENCES spaces(id),
+        hour_start BIGINT NOT NULL,
+        hours INTEGER NOT NULL DEFAULT 1 CHECK (hours IN (1, 24)),
+        version INTEGER NOT NULL,
+        counts TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (space, hour_start, hours)
+    )""",
+    """CREATE TABLE rejects (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )""",
+    """CREATE TABLE tokens (
+        space TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at DOUBLE PRECISION NOT NULL
+    )""",
+    *CENTRAL_TEAM_TABLES,
+    # Column names from the protocol's COUNTS, not from input.
+    "CREATE VIEW usage_flat AS SELECT space, to_timestamp(hour_start) AS start, hours, version, "  # noqa: S608
+    + ", ".join(f"coalesce((counts::jsonb->>'{c}')::int, 0) AS {c}" for c in COUNTS)
+    + ", counts::jsonb->'by_purpose' AS by_purpose, counts::jsonb->'by_event' AS by_event"
+    + " FROM usage",
+]
+
+# Numbered steps, like SQLite's; a step that ships is never edited. A change to the store
+# adds a step here and one in store.py's COLLECTOR_MIGRATIONS.
+PG_MIGRATIONS: list[list[str]] = [_M001]
+
+
+class PgDatabase:
+    """A psycopg connection with the small part of sqlite_utils.Database the store uses:
+    `execute(sql, params)` with `?` placeholders, `executemany`, `close()`."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+    def execute(self, sql: str, params: Sequence = ()):
+        if not params:
+            return self.conn.execute(sql)
+        return self.conn.execute(_placeholders(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), rows)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _placeholders(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def open_pg(url: str) -> PgDatabase:
+    """Connect and bring the schema up to date; StoreError-like RuntimeError if the
+    server is newer than this code knows."""
+    db = PgDatabase(url)
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(?)", [SCHEMA_LOCK])
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = row[0] or 0
+        if version > len(PG_MIGRATIONS):
+            db.close()
+            raise RuntimeError(
+                f"the PostgreSQL store is at schema version {version}, newer than this "
+                f"collector knows ({len(PG_MIGRATIONS)}); upgrade spacekiosk"
+            )
+        for number, statements in enumerate(PG_MIGRATIONS[version:], start=version + 1):
+            log.info("migrating the PostgreSQL store to schema version %d", number)
+            for statement in statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", [number])
+    return db

@@ -1,0 +1,200 @@
+"""The central store behaves the same in SQLite and in PostgreSQL (a real server), and a
+collector on either commits what a space's agent sends; several collectors share it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+
+import psycopg
+import pytest
+import requests
+from conftest import (
+    http_ready,
+    usage,
+    wait_until,
+    write_collector_config,
+    write_space_config,
+)
+
+from kiosk import visits
+from spacekiosk import config
+from spacekiosk.db import open_store
+from spacekiosk.migrations import SPACE_MIGRATIONS
+from sync import protocol
+from sync.collector import store
+from sync.protocol import Bucket
+
+HOUR = 1795622400  # 2026-11-25T16:00:00Z
+DAY = HOUR - 16 * 3600
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request, tmp_path):
+    """A collector config and its opened store, on each backend."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    cfg = config.load(write_collector_config(tmp_path, broker_port=1, database_url=url))
+    db = store.connect(cfg.central, "ingest")
+    yield cfg, db
+    db.close()
+
+
+def test_the_highest_version_wins_whatever_the_order(central):
+    _cfg, db = central
+    for version, signins in ((2, 5), (1, 3), (3, 7), (2, 5)):
+        store.commit_usage(db, "nairobi", [Bucket(HOUR, version, {"signins": signins})])
+    store.commit_usage(db, "nairobi", [Bucket(DAY - 86400, 1, {"signins": 40}, hours=24)])
+    got = store.usage(db, "nairobi")
+    assert got == [
+        Bucket(DAY - 86400, 1, {"signins": 40}, 24),
+        Bucket(HOUR, 3, {"signins": 7}),
+    ]
+
+
+def test_a_batch_of_messages_commits_together(central):
+    _cfg, db = central
+    store.commit(
+        db,
+        usage=[
+            ("athens", [Bucket(HOUR, 1, {"signins": 2}), Bucket(HOUR + 3600, 1, {})]),
+            ("madrid", [Bucket(HOUR, 1, {"signins": 4, "by_purpose": {"cowork": 4}})]),
+        ],
+        statuses=[("athens", {"v": 1, "online": True, "backlog": 0})],
+        rejects=[("spacekiosk/v1/athens/usage", "not JSON")],
+        now=HOUR + 7200,
+    )
+    spaces = {s["id"]: s for s in store.spaces(db)}
+    assert set(spaces) == {"athens", "madrid"}
+    assert spaces["athens"]["status"]["online"] is True and spaces["athens"]["hours"] == 2
+    assert spaces["madrid"]["last_seen"] == HOUR + 7200
+    assert store.usage(db, "madrid")[0].counts["by_purpose"] == {"cowork": 4}
+    assert store.reject_count(db) == 1
+
+
+def test_digests_find_what_is_missing_or_different(central):
+    _cfg, db = central
+    store.commit_usage(db, "bogota", [Bucket(HOUR, 2, {}), Bucket(HOUR + 3600, 1, {})])
+    units = [(HOUR, 1, 2), (HOUR + 3600, 1, 1)]
+    claimed = {protocol.day_epoch(d): (n, crc) for d, n, crc in protocol.digest(units)}
+    assert store.lacking(db, "bogota", claimed) == []
+    more = [*units, (HOUR + 86400, 1, 1)]  # a day the collector never got
+    claimed = {protocol.day_epoch(d): (n, crc) for d, n, crc in protocol.digest(more)}
+    assert store.lacking(db, "bogota", claimed) == [DAY + 86400]
+    newer = [(HOUR, 1, 3), (HOUR + 3600, 1, 1)]  # a version it lacks
+    claimed = {protocol.day_epoch(d): (n, crc) for d, n, crc in protocol.digest(newer)}
+    assert store.lacking(db, "bogota", claimed) == [DAY]
+
+
+def test_tokens_name_their_space(central):
+    _cfg, db = central
+    store.set_token(db, "manila", "secret-one")
+    store.set_token(db, "manila", "secret-two")  # rotated: the old one stops working
+    assert store.token_space(db, "secret-two") == "manila"
+    assert store.token_space(db, "secret-one") is None
+
+
+def test_postgresql_gives_bi_tools_a_flat_view(pg_url, tmp_path):
+    cfg = config.load(write_collector_config(tmp_path, broker_port=1, database_url=pg_url))
+    db = store.connect(cfg.central)
+    counts = {"signins": 3, "open_minutes": 60, "by_event": {"Repair café": 2}}
+    store.commit_usage(db, "taipei", [Bucket(HOUR, 1, counts)])
+    db.close()
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT space, signins, exits, open_minutes, by_event->>'Repair café' FROM usage_flat"
+        ).fetchone()
+    assert row == ("taipei", 3, 0, 60, "2")
+
+
+def test_a_second_collector_waits_for_the_schema_and_a_newer_one_is_refused(pg_url, tmp_path):
+    cfg = config.load(write_collector_config(tmp_path, broker_port=1, database_url=pg_url))
+    first, second = store.connect(cfg.central), store.connect(cfg.central)  # no error
+    second.execute("INSERT INTO schema_version (version) VALUES (99)")
+    first.close()
+    second.close()
+    with pytest.raises(RuntimeError, match="newer than this collector"):
+        store.connect(cfg.central)
+
+
+def test_a_collector_on_postgresql_commits_what_the_agent_sends(tmp_path, broker, services, pg_url):
+    toml = write_collector_config(
+        tmp_path / "central", broker_port=broker.port, database_url=pg_url
+    )
+    url = f"http://127.0.0.1:{config.load(toml).central.listen[1]}/"
+    http_ready(url + "healthz", services("collector", "--config", str(toml)))
+    wait_until(lambda: subscribed(url), what="the collector's subscription")
+    space = write_space_config(tmp_path / "space", broker_port=broker.port)
+    db = open_store(config.load(space).database.path, SPACE_MIGRATIONS)
+    now = time.time()
+    for back in range(1, 13):
+        visits.sign_in_new(db, visits.NewVisitor(f"V{back}"), "k", now=now - back * 3600)
+    services("sync", "--config", str(space))
+    wait_until(lambda: sum(b.get("signins", 0) for b in usage(url)) == 12, what="12 sign-ins in PG")
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT sum(signins) FROM usage_flat").fetchone() == (12,)
+
+
+def health(url: str) -> dict:
+    return requests.get(url + "healthz", timeout=5).json()
+
+
+def subscribed(url: str) -> bool:
+    return health(url)["broker"] == "connected"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_collectors_share_the_spaces_and_survive_losing_one(
+    tmp_path, broker, services, request, backend
+):
+    """MQTT 5 shared subscriptions on the broker the tests run (Debian's Mosquitto 2.0):
+    each batch goes to one collector; when one is killed, what it had taken comes again
+    from the space after the ack timeout, and the totals are still exact."""
+    url_db = request.getfixturevalue("pg_url") if backend == "postgresql" else ""
+    urls, procs = [], []
+    for n in (1, 2):
+        folder = tmp_path / f"central-{n}"
+        toml = write_collector_config(
+            folder,
+            broker_port=broker.port,
+            database_url=url_db,
+            central=f'client_id = "collector-{n}"\nshared = true',
+        )
+        if backend == "sqlite" and n == 2:  # one file for both: the same store
+            text = toml.read_text().replace(
+                'database = "central.db"', f'database = "{tmp_path / "central-1" / "central.db"}"'
+            )
+            toml.write_text(text)
+        url = f"http://127.0.0.1:{config.load(toml).central.listen[1]}/"
+        procs.append(services("collector", "--config", str(toml)))
+        http_ready(url + "healthz", procs[-1])
+        wait_until(lambda u=url: subscribed(u), what=f"collector {n}")
+        urls.append(url)
+
+    space = write_space_config(tmp_path / "space", broker_port=broker.port, sync="batch_hours = 2")
+    db = open_store(config.load(space).database.path, SPACE_MIGRATIONS)
+    now, truth = time.time(), Counter()
+    for back in range(1, 201):
+        at = (int(now) // 3600 - back) * 3600 + 60
+        visits.sign_in_new(db, visits.NewVisitor(f"V{back}"), "k", now=at)
+        truth[at - 60] += 1
+    services("sync", "--config", str(space))
+    wait_until(
+        lambda: all(health(url)["committed"] for url in urls), what="both collectors at work"
+    )
+    os.kill(procs[1].proc.pid, signal.SIGKILL)  # one collector dies mid-stream
+    procs[1].proc.wait()
+
+    def totals():
+        got = Counter(
+            {
+                protocol.hour_epoch(b["start"]): b["signins"]
+                for b in usage(urls[0])
+                if "signins" in b
+            }
+        )
+        return got == truth
+
+    wait_until(totals, timeout=90, what="every hour, exactly once, after losing a collector")
+    assert all(b["version"] == 1 for b in usage(urls[0]))
