@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from spacekiosk.db import StoreError
 from spacekiosk.service import EX_CONFIG, setup_logging, stop_event
 
 log = logging.getLogger("spacekiosk")
+CENTRAL_PATH = "/etc/spacekiosk/central.toml"  # where spacekiosk-collector.service looks
 
 
 def _load(args, want: type, secrets: bool = True) -> config.SpaceConfig | config.CollectorConfig:
@@ -99,6 +101,47 @@ def cmd_check_config(args) -> int:
             f"{cfg.central.listen[0]}:{cfg.central.listen[1]}"
         )
     return 0
+
+
+def _admin(args, action) -> int:
+    """Run one of the central team's commands against the collector's config and store."""
+    from sync.collector import admin
+
+    # On the central server the collector's config is the one to find.
+    args.config = args.config or os.environ.get("SPACEKIOSK_CONFIG") or CENTRAL_PATH
+    cfg = _load(args, config.CollectorConfig, secrets=False)
+    try:
+        return action(admin, cfg)
+    except admin.Refused as exc:
+        print(f"spacekiosk {args.command} {args.action}: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def cmd_space(args) -> int:
+    pid_file = args.pid_file if getattr(args, "reload", False) else None
+    actions = {
+        "add": lambda admin, cfg: admin.space_add(cfg, args.id, args.name, args.capacity, pid_file),
+        "rotate": lambda admin, cfg: admin.space_rotate(cfg, args.id, pid_file),
+        "remove": lambda admin, cfg: admin.space_remove(cfg, args.id, pid_file),
+        "list": lambda admin, cfg: admin.space_list(cfg),
+    }
+    return _admin(args, actions[args.action])
+
+
+def cmd_user(args) -> int:
+    actions = {
+        "add": lambda admin, cfg: admin.user_add(cfg, args.name, args.password_stdin, args.replace),
+        "remove": lambda admin, cfg: admin.user_remove(cfg, args.name),
+    }
+    return _admin(args, actions[args.action])
+
+
+def cmd_token(args) -> int:
+    actions = {
+        "add": lambda admin, cfg: admin.token_add(cfg, args.name, args.replace),
+        "remove": lambda admin, cfg: admin.token_remove(cfg, args.name),
+    }
+    return _admin(args, actions[args.action])
 
 
 def cmd_init_config(args) -> int:
@@ -223,7 +266,83 @@ def parser() -> argparse.ArgumentParser:
         help="the SQLite file the config points at",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    central_commands(command)
     return top
+
+
+def central_commands(command) -> None:
+    """`space`, `user` and `token`: what the central team runs beside the collector."""
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            metavar="PATH",
+            help=f"the collector's config (default: $SPACEKIOSK_CONFIG, else {CENTRAL_PATH})",
+        )
+
+    def actions(p: argparse.ArgumentParser):
+        sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        def action(name: str, help: str) -> argparse.ArgumentParser:
+            a = sub.add_parser(name, help=help, description=help)
+            with_config(a)
+            return a
+
+        return action
+
+    def reload_options(a: argparse.ArgumentParser) -> None:
+        a.add_argument(
+            "--reload",
+            action="store_true",
+            help="send the broker SIGHUP so it rereads its password file at once "
+            "(else: systemctl reload mosquitto)",
+        )
+        a.add_argument(
+            "--pid-file",
+            default="/run/mosquitto/mosquitto.pid",
+            metavar="PATH",
+            help="with --reload, the broker's pid file (default: %(default)s)",
+        )
+
+    space = actions(
+        command(
+            "space",
+            cmd_space,
+            "add, rotate, remove or list the spaces' broker logins and HTTPS tokens "
+            "(on the central server, with the collector's config)",
+        )
+    )
+    a = space(
+        "add",
+        "create a space's broker login and HTTPS token, and print the config snippet "
+        "and the secrets for the space",
+    )
+    a.add_argument("id", metavar="ID", help="the space id, e.g. nairobi")
+    a.add_argument("--name", help="the space's name, for the page and reports")
+    a.add_argument("--capacity", type=int, help="how many people the space holds")
+    reload_options(a)
+    a = space("rotate", "give a space a new password and token; the old ones stop working")
+    a.add_argument("id", metavar="ID")
+    reload_options(a)
+    a = space("remove", "delete a space's login and token; the usage it sent is kept")
+    a.add_argument("id", metavar="ID")
+    reload_options(a)
+    space("list", "list the spaces: name, capacity, login, token, last seen")
+
+    user = actions(command("user", cmd_user, "add or remove a login for the central page"))
+    a = user("add", "add a login for the central page (asks for the password)")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    )
+    a.add_argument("--replace", action="store_true", help="set a new password for an existing user")
+    user("remove", "remove a login for the central page").add_argument("name", metavar="NAME")
+
+    token = actions(command("token", cmd_token, "add or revoke a bearer token for the JSON API"))
+    a = token("add", "make a named API token and print it, once")
+    a.add_argument("name", metavar="NAME", help="who uses it, e.g. grafana")
+    a.add_argument("--replace", action="store_true", help="replace the token of that name")
+    token("remove", "revoke a named API token").add_argument("name", metavar="NAME")
 
 
 def main(argv: list[str] | None = None) -> int:

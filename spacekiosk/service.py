@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 
+EX_DATAERR = 65  # sysexits.h: the input (a space id, a name, a number) is wrong
 EX_CONFIG = 78  # sysexits.h; the units say RestartPreventExitStatus=78
 
 

@@ -11,6 +11,10 @@ from conftest import ROOT
 from spacekiosk.cli import parser
 
 COMMANDS = ["kiosk", "sensors", "sync", "collector", "demo", "check-config", "init-config"]
+COMMANDS += ["space", "user", "token"]
+# The central team's commands each have actions of their own.
+ACTIONS = ["space add", "space rotate", "space remove", "space list", "user add"]
+ACTIONS += ["user remove", "token add", "token remove"]
 
 
 def test_the_issue_s_commands_all_exist():
@@ -18,10 +22,10 @@ def test_the_issue_s_commands_all_exist():
     assert set(COMMANDS) <= set(sub.choices)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS + ACTIONS)
 def test_every_subcommand_has_help(command):
     result = subprocess.run(
-        [sys.executable, "-m", "spacekiosk", command, "--help"],
+        [sys.executable, "-m", "spacekiosk", *command.split(), "--help"],
         capture_output=True,
         text=True,
         timeout=60,

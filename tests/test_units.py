@@ -13,6 +13,7 @@ import inspect
 import re
 import shlex
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -443,6 +444,28 @@ def make_certificates(folder: Path) -> None:
     )
 
 
+# MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s, client id "x", no login.
+MQTT_CONNECT = bytes.fromhex("100d00044d5154540402003c000178")
+
+
+def first_answer(port: int, data: bytes) -> bytes:
+    """What a broker port first says to `data` sent in the clear (b"" if it hangs up)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        try:
+            return sock.recv(64)
+        except ConnectionResetError:
+            return b""
+
+
+def tls_handshake(port: int, context: ssl.SSLContext) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname="localhost"),
+    ):
+        pass
+
+
 def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
     """central.conf, moved to temporary files and free ports, starts and enforces logins."""
     import paho.mqtt.client as mqtt
@@ -510,6 +533,15 @@ def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
         anonymous, rc = client("anonymous")
         anonymous.loop_stop()
         assert rc is not None and rc.is_failure, "an anonymous login was accepted"
+
+        # The spaces' port speaks TLS only, with the certificate the CA signed: a plain
+        # MQTT CONNECT gets no CONNACK there (it does on the loopback port), and a client
+        # that does not trust the CA refuses the broker.
+        assert first_answer(local_port, MQTT_CONNECT)[:1] == b"\x20"
+        assert first_answer(tls_port, MQTT_CONNECT)[:1] != b"\x20"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            tls_handshake(tls_port, ssl.create_default_context())
+        tls_handshake(tls_port, ssl.create_default_context(cafile=tmp_path / "ca.crt"))
 
         collector, rc = client("collector-1", "collector", "c-secret")
         assert rc is not None and not rc.is_failure, f"collector login refused: {rc}"

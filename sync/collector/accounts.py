@@ -1,0 +1,253 @@
+"""What the central team enters and who may read: page logins, API tokens, each space's
+name and capacity, and its monthly cost. Sole writer of those tables.
+
+Secrets are kept only as hashes: passwords with salted scrypt (werkzeug's format, which
+names its parameters), API tokens — 256 random bits — as SHA-256.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+import secrets
+import time
+from decimal import Decimal, InvalidOperation
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from spacekiosk.config import SPACE_ID
+from sync.collector import store
+
+MIN_PASSWORD = 10
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def check_space_id(space: str) -> str:
+    """The space id, or ValueError saying what a space id looks like."""
+    if space == "collector":
+        raise ValueError("'collector' is the collector's own broker login, not a space id")
+    if not isinstance(space, str) or not SPACE_ID.match(space):
+        raise ValueError(
+            f"{space!r} is not a space id: use 2-32 lowercase letters, digits and dashes, "
+            "starting with a letter or digit (e.g. 'nairobi')"
+        )
+    return space
+
+
+def _check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not USER_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a {what} name: use 1-64 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+# --- the page's logins ---
+
+
+def add_user(db, name: str, password: str) -> bool:
+    """Create a login for the central page, or set its password if it exists.
+    Returns True if the user is new."""
+    _check_name(name, "user")
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
+    hashed = generate_password_hash(password, method="scrypt")
+    with store.transaction(db):
+        new = db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is None
+        db.execute(
+            """INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)
+               ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash""",
+            [name, hashed, time.time()],
+        )
+    return new
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16), method="scrypt")
+
+
+def check_user(db, name: str, password: str) -> bool:
+    """Whether the name and password match. An unknown name costs the same scrypt as a
+    wrong password, so the answer's timing does not tell which names exist."""
+    row = db.execute("SELECT password_hash FROM users WHERE name = ?", [name]).fetchone()
+    # werkzeug compares the hashes with hmac.compare_digest (constant time).
+    ok = check_password_hash(row[0] if row else _decoy_hash(), password)
+    return ok and row is not None
+
+
+def remove_user(db, name: str) -> bool:
+    """Delete a login; False if there was none."""
+    with store.transaction(db):
+        cursor = db.execute("DELETE FROM users WHERE name = ?", [name])
+    return cursor.rowcount > 0
+
+
+def users(db) -> list[str]:
+    return [r[0] for r in db.execute("SELECT name FROM users ORDER BY name").fetchall()]
+
+
+# --- the API's tokens ---
+
+
+def add_api_token(db, name: str) -> str:
+    """A new bearer token for the JSON API, named for who uses it (replacing that name's
+    earlier token). Returned this once; only its SHA-256 is kept."""
+    _check_name(name, "token")
+    token = secrets.token_urlsafe(32)
+    with store.transaction(db):
+        db.execute(
+            """INSERT INTO api_tokens (name, token_sha256, created_at) VALUES (?, ?, ?)
+               ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256,
+               created_at = excluded.created_at""",
+            [name, _sha256(token), time.time()],
+        )
+    return token
+
+
+def api_token_user(db, token: str) -> str | None:
+    """The name of the API token, if it is one."""
+    if not token:
+        return None
+    row = db.execute(
+        "SELECT name FROM api_tokens WHERE token_sha256 = ?", [_sha256(token)]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def remove_api_token(db, name: str) -> bool:
+    """Revoke a named API token; False if there was none."""
+    with store.transaction(db):
+        cursor = db.execute("DELETE FROM api_tokens WHERE name = ?", [name])
+    return cursor.rowcount > 0
+
+
+def api_tokens(db) -> list[str]:
+    return [r[0] for r in db.execute("SELECT name FROM api_tokens ORDER BY name").fetchall()]
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- the spaces ---
+
+
+def set_space_info(db, space: str, name: str | None = None, capacity: int | None = None) -> None:
+    """A space's name and capacity (None: not known), as the central team knows them.
+    A name left None keeps the one entered before, or is the space's id."""
+    check_space_id(space)
+    if name is not None and not 1 <= len(name.strip()) <= 80:
+        raise ValueError("a space's name is 1 to 80 characters")
+    if capacity is not None and (
+        isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 10000
+    ):
+        raise ValueError(f"capacity {capacity!r} must be a whole number of people, 1-10000")
+    with store.transaction(db):
+        db.execute(
+            """INSERT INTO space_info (space, name, capacity, added_at) VALUES (?, ?, ?, ?)
+               ON CONFLICT (space) DO UPDATE SET
+                   name = coalesce(?, space_info.name), capacity = excluded.capacity""",
+            [space, (name or space).strip(), capacity, time.time(), name and name.strip()],
+        )
+
+
+def space_info(db, space: str) -> dict | None:
+    row = db.execute(
+        "SELECT name, capacity, added_at FROM space_info WHERE space = ?", [space]
+    ).fetchone()
+    return {"name": row[0], "capacity": row[1], "added_at": row[2]} if row else None
+
+
+def has_token(db, space: str) -> bool:
+    """Whether the space has a token for the HTTPS route."""
+    return db.execute("SELECT 1 FROM tokens WHERE space = ?", [space]).fetchone() is not None
+
+
+def remove_space(db, space: str) -> bool:
+    """Forget a space's HTTPS token and its name and capacity. Its usage, status and
+    costs stay: stats are never thrown away. False if there was nothing to remove."""
+    with store.transaction(db):
+        removed = db.execute("DELETE FROM tokens WHERE space = ?", [space]).rowcount
+        removed += db.execute("DELETE FROM space_info WHERE space = ?", [space]).rowcount
+    return removed > 0
+
+
+def list_spaces(db) -> list[dict]:
+    """Every space the store knows of — entered, holding a token, or heard from — with
+    what is known about each, by id."""
+    ids = sorted(
+        {r[0] for r in db.execute("SELECT space FROM space_info").fetchall()}
+        | {r[0] for r in db.execute("SELECT space FROM tokens").fetchall()}
+        | {r[0] for r in db.execute("SELECT id FROM spaces").fetchall()}
+    )
+    seen = {s["id"]: s for s in store.spaces(db)}
+    tokens = {r[0] for r in db.execute("SELECT space FROM tokens").fetchall()}
+    out = []
+    for space in ids:
+        info = space_info(db, space) or {}
+        heard = seen.get(space, {})
+        out.append(
+            {
+                "id": space,
+                "name": info.get("name"),
+                "capacity": info.get("capacity"),
+                "token": space in tokens,
+                "last_seen": heard.get("last_seen"),
+                "hours": heard.get("hours", 0),
+            }
+        )
+    return out
+
+
+# --- what a space costs ---
+
+
+def set_cost(db, space: str, month: str, amount, currency: str) -> None:
+    """A space's cost for a month ('YYYY-MM'), in a currency (ISO 4217, e.g. 'KES'),
+    replacing what was entered for that month. `amount` is a number or a numeric string."""
+    check_space_id(space)
+    m = MONTH.match(month) if isinstance(month, str) else None
+    if not m or not 2000 <= int(m[1]) <= 2100:
+        raise ValueError(f"month {month!r} must be written YYYY-MM, e.g. '2026-11'")
+    value = _amount(amount)
+    code = currency.strip().upper() if isinstance(currency, str) else ""
+    if not CURRENCY.match(code):
+        raise ValueError(
+            f"currency {currency!r} must be a three-letter ISO 4217 code, e.g. 'KES' or 'EUR'"
+        )
+    with store.transaction(db):
+        db.execute(
+            """INSERT INTO costs (space, month, amount, currency) VALUES (?, ?, ?, ?)
+               ON CONFLICT (space, month) DO UPDATE SET amount = excluded.amount,
+               currency = excluded.currency""",
+            [space, month, value, code],
+        )
+
+
+def _amount(amount) -> float:
+    bad = ValueError(
+        f"amount {amount!r} must be a number of at least 0, written like 1250.50 "
+        "(a point before the cents, no thousands separators)"
+    )
+    if isinstance(amount, bool):
+        raise bad
+    if isinstance(amount, str):
+        # "1,250" is a thousand in one country and one and a quarter in another: refused.
+        if "," in amount:
+            raise bad
+        try:
+            amount = Decimal(amount.strip())
+        except InvalidOperation:
+            raise bad from None
+    if not isinstance(amount, int | float | Decimal):
+        raise bad
+    value = float(amount)
+    if not math.isfinite(value) or value < 0:
+        raise bad
+    return value
