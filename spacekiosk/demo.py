@@ -96,6 +96,21 @@ password_file = "{folder / "collector-password"}"
 """
 
 
+def _central_logins(central_toml: Path) -> tuple[str, str]:
+    """A login for the collector's page and a token for its API: nothing there is
+    readable without one. Made fresh for each demo, in the collector's store."""
+    from spacekiosk import config
+    from sync.collector import accounts, store
+
+    db = store.connect(config.load(central_toml).central)
+    try:
+        password = secrets.token_urlsafe(9)
+        accounts.add_user(db, SPACE, password)
+        return password, accounts.add_api_token(db, SPACE)
+    finally:
+        db.close()
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if the demo itself dies, so nothing is left behind."""
     with contextlib.suppress(OSError, AttributeError):
@@ -234,9 +249,12 @@ def _run(
             file=sys.stderr,
         )
         return 1
+    password, token = _central_logins(central_toml)
     print(f"kiosk: {kiosk_url}", flush=True)
+    print(f"collector: {collector_url}  (log in as demo, password {password})", flush=True)
     print(
-        f"collector: {collector_url}  (usage: {collector_url}api/v1/usage?space={SPACE})",
+        f"api token: {token}  (curl -H 'Authorization: Bearer {token}' "
+        f"'{collector_url}api/v1/usage?space={SPACE}&granularity=day')",
         flush=True,
     )
     print(broker_line, flush=True)

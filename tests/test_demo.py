@@ -31,7 +31,7 @@ def start_demo(tmp_path: Path, env: dict | None = None) -> tuple[subprocess.Pope
         if proc.poll() is not None:
             raise AssertionError(f"the demo exited: {out.read_text()}")
         text = out.read_text()
-        found = dict(re.findall(r"^(kiosk|collector|broker): (\S+)", text, re.M))
+        found = dict(re.findall(r"^(kiosk|collector|broker|api token): (\S+)", text, re.M))
         return found if "press Ctrl-C" in text else None
 
     found = wait_until(addresses, timeout=60, what="the demo's addresses")
@@ -75,7 +75,12 @@ def test_the_demo_shows_a_sign_in_at_the_collector(tmp_path):
         signed = time.monotonic()
 
         def counted():
-            body = requests.get(collector + "api/v1/usage", params={"space": "demo"}, timeout=5)
+            body = requests.get(
+                collector + "api/v1/usage",
+                params={"space": "demo"},
+                headers={"Authorization": f"Bearer {found['api token']}"},
+                timeout=5,
+            )
             return body.ok and sum(b.get("signins", 0) for b in body.json()["buckets"]) == 1
 
         wait_until(counted, timeout=30, what="the sign-in at the collector")

@@ -6,10 +6,12 @@ import json
 import sqlite3
 
 import paho.mqtt.client as mqtt
-import requests
 from conftest import (
+    LOGINS,
     PASSWORDS,
     SPACE,
+    add_user,
+    api_get,
     http_ready,
     wait_until,
     write_collector_config,
@@ -50,7 +52,7 @@ def test_a_sign_in_on_the_kiosk_reaches_the_collector(
     page.screenshot(path=screenshots / "kiosk-welcome-ana.png")
 
     def usage():
-        body = requests.get(collector_url + "api/v1/usage", params={"space": SPACE}, timeout=5)
+        body = api_get(collector_url, "api/v1/usage", space=SPACE)
         if body.status_code != 200:
             return None
         buckets = body.json()["buckets"]
@@ -88,10 +90,14 @@ def test_a_sign_in_on_the_kiosk_reaches_the_collector(
     assert not [t for t in texts if "Ana" in t or "Papadopoulou" in t]
     assert b"Papadopoulou" not in central.central.database.read_bytes()
 
-    page.goto(collector_url)
+    add_user(collector_url, "central")
+    page.goto(collector_url)  # nothing without a login: the page asks for one
+    page.get_by_label("Name").fill("central")
+    page.get_by_label("Password").fill(LOGINS["central"])
+    page.get_by_role("button", name="Log in").tap()
     expect(page.get_by_role("table", name="Spaces")).to_contain_text(SPACE)
     page.set_viewport_size({"width": 1280, "height": 720})
-    page.screenshot(path=screenshots / "collector-dashboard.png", full_page=True)
+    page.screenshot(path=screenshots / "collector-end-to-end.png", full_page=True)
 
 
 def test_a_space_cannot_publish_as_another_space(tmp_path, broker, services):
@@ -116,11 +122,5 @@ def test_a_space_cannot_publish_as_another_space(tmp_path, broker, services):
     intruder.disconnect()
     intruder.loop_stop()
     assert refused == [True]  # 0x87 not authorised
-    assert (
-        requests.get(
-            f"http://127.0.0.1:{central.central.listen[1]}/api/v1/usage",
-            params={"space": SPACE},
-            timeout=5,
-        ).status_code
-        == 404
-    )
+    url = f"http://127.0.0.1:{central.central.listen[1]}/"
+    assert api_get(url, "api/v1/usage", space=SPACE).status_code == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ from conftest import (
     PASSWORDS,
     SENSORS,
     SPACE,
+    api_get,
+    log_in,
     sync_once,
     usage,
     wait_until,
@@ -104,27 +107,42 @@ def test_duplicates_and_reordering_leave_the_highest_version(broker, collector):
 
 def test_bad_payloads_are_rejected_counted_and_survived(broker, collector):
     client = publisher(broker.port)
+    start = "2026-11-25T16:00:00Z"
+
+    def batch(**fields) -> bytes:
+        return json.dumps({"v": 1, "space": SPACE, **fields}).encode()
+
     bad = [
-        b"",
-        b"garbage",
-        b'{"v": 9}',
+        b"",  # empty
+        b"\x78\x9c garbage",  # not decompressible
+        zlib.compress(b"{" + b" " * (protocol.MAX_JSON_BYTES + 1)),  # inflates too far
+        b'{"v": 9}',  # unknown version
+        batch(),  # missing buckets
+        batch(buckets=[{"version": 1, "signins": 1}]),  # missing start
+        batch(buckets=[{"start": start, "version": "1", "signins": 1}]),  # wrong type
+        batch(buckets=[{"start": start, "version": 1, "signins": -2}]),  # out of range
+        batch(buckets=[{"start": start, "version": 1, "visitor": "Ana"}]),  # unknown field
         protocol.usage_message("otherspace", [Bucket(1795622400, 1, {"signins": 1})]),
     ]
     for payload in bad:
         client.publish(protocol.topic(SPACE, "usage"), payload, qos=1).wait_for_publish(5)
+    oversized = b"{" + b" " * protocol.MAX_WIRE_BYTES  # over the limit, within the broker's
+    client.publish(protocol.topic(SPACE, "usage"), oversized, qos=1).wait_for_publish(5)
+    bad.append(oversized)
     good = protocol.usage_message(SPACE, [Bucket(1795622400, 1, {"signins": 4})])
     client.publish(protocol.topic(SPACE, "usage"), good, qos=1).wait_for_publish(5)
     wait_until(lambda: usage(collector), what="the good batch")
     assert usage(collector) == [{"start": "2026-11-25T16:00:00Z", "version": 1, "signins": 4}]
-    page = requests.get(collector, timeout=5).text
+    page = log_in(collector).get(collector, timeout=5).text
     assert f"Rejected messages: {len(bad)}" in page
     client.disconnect()
     client.loop_stop()
 
 
 def test_the_collector_api_refuses_bad_queries(collector):
-    assert requests.get(collector + "api/v1/usage", timeout=5).status_code == 400
-    missing = requests.get(collector + "api/v1/usage", params={"space": "nowhere"}, timeout=5)
+    assert requests.get(collector + "api/v1/usage", timeout=5).status_code == 401  # no token
+    assert api_get(collector, "api/v1/usage").status_code == 400  # neither space nor sums
+    missing = api_get(collector, "api/v1/usage", space="nowhere")
     assert missing.status_code == 404 and "nowhere" in missing.json()["error"]
 
 

@@ -1,16 +1,26 @@
-"""The collector's web side: the central team's page and JSON API."""
+"""The collector's web side: the central team's pages, JSON API and CSV (behind a login
+or an API token), and the spaces' own HTTPS routes (behind each space's token)."""
 
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
 
 from spacekiosk.config import CollectorConfig
 from sync import protocol
-from sync.collector import store
+from sync.collector import api, auth, formats, pages, store
 from sync.collector.ingest import take_usage
+
+TITLES = {
+    400: "That did not work",
+    401: "Log in first",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    413: "Too large",
+    429: "Too many tries",
+}
 
 
 def create_app(config: CollectorConfig, ingest=None) -> Flask:
@@ -25,43 +35,10 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
             local.db = store.connect(config.central)
         g.db = local.db
 
-    @app.template_filter("when")
-    def when(ts: float | None) -> str:
-        if not ts:
-            return "never"
-        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-    @app.get("/")
-    def dashboard():
-        spaces = store.spaces(g.db)
-        recent = {s["id"]: store.usage(g.db, s["id"])[-24:] for s in spaces}
-        return render_template(
-            "dashboard.html",
-            spaces=spaces,
-            recent=recent,
-            hour_iso=protocol.hour_iso,
-            counts=protocol.COUNTS,
-            rejects=store.reject_count(g.db),
-        )
-
-    @app.get("/api/v1/spaces")
-    def spaces_api():
-        return jsonify({"spaces": store.spaces(g.db)})
-
-    @app.get("/api/v1/usage")
-    def usage_api():
-        space = request.args.get("space", "")
-        if not space:
-            abort(400, "give ?space=<id>")
-        if not store.known(g.db, space):
-            abort(404, f"no data from a space called {space!r}")
-        try:
-            since = _hour_arg("from")
-            until = _hour_arg("to")
-        except protocol.ProtocolError as exc:
-            abort(400, str(exc))
-        buckets = store.usage(g.db, space, since, until)
-        return jsonify({"space": space, "buckets": [b.to_wire() for b in buckets]})
+    auth.init_app(app, config.central)  # after attach_db: the guard reads the store
+    formats.register(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
 
     def space_of_token() -> str:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -103,26 +80,26 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
     def healthz():
         g.db.execute("SELECT 1").fetchone()
         broker = ingest is not None and ingest.connected.is_set()
-        return jsonify({"ok": True, "broker": "connected" if broker else "disconnected"})
+        return jsonify(
+            {
+                "ok": True,
+                "broker": "connected" if broker else "disconnected",
+                "committed": ingest.committed if ingest is not None else 0,
+            }
+        )
 
-    @app.errorhandler(400)
-    @app.errorhandler(401)
-    @app.errorhandler(404)
-    @app.errorhandler(405)
-    @app.errorhandler(413)
-    def client_error(exc):
-        return jsonify({"error": exc.description}), exc.code
+    for code in TITLES:
+        app.register_error_handler(code, client_error)
 
     return app
 
 
-def _hour_arg(name: str) -> int | None:
-    value = request.args.get(name)
-    if not value:
-        return None
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).timestamp())
-    except ValueError:
-        raise protocol.ProtocolError(
-            f"'{name}' must be an ISO-8601 time such as 2026-11-25T16:00:00Z"
-        ) from None
+def client_error(exc):
+    """A 4xx: JSON for the API and CSV, a page for people; never a 500."""
+    if auth.wants_json() or request.endpoint in ("ingest_api", "status_api"):
+        response = jsonify({"error": exc.description})
+        if exc.code == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="spacekiosk"'
+        return response, exc.code
+    page = render_template("error.html", title=TITLES[exc.code], message=exc.description)
+    return page, exc.code

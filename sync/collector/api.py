@@ -1,0 +1,148 @@
+"""The central team's JSON API and CSV: every space's state, and usage summed by period.
+
+`GET /api/v1/usage?space=ID` alone lists the buckets as stored, with their versions.
+With `granularity=hour|day|week|month` it sums them per period instead, for one space
+or (without `space`) for all. `format=csv`, or `/api/v1/usage.csv`, gives the same as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, abort, g, jsonify, request
+
+from sync import protocol
+from sync.collector import periods, reports, store
+from sync.collector.periods import GRANULARITIES, iso
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# A spreadsheet runs a cell that starts like a formula; labels and names come from
+# outside the central team, so such a cell is written with a leading apostrophe.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+@bp.get("/spaces")
+def spaces():
+    return jsonify({"spaces": [space_json(s) for s in reports.spaces(g.db)]})
+
+
+def space_json(space: reports.Space) -> dict:
+    """What the API says about a space: names, times in UTC ISO-8601, its last status."""
+    status = space.status
+    sensors = status.get("sensors") or {}
+    return {
+        "id": space.id,
+        "name": space.name,
+        "capacity": space.capacity,
+        "first_seen": iso(space.first_seen),
+        "last_seen": iso(space.last_seen),
+        "online": bool(status.get("online")),
+        "backlog": status.get("backlog"),
+        "oldest_pending": status.get("oldest_pending"),
+        "last_sync": iso(status.get("last_sync")),
+        "agent": status.get("agent"),
+        "clock": status.get("clock"),
+        "sensors": {
+            "faults": sensors.get("faults") or {},
+            "door_alert": bool(sensors.get("door_alert")),
+        },
+        "hours": space.hours,
+    }
+
+
+@bp.get("/usage")
+def usage():
+    return _usage(request.args.get("format", "json"))
+
+
+@bp.get("/usage.csv")
+def usage_csv():
+    return _usage("csv")
+
+
+def _usage(fmt: str):
+    if fmt not in ("json", "csv"):
+        abort(400, "'format' is json or csv")
+    space = request.args.get("space") or None
+    granularity = request.args.get("granularity") or None
+    if granularity is not None and granularity not in GRANULARITIES:
+        abort(400, f"'granularity' is one of {', '.join(GRANULARITIES)}, not {granularity!r}")
+    if space is None and granularity is None:
+        abort(400, "give ?space=<id> for its stored buckets, or a ?granularity= to sum them")
+    if space is not None and not _known(space):
+        abort(404, f"no data from a space called {space!r}")
+    since, until = _span()
+    if granularity is None:
+        buckets = store.usage(g.db, space, since, until)
+        if fmt == "csv":
+            return _csv(space, [(b.start, b.hours, b.version, b.counts) for b in buckets], space)
+        return jsonify({"space": space, "buckets": [b.to_wire() for b in buckets]})
+    found = periods.summed(periods.rows(g.db, since, until, space), granularity)
+    if fmt == "csv":
+        name = f"{space or 'all'}-{granularity}"
+        return _csv(space or "all", [(s, h, None, c) for s, h, c in found], name)
+    return jsonify(
+        {
+            "space": space,
+            "granularity": granularity,
+            "from": iso(since),
+            "to": iso(until),
+            "periods": [{"start": iso(s), "hours": h} | c for s, h, c in found],
+        }
+    )
+
+
+def _known(space: str) -> bool:
+    if store.known(g.db, space):
+        return True
+    return bool(g.db.execute("SELECT 1 FROM space_info WHERE space = ?", [space]).fetchone())
+
+
+def _span() -> tuple[int | None, int | None]:
+    """`from` (inclusive) and `to` (exclusive), or 400 saying what is wrong."""
+    try:
+        since, until = (
+            periods.parse_time(request.args[name], name) if request.args.get(name) else None
+            for name in ("from", "to")
+        )
+    except ValueError as exc:
+        abort(400, str(exc))
+    if since is not None and until is not None and since >= until:
+        abort(400, "'from' must be before 'to' ('to' is not included)")
+    return since, until
+
+
+def _labels(rows: list[tuple], name: str) -> list[str]:
+    return sorted({label for *_, counts in rows for label in counts.get(name) or {}})
+
+
+def safe_cell(value) -> object:
+    """A CSV cell a spreadsheet will show, not run."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def _csv(space: str, rows: list[tuple], filename: str) -> Response:
+    """One row per bucket or period: a column per count, `purpose:<label>` and
+    `event:<label>` for the breakdowns. Versions only for stored buckets."""
+    versions = any(version is not None for _s, _h, version, _c in rows)
+    purposes, events = _labels(rows, "by_purpose"), _labels(rows, "by_event")
+    header = ["space", "start", "hours", *(["version"] if versions else []), *protocol.COUNTS]
+    header += [f"purpose:{p}" for p in purposes] + [f"event:{e}" for e in events]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([safe_cell(h) for h in header])
+    for start, hours, version, counts in rows:
+        line = [safe_cell(space), iso(start), hours, *([version] if versions else [])]
+        line += [counts.get(name, 0) for name in protocol.COUNTS]
+        line += [(counts.get("by_purpose") or {}).get(p, 0) for p in purposes]
+        line += [(counts.get("by_event") or {}).get(e, 0) for e in events]
+        writer.writerow(line)
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="usage-{filename}.csv"'},
+    )

@@ -1,0 +1,184 @@
+"""Usage summed over periods: hours, UTC days, ISO weeks (from Monday) and calendar months.
+
+All times are UTC seconds since the epoch. A rolled-up day (a bucket of 24 hours) counts
+wholly in the day, week and month it starts in; summed by hour it stays one 24-hour entry.
+Counts add up, `occupancy_peak` takes the maximum, breakdowns add up label by label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sync import protocol
+
+HOUR = 3600
+DAY = 86400
+GRANULARITIES = ("hour", "day", "week", "month")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_QUARTER = re.compile(r"^(\d{4})-[Qq]([1-4])$")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored bucket: a space's counts from `start` for `hours` hours."""
+
+    space: str
+    start: int
+    hours: int
+    counts: dict
+
+
+@dataclass(frozen=True)
+class Period:
+    """A report's span: a calendar month or a quarter, [start, end)."""
+
+    label: str
+    start: int
+    end: int
+    months: tuple[str, ...]
+
+
+def rows(db, since: int | None = None, until: int | None = None, space: str | None = None):
+    """The stored buckets starting in [since, until), of one space or of all, oldest first."""
+    sql = (
+        "SELECT space, hour_start, hours, counts FROM usage"
+        " WHERE hour_start >= ? AND hour_start < ?"
+    )
+    params: list = [since or 0, until or 2**62]
+    if space is not None:
+        sql += " AND space = ?"
+        params.append(space)
+    found = db.execute(sql + " ORDER BY hour_start, hours, space", params).fetchall()
+    return [Row(s, int(h), int(n), json.loads(c)) for s, h, n, c in found]
+
+
+def _utc(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def period_start(ts: int, granularity: str) -> int:
+    """The start of the hour, day, ISO week (Monday 00:00) or month holding `ts`."""
+    if granularity == "hour":
+        return ts - ts % HOUR
+    day = ts - ts % DAY
+    if granularity == "day":
+        return day
+    if granularity == "week":
+        return day - _utc(day).weekday() * DAY
+    when = _utc(day)
+    return int(datetime(when.year, when.month, 1, tzinfo=UTC).timestamp())
+
+
+def next_start(start: int, granularity: str) -> int:
+    """The start of the period after the one starting at `start`."""
+    if granularity == "month":
+        when = _utc(start)
+        year, month = (when.year + 1, 1) if when.month == 12 else (when.year, when.month + 1)
+        return int(datetime(year, month, 1, tzinfo=UTC).timestamp())
+    return start + {"hour": HOUR, "day": DAY, "week": 7 * DAY}[granularity]
+
+
+def starts(since: int, until: int, granularity: str) -> list[int]:
+    """Every period start from the one holding `since` up to (not including) `until`."""
+    out, at = [], period_start(since, granularity)
+    while at < until:
+        out.append(at)
+        at = next_start(at, granularity)
+    return out
+
+
+def zero() -> dict:
+    """Counts with every field present, for sums that start from nothing."""
+    return dict.fromkeys(protocol.COUNTS, 0) | {name: {} for name in protocol.BREAKDOWNS}
+
+
+def total(found: list[Row]) -> dict:
+    """Everything in `found`, added up."""
+    out = zero()
+    for row in found:
+        protocol.add_counts(out, row.counts)
+    return out
+
+
+def summed(found: list[Row], granularity: str) -> list[tuple[int, int, dict]]:
+    """(start, hours, counts) per period with data, oldest first. By hour, a rolled-up
+    day stays its own 24-hour entry; otherwise `hours` is the period's length."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
+    groups: dict[tuple[int, int], dict] = {}
+    for row in found:
+        if granularity == "hour":
+            key = (row.start, row.hours)
+        else:
+            start = period_start(row.start, granularity)
+            key = (start, (next_start(start, granularity) - start) // HOUR)
+        protocol.add_counts(groups.setdefault(key, zero()), row.counts)
+    return [(start, hours, counts) for (start, hours), counts in sorted(groups.items())]
+
+
+def parse_time(text: str, name: str) -> int:
+    """Seconds since the epoch of an ISO date or time (UTC unless it says otherwise)."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"'{name}' must be an ISO-8601 date or time such as 2026-11-01 or "
+            f"2026-11-25T16:00:00Z, not {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp())
+
+
+def parse_period(text: str) -> Period:
+    """A month (2026-11) or a quarter (2026-Q4), or ValueError saying how to write one."""
+    text = (text or "").strip()
+    if m := _MONTH.match(text):
+        year, first, count = int(m[1]), int(m[2]), 1
+    elif m := _QUARTER.match(text):
+        year, first, count = int(m[1]), 3 * int(m[2]) - 2, 3
+        text = f"{year}-Q{m[2]}"
+    else:
+        raise ValueError(
+            f"a period is a month like 2026-11 or a quarter like 2026-Q4, not {text!r}"
+        )
+    if not 2000 <= year <= 2100:
+        raise ValueError("a period's year is between 2000 and 2100")
+    months = tuple(f"{year}-{month:02d}" for month in range(first, first + count))
+    start = int(datetime(year, first, 1, tzinfo=UTC).timestamp())
+    end = start
+    for _ in months:
+        end = next_start(end, "month")
+    return Period(text, start, end, months)
+
+
+def last_full_month(now: float) -> str:
+    """The month before the one holding `now`, as YYYY-MM: a report's default."""
+    first = _utc(period_start(int(now), "month"))
+    before = first - timedelta(days=1)
+    return f"{before.year}-{before.month:02d}"
+
+
+def recent_periods(now: float, months: int = 6) -> list[str]:
+    """The last `months` months and the last four quarters, newest first, for a picker."""
+    out, at = [], period_start(int(now), "month")
+    for _ in range(months):
+        when = _utc(at)
+        out.append(f"{when.year}-{when.month:02d}")
+        at = period_start(at - DAY, "month")
+    when = _utc(int(now))
+    year, quarter = when.year, (when.month - 1) // 3 + 1
+    for _ in range(4):
+        out.append(f"{year}-Q{quarter}")
+        year, quarter = (year - 1, 4) if quarter == 1 else (year, quarter - 1)
+    return out
+
+
+def iso(ts: float | None) -> str | None:
+    """2026-11-25T16:03:12Z, or None."""
+    if ts is None:
+        return None
+    return _utc(int(ts)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,258 @@
+"""Figures for the people who fund and run the programme, read from the central store.
+
+For a month or a quarter, per space and across all spaces: visits, visitors, events,
+how much of the opening hours a space was in use, how full it got, how well connected
+it was, and what a visit cost. Also the series the charts draw. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sync.collector import periods, store
+from sync.collector.periods import DAY, Period, Row
+
+WEEKS_SHOWN = 26  # the charts' window: about six months
+
+
+@dataclass(frozen=True)
+class Space:
+    """A space as the central team sees it: what it reported and what was entered."""
+
+    id: str
+    name: str
+    capacity: int | None
+    first_seen: float | None
+    last_seen: float | None
+    status: dict
+    hours: int  # buckets stored (a rolled-up day is one)
+    earliest: int | None  # the start of its oldest bucket
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One row of a report: a space's figures for the period, or all spaces' (id None)."""
+
+    id: str | None
+    name: str
+    capacity: int | None
+    visits: int
+    unique_visitors: int  # the sum of each hour's distinct visitors
+    new_visitors: int
+    returning_visitors: int
+    events: int  # community events with sign-ins (distinct names, per space)
+    event_signins: int
+    occupied_minutes: int
+    open_minutes: int
+    utilisation: float | None  # occupied minutes / open minutes
+    peak: int
+    peak_ratio: float | None  # peak / capacity
+    average_occupancy: float | None  # person-minutes / open minutes: people, on average
+    availability: float | None  # connected minutes / minutes since first seen
+    cost: float | None
+    currency: str | None  # None: no cost entered; "mixed": more than one currency
+    cost_months: int
+    cost_visits: int  # visits in the months with a cost
+    cost_per_visit: float | None  # cost / cost_visits
+
+
+def spaces(db) -> list[Space]:
+    """Every space that has reported or been entered, by id."""
+    info = {
+        r[0]: (r[1], r[2])
+        for r in db.execute("SELECT space, name, capacity FROM space_info").fetchall()
+    }
+    earliest = dict(
+        db.execute("SELECT space, min(hour_start) FROM usage GROUP BY space").fetchall()
+    )
+    heard = {s["id"]: s for s in store.spaces(db)}
+    out = []
+    for space in sorted(set(info) | set(heard)):
+        name, capacity = info.get(space, (None, None))
+        seen = heard.get(space, {})
+        out.append(
+            Space(
+                id=space,
+                name=name or space,
+                capacity=capacity,
+                first_seen=seen.get("first_seen"),
+                last_seen=seen.get("last_seen"),
+                status=seen.get("status") or {},
+                hours=seen.get("hours", 0),
+                earliest=earliest.get(space),
+            )
+        )
+    return out
+
+
+def costs(db, months: tuple[str, ...], space: str | None = None) -> list[tuple]:
+    """(space, month, amount, currency) entered for `months`."""
+    sql = "SELECT space, month, amount, currency FROM costs WHERE month >= ? AND month <= ?"
+    params: list = [min(months), max(months)]
+    if space is not None:
+        sql += " AND space = ?"
+        params.append(space)
+    return db.execute(sql + " ORDER BY space, month", params).fetchall()
+
+
+def _since(space: Space) -> float | None:
+    """When a space was first seen: its first message, or its oldest hour if earlier."""
+    known = [t for t in (space.first_seen, space.earliest) if t is not None]
+    return min(known) if known else None
+
+
+def _observed_minutes(space: Space, period: Period, now: float) -> int:
+    since = _since(space)
+    if since is None:
+        return 0
+    return max(0, int(min(period.end, now) - max(period.start, since)) // 60)
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def figures(
+    space: Space, found: list[Row], entered: list[tuple], period: Period, now: float
+) -> Figures:
+    """A space's row of the report, from its buckets and costs in the period."""
+    counts = periods.total(found)
+    by_event = counts["by_event"]
+    currencies = {currency for _s, _m, _a, currency in entered}
+    cost_months = {month for _s, month, _a, _c in entered}
+    cost = sum(amount for _s, _m, amount, _c in entered) if len(currencies) == 1 else None
+    cost_visits = sum(r.counts.get("signins", 0) for r in found if _month(r.start) in cost_months)
+    return Figures(
+        id=space.id,
+        name=space.name,
+        capacity=space.capacity,
+        visits=counts["signins"],
+        unique_visitors=counts["unique_visitors"],
+        new_visitors=counts["new_visitors"],
+        returning_visitors=counts["returning_visitors"],
+        events=sum(1 for n in by_event.values() if n > 0),
+        event_signins=sum(by_event.values()),
+        occupied_minutes=counts["occupied_minutes"],
+        open_minutes=counts["open_minutes"],
+        utilisation=_ratio(counts["occupied_minutes"], counts["open_minutes"]),
+        peak=counts["occupancy_peak"],
+        peak_ratio=_ratio(counts["occupancy_peak"], space.capacity or 0),
+        average_occupancy=_ratio(counts["person_minutes"], counts["open_minutes"]),
+        availability=_ratio(counts["connected_minutes"], _observed_minutes(space, period, now)),
+        cost=cost,
+        currency=currencies.pop() if len(currencies) == 1 else ("mixed" if currencies else None),
+        cost_months=len(cost_months),
+        cost_visits=cost_visits,
+        cost_per_visit=_ratio(cost, cost_visits) if cost is not None else None,
+    )
+
+
+def _month(ts: int) -> str:
+    return periods.iso(ts)[:7]
+
+
+def combined(
+    rows: list[Figures], found: list[Row], spaces_: list[Space], period: Period, now: float
+) -> Figures:
+    """The all-spaces row: sums, and ratios of sums (not averages of ratios)."""
+    counts = periods.total(found)
+    with_capacity = [r for r in rows if r.capacity]
+    currencies = {r.currency for r in rows if r.currency}
+    priced = [r for r in rows if r.cost is not None]
+    alike = len(currencies) == 1 and "mixed" not in currencies
+    cost = sum(r.cost for r in priced) if alike else None
+    cost_visits = sum(r.cost_visits for r in priced)
+    observed = sum(_observed_minutes(s, period, now) for s in spaces_)
+    return Figures(
+        id=None,
+        name="All spaces",
+        capacity=sum(r.capacity for r in with_capacity) or None,
+        visits=counts["signins"],
+        unique_visitors=counts["unique_visitors"],
+        new_visitors=counts["new_visitors"],
+        returning_visitors=counts["returning_visitors"],
+        events=sum(r.events for r in rows),
+        event_signins=sum(r.event_signins for r in rows),
+        occupied_minutes=counts["occupied_minutes"],
+        open_minutes=counts["open_minutes"],
+        utilisation=_ratio(counts["occupied_minutes"], counts["open_minutes"]),
+        peak=max((r.peak for r in rows), default=0),
+        # How full the spaces got at their busiest, together: their peaks over their seats.
+        peak_ratio=_ratio(
+            sum(r.peak for r in with_capacity), sum(r.capacity for r in with_capacity)
+        ),
+        average_occupancy=_ratio(counts["person_minutes"], counts["open_minutes"]),
+        availability=_ratio(counts["connected_minutes"], observed),
+        cost=cost,
+        currency=currencies.pop() if len(currencies) == 1 else ("mixed" if currencies else None),
+        cost_months=max((r.cost_months for r in rows), default=0),
+        cost_visits=cost_visits,
+        cost_per_visit=_ratio(cost, cost_visits) if cost is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    period: Period
+    rows: list[Figures]
+    total: Figures
+
+
+def report(db, period: Period, now: float | None = None) -> Report:
+    """Every space's figures for the period (those seen by its end), and all together."""
+    now = time.time() if now is None else now
+    found = periods.rows(db, period.start, period.end)
+    by_space: dict[str, list[Row]] = {}
+    for row in found:
+        by_space.setdefault(row.space, []).append(row)
+    entered: dict[str, list[tuple]] = {}
+    for cost in costs(db, period.months):
+        entered.setdefault(cost[0], []).append(cost)
+    included = [
+        s
+        for s in spaces(db)
+        if s.id in by_space or (_since(s) is not None and _since(s) < period.end)
+    ]
+    rows = [
+        figures(s, by_space.get(s.id, []), entered.get(s.id, []), period, now) for s in included
+    ]
+    mine = {s.id for s in included}
+    total = combined(rows, [r for r in found if r.space in mine], included, period, now)
+    return Report(period, rows, total)
+
+
+# --- what the charts draw ---
+
+
+def weekly_visits(found: list[Row], until: int, weeks: int = WEEKS_SHOWN):
+    """(week starts, {space: visits per week}) for the `weeks` ISO weeks up to `until`."""
+    last = periods.period_start(until - 1, "week")
+    starts = [last - 7 * DAY * back for back in range(weeks - 1, -1, -1)]
+    index = {start: i for i, start in enumerate(starts)}
+    series: dict[str, list[int]] = {}
+    for row in found:
+        i = index.get(periods.period_start(row.start, "week"))
+        if i is not None:
+            series.setdefault(row.space, [0] * weeks)[i] += row.counts.get("signins", 0)
+    return starts, series
+
+
+def hour_of_week(found: list[Row], count: str = "signins") -> tuple[list[list[int]], int]:
+    """A 7-by-24 grid (Monday first, UTC hours) of `count`, and how many rolled-up days
+    were left out (their hours are not known)."""
+    grid = [[0] * 24 for _ in range(7)]
+    skipped = 0
+    for row in found:
+        if row.hours != 1:
+            skipped += 1
+            continue
+        weekday = (row.start // DAY + 3) % 7  # 1970-01-01 was a Thursday
+        grid[weekday][row.start % DAY // 3600] += row.counts.get(count, 0)
+    return grid, skipped
+
+
+def breakdown(found: list[Row], name: str = "by_purpose") -> list[tuple[str, int]]:
+    """Sign-ins by purpose (or event), most first."""
+    totals = periods.total(found)[name]
+    return sorted(((label, n) for label, n in totals.items() if n), key=lambda x: (-x[1], x[0]))
