@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -12,6 +14,8 @@ import psycopg
 import pytest
 import requests
 from conftest import (
+    ROOT,
+    free_port,
     http_ready,
     usage,
     wait_until,
@@ -21,7 +25,7 @@ from conftest import (
 
 from kiosk import visits
 from spacekiosk import config
-from spacekiosk.db import open_store
+from spacekiosk.db import StoreError, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync import protocol
 from sync.collector import store
@@ -114,8 +118,23 @@ def test_a_second_collector_waits_for_the_schema_and_a_newer_one_is_refused(pg_u
     second.execute("INSERT INTO schema_version (version) VALUES (99)")
     first.close()
     second.close()
-    with pytest.raises(RuntimeError, match="newer than this collector"):
+    with pytest.raises(StoreError, match="newer than this collector"):
         store.connect(cfg.central)
+
+
+def test_an_unreachable_postgresql_is_a_clear_message_not_a_traceback(tmp_path):
+    url = f"postgresql://spacekiosk:s3cret@127.0.0.1:{free_port()}/central"
+    toml = write_collector_config(tmp_path, broker_port=1, database_url=url)
+    result = subprocess.run(
+        [sys.executable, "-m", "spacekiosk", "collector", "--config", str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "cannot open the PostgreSQL store at postgresql://127.0.0.1" in result.stderr
+    assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_collector_on_postgresql_commits_what_the_agent_sends(tmp_path, broker, services, pg_url):
@@ -134,6 +153,21 @@ def test_a_collector_on_postgresql_commits_what_the_agent_sends(tmp_path, broker
     wait_until(lambda: sum(b.get("signins", 0) for b in usage(url)) == 12, what="12 sign-ins in PG")
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT sum(signins) FROM usage_flat").fetchone() == (12,)
+        # The server drops every connection (a restart, a failover): nothing is lost.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    for back in range(13, 19):
+        visits.sign_in_new(db, visits.NewVisitor(f"V{back}"), "k", now=now - back * 3600)
+
+    def all_there():
+        try:
+            return sum(b.get("signins", 0) for b in usage(url)) == 18
+        except (requests.RequestException, ValueError):
+            return False  # the page's first try on a dropped connection says 503
+
+    wait_until(all_there, timeout=60, what="the later sign-ins, after the drop")
 
 
 def health(url: str) -> dict:

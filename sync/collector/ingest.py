@@ -12,6 +12,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from spacekiosk.config import CollectorConfig
+from spacekiosk.db import StoreError
 from sync import protocol
 from sync.collector import store
 
@@ -113,6 +114,18 @@ class Ingest:
                 items.append(item)
             self.handle_many(items)
 
+    def _reconnect(self) -> None:
+        if store.alive(self.db):
+            return
+        try:
+            fresh = store.connect(self.config.central, "ingest")
+        except StoreError as exc:
+            log.error("%s; trying again with the next messages", exc)
+            return
+        self.db.close()
+        self.db = fresh
+        log.info("reconnected to the central store")
+
     def handle(self, topic: str, payload: bytes) -> None:
         self.handle_many([(topic, payload)])
 
@@ -127,9 +140,10 @@ class Ingest:
                 self.db, usage=arrivals.usage, statuses=arrivals.statuses, rejects=arrivals.rejects
             )
         except Exception:
-            # e.g. a full disk: nothing was committed, so no ack goes out and the spaces
-            # send the batches again. Keep serving.
+            # e.g. a full disk, or PostgreSQL gone: nothing was committed, so no ack goes
+            # out and the spaces send the batches again. Keep serving.
             log.exception("could not commit %d message(s)", len(items))
+            self._reconnect()
             return
         for space, buckets in arrivals.usage:
             self.client.publish(protocol.topic(space, "ack"), protocol.ack_message(buckets), qos=1)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 
+from spacekiosk.db import StoreError
 from sync.protocol import COUNTS
 
 log = logging.getLogger(__name__)
@@ -95,18 +97,38 @@ class PgDatabase:
     dialect = "postgresql"
 
     def __init__(self, url: str):
-        import psycopg
-
-        self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError(
+                "central.database_url needs psycopg: pip install 'spacekiosk[postgres]'"
+            ) from None
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            where = re.sub(r"//[^@/]*@", "//", url)  # no password in the log
+            raise StoreError(f"cannot open the PostgreSQL store at {where}: {exc}") from None
 
     def execute(self, sql: str, params: Sequence = ()):
-        if not params:
-            return self.conn.execute(sql)
-        return self.conn.execute(_placeholders(sql), params)
+        with self._unavailable():
+            if not params:
+                return self.conn.execute(sql)
+            return self.conn.execute(_placeholders(sql), params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence]) -> None:
-        with self.conn.cursor() as cursor:
+        with self._unavailable(), self.conn.cursor() as cursor:
             cursor.executemany(_placeholders(sql), rows)
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """A lost server is a StoreError (the page says 503; ingest acks nothing and
+        reconnects); a bad statement stays the programming error it is."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"the PostgreSQL store went away: {exc}") from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -116,14 +138,19 @@ class PgDatabase:
     def close(self) -> None:
         self.conn.close()
 
+    @property
+    def alive(self) -> bool:
+        """False once the server has gone away: open a new connection then."""
+        return not (self.conn.closed or self.conn.broken)
+
 
 def _placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
 def open_pg(url: str) -> PgDatabase:
-    """Connect and bring the schema up to date; StoreError-like RuntimeError if the
-    server is newer than this code knows."""
+    """Connect and bring the schema up to date; StoreError if the server cannot be
+    reached or holds a schema newer than this code knows."""
     db = PgDatabase(url)
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(?)", [SCHEMA_LOCK])
@@ -132,7 +159,7 @@ def open_pg(url: str) -> PgDatabase:
         version = row[0] or 0
         if version > len(PG_MIGRATIONS):
             db.close()
-            raise RuntimeError(
+            raise StoreError(
                 f"the PostgreSQL store is at schema version {version}, newer than this "
                 f"collector knows ({len(PG_MIGRATIONS)}); upgrade spacekiosk"
             )

@@ -73,6 +73,10 @@ def m003_central_team(db: Database) -> None:
 COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens, m003_central_team]
 
 
+# One encoder for every bucket: json.dumps would build it again for each call.
+_counts_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def connect(central: Central, role: str = "web") -> Database | PgDatabase:
     """The central store the config names (the SQLite file, or PostgreSQL when
     `central.database_url` is set), migrated. `role` "ingest" commits with
@@ -81,6 +85,11 @@ def connect(central: Central, role: str = "web") -> Database | PgDatabase:
         return open_pg(central.database_url)
     synchronous = "FULL" if role == "ingest" else "NORMAL"
     return open_store(central.database, COLLECTOR_MIGRATIONS, synchronous=synchronous)
+
+
+def alive(db) -> bool:
+    """Whether the connection can still be used (a PostgreSQL server can go away)."""
+    return db.alive if isinstance(db, PgDatabase) else True
 
 
 def transaction(db: Database | PgDatabase):
@@ -129,7 +138,7 @@ def commit(
                 [(space, now, now) for space in seen],
             )
         rows = sorted(
-            (space, b.start, b.hours, b.version, json.dumps(b.counts, sort_keys=True), now)
+            (space, b.start, b.hours, b.version, _counts_json(b.counts), now)
             for space, buckets in usage
             for b in buckets
         )

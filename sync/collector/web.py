@@ -3,14 +3,19 @@ or an API token), and the spaces' own HTTPS routes (behind each space's token)."
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
+from werkzeug.exceptions import ServiceUnavailable
 
 from spacekiosk.config import CollectorConfig
+from spacekiosk.db import StoreError
 from sync import protocol
 from sync.collector import api, auth, formats, pages, store
 from sync.collector.ingest import take_usage
+
+log = logging.getLogger(__name__)
 
 TITLES = {
     400: "That did not work",
@@ -20,6 +25,7 @@ TITLES = {
     405: "Not allowed",
     413: "Too large",
     429: "Too many tries",
+    503: "Try again shortly",
 }
 
 
@@ -31,8 +37,13 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
 
     @app.before_request
     def attach_db():
-        if getattr(local, "db", None) is None:
-            local.db = store.connect(config.central)
+        db = getattr(local, "db", None)
+        if db is None or not store.alive(db):
+            try:
+                local.db = store.connect(config.central)
+            except StoreError as exc:
+                log.error("%s", exc)
+                abort(503, "the central store cannot be reached; try again in a minute")
         g.db = local.db
 
     auth.init_app(app, config.central)  # after attach_db: the guard reads the store
@@ -90,6 +101,11 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
 
     for code in TITLES:
         app.register_error_handler(code, client_error)
+
+    @app.errorhandler(StoreError)
+    def store_unavailable(exc):
+        log.error("%s", exc)
+        return client_error(ServiceUnavailable("the central store cannot be reached; try again"))
 
     return app
 
