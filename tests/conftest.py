@@ -263,6 +263,21 @@ def browser():
         chromium.close()
 
 
+def screenshot(page, path: Path, **options) -> None:
+    """Save a screenshot for the docs. A busy machine can make Chromium answer "Unable
+    to capture screenshot" now and then; that says nothing of the screen, so try again."""
+    from playwright.sync_api import Error
+
+    for attempt in range(3):
+        try:
+            page.screenshot(path=path, **options)
+            return
+        except Error as exc:
+            if "Unable to capture screenshot" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.fixture
 def touch_page(browser):
     """A fresh 800x480 touch page (the official 7-inch display), closed afterwards."""

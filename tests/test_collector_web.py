@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import LOGINS, add_user, http_ready, write_collector_config
+from conftest import LOGINS, add_user, http_ready, screenshot, write_collector_config
 from playwright.sync_api import expect
 
 from spacekiosk import config
@@ -745,7 +745,7 @@ def test_the_dashboard_and_a_report_in_a_browser(tmp_path, broker, services, bro
             assert hours[1:] == ["0"] * 10 + ["1"] * 4 + ["0"] * 10
         assert set(heat.get_by_role("row", name="Sat").locator("td").all_inner_texts()) == {"0"}
         page.goto(url)
-        page.screenshot(path=screenshots / "collector-dashboard.png", full_page=True)
+        screenshot(page, screenshots / "collector-dashboard.png", full_page=True)
 
         month = month_of(last_week)
         page.goto(url + "spaces/athens")
@@ -772,7 +772,7 @@ def test_the_dashboard_and_a_report_in_a_browser(tmp_path, broker, services, bro
         page.emulate_media(media="print")
         assert page.locator("header.top").is_hidden()
         page.emulate_media(media="screen")
-        page.screenshot(path=screenshots / "collector-report.png", full_page=True)
+        screenshot(page, screenshots / "collector-report.png", full_page=True)
     finally:
         context.close()
         db.close()

@@ -13,6 +13,7 @@ from conftest import (
     add_user,
     api_get,
     http_ready,
+    screenshot,
     wait_until,
     write_collector_config,
     write_space_config,
@@ -42,14 +43,14 @@ def test_a_sign_in_on_the_kiosk_reaches_the_collector(
 
     page = touch_page
     page.goto(kiosk_url)
-    page.screenshot(path=screenshots / "kiosk-welcome.png")
+    screenshot(page, screenshots / "kiosk-welcome.png")
     page.get_by_role("link", name="Sign in").tap()
     page.get_by_label("Name", exact=True).fill("Ana Papadopoulou")
     page.get_by_role("button", name="Done").tap()  # the on-screen keyboard's check key
     page.get_by_label("I accept the participation guidelines").check()
     page.get_by_role("button", name="Sign in").tap()
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")
-    page.screenshot(path=screenshots / "kiosk-welcome-ana.png")
+    screenshot(page, screenshots / "kiosk-welcome-ana.png")
 
     def usage():
         body = api_get(collector_url, "api/v1/usage", space=SPACE)
@@ -97,7 +98,7 @@ def test_a_sign_in_on_the_kiosk_reaches_the_collector(
     page.get_by_role("button", name="Log in").tap()
     expect(page.get_by_role("table", name="Spaces")).to_contain_text(SPACE)
     page.set_viewport_size({"width": 1280, "height": 720})
-    page.screenshot(path=screenshots / "collector-end-to-end.png", full_page=True)
+    screenshot(page, screenshots / "collector-end-to-end.png", full_page=True)
 
 
 def test_a_space_cannot_publish_as_another_space(tmp_path, broker, services):

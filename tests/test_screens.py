@@ -10,7 +10,7 @@ import time
 
 import pytest
 from babel.messages.pofile import read_po
-from conftest import ROOT, http_ready, write_space_config
+from conftest import ROOT, http_ready, screenshot, write_space_config
 from playwright.sync_api import expect
 
 from spacekiosk import config
@@ -85,7 +85,7 @@ class Visitor:
 
 
 def shot(page, screenshots, name: str) -> None:
-    page.screenshot(path=screenshots / f"{name}.png")
+    screenshot(page, screenshots / f"{name}.png")
 
 
 @pytest.mark.parametrize("lang", ["en", "el", "zh_Hant_TW"])
@@ -177,7 +177,7 @@ def test_the_screens_fit_portrait_and_full_hd(kiosk_url, browser, screenshots):
                 .filter(([_, r]) => r.height < 47.5 || r.width < 47.5).map(([n]) => n)""")
             assert small == [], f"targets under 48 px at {width}x{height}: {small}"
         page.goto(kiosk_url)
-        page.screenshot(path=screenshots / f"welcome-{width}x{height}.png")
+        screenshot(page, screenshots / f"welcome-{width}x{height}.png")
         context.close()
 
 
@@ -277,7 +277,7 @@ def test_a_phone_signs_in_and_the_kiosk_greets(
     phone.get_by_label(t("Name"), exact=True).fill("林美玲")
     phone.get_by_role("button", name=t("Next")).tap()
     phone.get_by_label(t("I accept the participation guidelines")).check()
-    phone.screenshot(path=screenshots / "phone-first-visit.png", full_page=True)
+    screenshot(phone, screenshots / "phone-first-visit.png", full_page=True)
     phone.get_by_role("button", name=t("Sign in"), exact=True).tap()
     expect(phone.get_by_role("heading", level=1)).to_have_text(
         t("Welcome, %(name)s", name="林美玲")
