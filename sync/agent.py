@@ -342,7 +342,14 @@ class Agent:
             last_sync=health["last_delivery_at"],
             agent=__version__,
             clock=clock.state(),
+            about=self._about(),
         )
+
+    def _about(self) -> dict:
+        """What the central team would otherwise type in: the space's name, capacity and
+        time zone (the space's, not any visitor's)."""
+        space = self.config.space
+        return {"name": space.name, "capacity": space.capacity, "timezone": space.timezone.key}
 
     def _publish_status(self) -> None:
         """On connecting, and when something the central team watches changes — not on

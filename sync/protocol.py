@@ -334,4 +334,16 @@ def read_status(payload: bytes) -> dict:
     message = unpack(payload)
     if not isinstance(message.get("online"), bool):
         raise ProtocolError("'online' must be true or false")
+    about = message.get("about", {})
+    if not (
+        isinstance(about, dict)
+        and _text(about.get("name", "-"), MAX_LABEL_CHARS)
+        and _text(about.get("timezone", "-"), 64)
+        and (about.get("capacity") is None or _count(about["capacity"]))
+    ):
+        raise ProtocolError("'about' must give a name, a time zone and a capacity, or none")
     return message
+
+
+def _text(value: object, limit: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit

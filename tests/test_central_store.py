@@ -28,7 +28,7 @@ from spacekiosk import config
 from spacekiosk.db import StoreError, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync import protocol
-from sync.collector import store
+from sync.collector import accounts, reports, store
 from sync.protocol import Bucket
 
 HOUR = 1795622400  # 2026-11-25T16:00:00Z
@@ -75,6 +75,19 @@ def test_a_batch_of_messages_commits_together(central):
     assert spaces["madrid"]["last_seen"] == HOUR + 7200
     assert store.usage(db, "madrid")[0].counts["by_purpose"] == {"cowork": 4}
     assert store.reject_count(db) == 1
+
+
+def test_a_space_names_itself_until_the_central_team_says_otherwise(central):
+    _cfg, db = central
+    about = {"name": "Taipei Hackerspace", "capacity": 40, "timezone": "Asia/Taipei"}
+    store.commit_status(db, "taipei", {"v": 1, "online": True, "about": about})
+    store.commit_status(db, "taipei", {"v": 1, "online": False})  # its last will
+    (space,) = reports.spaces(db)
+    assert space.status["online"] is False
+    assert (space.name, space.capacity) == ("Taipei Hackerspace", 40)
+    accounts.set_space_info(db, "taipei", "Taipei (Songshan)", 35)
+    (space,) = reports.spaces(db)
+    assert (space.name, space.capacity) == ("Taipei (Songshan)", 35)
 
 
 def test_digests_find_what_is_missing_or_different(central):

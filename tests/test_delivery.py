@@ -112,6 +112,7 @@ def test_a_long_outage_while_sign_ins_continue(tmp_path, broker, collector, serv
     latest = wait_until(lambda: status(tmp_path).get("backlog") == 0 and status(tmp_path))
     assert latest["online"] is True and latest["agent"] == spacekiosk.__version__
     assert latest["clock"] in ("synchronized", "unknown") and latest["last_sync"] > 0
+    assert latest["about"] == {"name": "Test Space", "capacity": 20, "timezone": "Europe/Athens"}
 
 
 def test_the_agent_killed_between_publish_and_ack(tmp_path, broker, collector, services):
@@ -134,6 +135,7 @@ def test_the_agent_killed_between_publish_and_ack(tmp_path, broker, collector, s
     wait_until(lambda: totals_match(collector, truth), what="the batch the agent published")
     # The broker saw the connection die and published the agent's last will.
     wait_until(lambda: status(tmp_path).get("online") is False, what="the space marked offline")
+    assert status(tmp_path)["about"]["name"] == "Test Space"  # the will says who it is too
 
     again = services("sync", "--config", str(toml))
     wait_until(lambda: backlog(db) == 0, what="the outbox to drain after the restart")

@@ -210,3 +210,12 @@ def test_arbitrary_json_never_escapes_as_anything_but_protocol_errors(value):
     for payload in (raw(message), zlib.compress(raw(message))):
         with contextlib.suppress(ProtocolError):
             protocol.read_usage(payload, "nairobi")
+
+
+def test_a_status_may_say_what_the_space_is_and_nothing_odd():
+    about = {"name": "Nairobi Makerspace", "capacity": 30, "timezone": "Africa/Nairobi"}
+    status = protocol.read_status(protocol.status_message(online=True, about=about))
+    assert status["about"] == about
+    for bad in ({"name": ""}, {"capacity": -1}, {"timezone": 3}, ["x"], {"name": "x" * 81}):
+        with pytest.raises(ProtocolError, match="'about'"):
+            protocol.read_status(protocol.status_message(online=True, about=bad))

@@ -58,7 +58,8 @@ class Figures:
 
 
 def spaces(db) -> list[Space]:
-    """Every space that has reported or been entered, by id."""
+    """Every space that has reported or been entered, by id. A name or capacity the
+    central team entered wins over what the space's own status says."""
     info = {
         r[0]: (r[1], r[2])
         for r in db.execute("SELECT space, name, capacity FROM space_info").fetchall()
@@ -71,11 +72,12 @@ def spaces(db) -> list[Space]:
     for space in sorted(set(info) | set(heard)):
         name, capacity = info.get(space, (None, None))
         seen = heard.get(space, {})
+        about = (seen.get("status") or {}).get("about") or {}  # what the space says of itself
         out.append(
             Space(
                 id=space,
-                name=name or space,
-                capacity=capacity,
+                name=name or about.get("name") or space,
+                capacity=capacity or about.get("capacity"),
                 first_seen=seen.get("first_seen"),
                 last_seen=seen.get("last_seen"),
                 status=seen.get("status") or {},

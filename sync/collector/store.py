@@ -154,6 +154,10 @@ def commit(
                 rows,
             )
         for space, status in statuses:
+            if "about" not in status:  # the last will is short: keep what the space said
+                row = db.execute("SELECT status FROM spaces WHERE id = ?", [space]).fetchone()
+                about = json.loads(row[0]).get("about") if row else None
+                status = {**status, "about": about} if about else status
             db.execute("UPDATE spaces SET status = ? WHERE id = ?", [json.dumps(status), space])
         if rejects:
             _executemany(
