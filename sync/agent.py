@@ -51,6 +51,8 @@ class Agent:
         self.config = config
         self.space = config.space.id
         self.db = open_store(config.database.path, SPACE_MIGRATIONS)
+        known = outbox.state(self.db)
+        self.stamps = {k: known.get(k, 0) for k in ("last_send_at", "last_digest_at")}
         self.link = Link()
         self.last_status: dict | None = None
         self.told_backlog = False
@@ -232,9 +234,8 @@ class Agent:
     def _reconcile(self) -> None:
         """Now and then, with nothing pending, tell the collector what it should hold."""
         every = self.config.sync.reconcile_hours * 3600
-        last = outbox.state(self.db).get("last_digest_at", 0)
         now = time.time()
-        if now - last < every or self.backlog():
+        if now - self.stamps.get("last_digest_at", 0) < every or self.backlog():
             return
         since = int(now - DIGEST_DAYS * 86400) // protocol.DAY * protocol.DAY
         days = protocol.digest(outbox.delivered_units(self.db, since))
@@ -244,7 +245,7 @@ class Agent:
             protocol.topic(self.space, "digest"), protocol.digest_message(self.space, days), qos=1
         )
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            outbox.set_state(self.db, last_digest_at=now)
+            self._stamp("last_digest_at", now)
             log.info("sent a reconciliation digest of %d day(s)", len(days))
 
     def _http_due(self) -> bool:
@@ -296,7 +297,7 @@ class Agent:
         every = self.config.sync.send_every_minutes * 60
         if self.eager or every == 0:
             return True
-        if time.time() - outbox.state(self.db).get("last_send_at", 0) >= every:
+        if time.time() - self.stamps.get("last_send_at", 0) >= every:
             return True
         return self.backlog() >= self.config.sync.batch_hours or outbox.retrying(self.db)
 
@@ -319,7 +320,13 @@ class Agent:
             outbox.sent(self.db, batch, self.config.sync.ack_timeout_seconds)
             sent_any = True
         if sent_any:
-            outbox.set_state(self.db, last_send_at=time.time())
+            self._stamp("last_send_at", time.time())
+
+    def _stamp(self, key: str, at: float) -> None:
+        """Remember when the agent last sent or reconciled: in memory for the loop, and
+        in the store for the next start."""
+        self.stamps[key] = at
+        outbox.set_state(self.db, **{key: at})
 
     def _sensors(self) -> dict:
         """Only what is wrong, to keep the retained status small on a metered link."""
@@ -332,10 +339,10 @@ class Agent:
         door = state.door(self.db, self.config, now)
         return {"faults": faults, "door_alert": bool(door and door["alert"])}
 
-    def _status(self, online: bool) -> bytes:
+    def _status(self, online: bool, sensors: dict | None = None) -> bytes:
         health = outbox.health(self.db)
         return protocol.status_message(
-            sensors=self._sensors(),
+            sensors=self._sensors() if sensors is None else sensors,
             online=online,
             backlog=health["backlog"],
             oldest_pending=health["oldest_pending"] and protocol.hour_iso(health["oldest_pending"]),
@@ -356,11 +363,15 @@ class Agent:
         every delivery: a retained message costs bytes on a metered link."""
         backlog = self.backlog()
         behind = backlog > self.config.sync.batch_hours  # more than one send's worth
-        summary = {"behind": behind, "clock": clock.state(), **self._sensors()}
+        sensors = self._sensors()
+        summary = {"behind": behind, "clock": clock.state(), **sensors}
         caught_up = backlog == 0 and self.told_backlog  # the last status told of a backlog
         if summary != self.last_status or caught_up:
             self.client.publish(
-                protocol.topic(self.space, "status"), self._status(online=True), qos=1, retain=True
+                protocol.topic(self.space, "status"),
+                self._status(online=True, sensors=sensors),
+                qos=1,
+                retain=True,
             )
             self.last_status = summary
             self.told_backlog = backlog > 0

@@ -324,6 +324,17 @@ class Tap:
             client.loop_stop()
 
 
+def publisher(port: int, user: str = SPACE) -> mqtt.Client:
+    """A connected MQTT 5 client logged in as `user` on the test broker."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{user}", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(user, PASSWORDS[user])
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
 @pytest.fixture
 def tap(broker):
     """Every payload the test broker carries on the protocol's topics."""

@@ -15,8 +15,10 @@ import pytest
 import requests
 from conftest import (
     ROOT,
+    SPACE,
     free_port,
     http_ready,
+    publisher,
     usage,
     wait_until,
     write_collector_config,
@@ -191,24 +193,18 @@ def subscribed(url: str) -> bool:
     return health(url)["broker"] == "connected"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_two_collectors_share_the_spaces_and_survive_losing_one(
-    tmp_path, broker, services, request, backend
-):
-    """MQTT 5 shared subscriptions on the broker the tests run (Debian's Mosquitto 2.0):
-    each batch goes to one collector; when one is killed, what it had taken comes again
-    from the space after the ack timeout, and the totals are still exact."""
-    url_db = request.getfixturevalue("pg_url") if backend == "postgresql" else ""
+def shared_collectors(tmp_path, broker, services, database_url: str = ""):
+    """Two collectors on one store, sharing the spaces' messages: (urls, services)."""
     urls, procs = [], []
     for n in (1, 2):
         folder = tmp_path / f"central-{n}"
         toml = write_collector_config(
             folder,
             broker_port=broker.port,
-            database_url=url_db,
+            database_url=database_url,
             central=f'client_id = "collector-{n}"\nshared = true',
         )
-        if backend == "sqlite" and n == 2:  # one file for both: the same store
+        if not database_url and n == 2:  # one file for both: the same store
             text = toml.read_text().replace(
                 'database = "central.db"', f'database = "{tmp_path / "central-1" / "central.db"}"'
             )
@@ -218,6 +214,33 @@ def test_two_collectors_share_the_spaces_and_survive_losing_one(
         http_ready(url + "healthz", procs[-1])
         wait_until(lambda u=url: subscribed(u), what=f"collector {n}")
         urls.append(url)
+    return urls, procs
+
+
+def test_each_message_goes_to_one_of_the_shared_collectors(tmp_path, broker, services):
+    """Were the subscription not shared, both would commit (and ack) every batch."""
+    urls, _procs = shared_collectors(tmp_path, broker, services)
+    client = publisher(broker.port)
+    for n in range(40):
+        batch = protocol.usage_message(SPACE, [Bucket(HOUR - n * 3600, 1, {"signins": 1})])
+        client.publish(protocol.topic(SPACE, "usage"), batch, qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    wait_until(lambda: len(usage(urls[0])) == 40, what="the 40 hours")
+    time.sleep(0.5)  # a second delivery of any of them would have arrived by now
+    taken = [health(url)["committed"] for url in urls]
+    assert sum(taken) == 40 and min(taken) > 0, taken
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_collectors_share_the_spaces_and_survive_losing_one(
+    tmp_path, broker, services, request, backend
+):
+    """MQTT 5 shared subscriptions on the broker the tests run (Debian's Mosquitto 2.0):
+    each batch goes to one collector; when one is killed, what it had taken comes again
+    from the space after the ack timeout, and the totals are still exact."""
+    url_db = request.getfixturevalue("pg_url") if backend == "postgresql" else ""
+    urls, procs = shared_collectors(tmp_path, broker, services, url_db)
 
     space = write_space_config(tmp_path / "space", broker_port=broker.port, sync="batch_hours = 2")
     db = open_store(config.load(space).database.path, SPACE_MIGRATIONS)

@@ -7,7 +7,6 @@ import time
 import zlib
 from datetime import UTC, datetime
 
-import paho.mqtt.client as mqtt
 import requests
 from conftest import (
     PASSWORDS,
@@ -15,6 +14,7 @@ from conftest import (
     SPACE,
     api_get,
     log_in,
+    publisher,
     sync_once,
     usage,
     wait_until,
@@ -72,16 +72,6 @@ def test_a_backlog_from_an_outage_is_delivered_once(tmp_path, broker, collector)
     (latest,) = [b for b in usage(collector) if b.get("signins") and b["version"] == 2]
     assert latest["signouts"] == 1 and latest["signins"] == 1
     assert sum(b.get("signins", 0) for b in usage(collector)) == 30
-
-
-def publisher(port: int, user: str = SPACE) -> mqtt.Client:
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{user}", protocol=mqtt.MQTTv5
-    )
-    client.username_pw_set(user, PASSWORDS[user])
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    return client
 
 
 def test_duplicates_and_reordering_leave_the_highest_version(broker, collector):

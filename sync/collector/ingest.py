@@ -126,9 +126,6 @@ class Ingest:
         self.db = fresh
         log.info("reconnected to the central store")
 
-    def handle(self, topic: str, payload: bytes) -> None:
-        self.handle_many([(topic, payload)])
-
     def handle_many(self, items: list[tuple[str, bytes]]) -> None:
         """Validate each message, commit the good ones together, then acknowledge them.
         A bad one is logged and counted, never committed, never fatal."""
