@@ -18,7 +18,7 @@ HOUR = 1795622400  # 2026-11-25T16:00:00Z
 
 def test_a_batch_round_trips_compressed():
     buckets = [
-        Bucket(HOUR + i * 3600, 1 + i % 3, {"signins": i, "door_openings": 2 * i})
+        Bucket(HOUR + i * 3600, 1 + i % 3, {"signins": i + 1, "door_openings": 2 * i + 1})
         for i in range(48)
     ]
     payload = protocol.usage_message("nairobi", buckets)
@@ -33,12 +33,33 @@ def test_a_tiny_message_stays_plain_json():
     assert protocol.read_usage(payload, "nairobi") == [Bucket(HOUR, 1, {})]
 
 
+def test_the_wire_bucket_knows_every_count_and_breakdown():
+    fields = set(protocol.Hour.__struct_fields__) - {"start", "version", "hours"}
+    assert fields == set(protocol.COUNTS) | set(protocol.BREAKDOWNS)
+    assert list(protocol.Hour.__struct_fields__)[3:] == sorted(fields)
+
+
+def test_a_count_of_zero_is_the_same_as_none():
+    sent = Bucket(HOUR, 1, {"signins": 0, "exits": 2, "by_event": {}})
+    (got,) = protocol.read_usage(protocol.usage_message("nairobi", [sent]), "nairobi")
+    assert got.counts == {"exits": 2, "by_event": {}}
+
+
 def test_acks_round_trip():
     day = HOUR - 16 * 3600
     buckets = [Bucket(HOUR, 3, {"signins": 1}), Bucket(day, 2, {}, hours=24)]
     ack = protocol.read_ack(protocol.ack_message(buckets, resend=[day - 86400]))
     assert ack.committed == [(HOUR, 3, 1), (day, 2, 24)]
     assert ack.resend == [day - 86400]
+
+
+def test_the_collectors_ack_is_the_same_bytes_as_the_general_one():
+    day = HOUR - 16 * 3600
+    buckets = [Bucket(HOUR + i * 3600, 1 + i, {"signins": 1}) for i in range(6)]
+    buckets.append(Bucket(day, 2, {}, hours=24))
+    read = protocol.read_hours(protocol.usage_message("nairobi", buckets), "nairobi")
+    assert [start for start, _ in read] == [b.start for b in buckets]
+    assert protocol.hours_ack([hour for _, hour in read]) == protocol.ack_message(buckets)
 
 
 def test_breakdowns_days_and_minutes_round_trip():
@@ -96,7 +117,10 @@ GOOD = {
         (raw({**GOOD, "v": 2}), "unsupported protocol version"),
         (raw({**GOOD, "space": "athens"}), "names space 'athens'"),
         (raw({**GOOD, "buckets": []}), "list of 1 to"),
-        (raw({**GOOD, "buckets": [{"start": "2026-11-25T16:30:00Z", "version": 1}]}), "an hour"),
+        (
+            raw({**GOOD, "buckets": [{"start": "2026-11-25T16:30:00Z", "version": 1}]}),
+            "must be an hour like",
+        ),
         (raw({**GOOD, "buckets": [{"start": "2026-13-25T16:00:00Z", "version": 1}]}), "real date"),
         (raw({**GOOD, "buckets": [{"start": "2026-11-25T16:00:00Z", "version": 0}]}), "positive"),
         (
