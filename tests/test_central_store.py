@@ -64,8 +64,12 @@ def test_a_batch_of_messages_commits_together(central):
     store.commit(
         db,
         usage=[
-            ("athens", [Bucket(HOUR, 1, {"signins": 2}), Bucket(HOUR + 3600, 1, {})]),
-            ("madrid", [Bucket(HOUR, 1, {"signins": 4, "by_purpose": {"cowork": 4}})]),
+            *store.bucket_rows(
+                "athens", [Bucket(HOUR, 1, {"signins": 2}), Bucket(HOUR + 3600, 1, {})]
+            ),
+            *store.bucket_rows(
+                "madrid", [Bucket(HOUR, 1, {"signins": 4, "by_purpose": {"cowork": 4}})]
+            ),
         ],
         statuses=[("athens", {"v": 1, "online": True, "backlog": 0})],
         rejects=[("spacekiosk/v1/athens/usage", "not JSON")],

@@ -11,7 +11,7 @@ from sqlite_utils import Database
 from spacekiosk.config import Central
 from spacekiosk.db import open_store, write
 from sync.collector.pg import CENTRAL_TEAM_TABLES, PgDatabase, open_pg
-from sync.protocol import DAY, Bucket, day_epoch, digest
+from sync.protocol import DAY, Bucket, Hour, day_epoch, digest
 
 
 def m001_initial(db: Database) -> None:
@@ -75,6 +75,8 @@ COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens, m003_central_team]
 
 # One encoder for every bucket: json.dumps would build it again for each call.
 _counts_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+# A bucket to store: (space, start, hours, version, its counts as JSON).
+Row = tuple[str, int, int, int, str]
 
 
 def connect(central: Central, role: str = "web") -> Database | PgDatabase:
@@ -107,7 +109,16 @@ def _executemany(db: Database | PgDatabase, sql: str, rows: list) -> None:
 def commit_usage(db, space: str, buckets: list[Bucket], now: float | None = None) -> None:
     """Upsert each (space, hour), keeping the highest version: duplicates and reordering
     change nothing. Returns after the commit, so an ack sent afterwards is true."""
-    commit(db, usage=[(space, buckets)], now=now)
+    commit(db, usage=bucket_rows(space, buckets), now=now)
+
+
+def bucket_rows(space: str, buckets: list[Bucket]) -> list[Row]:
+    return [(space, b.start, b.hours, b.version, _counts_json(b.counts)) for b in buckets]
+
+
+def wire_rows(space: str, hours: list[tuple[int, Hour]]) -> list[Row]:
+    """Rows of buckets as the collector reads them off the wire, with no dict between."""
+    return [(space, start, h.hours, h.version, h.counts_json()) for start, h in hours]
 
 
 def commit_status(db, space: str, status: dict, now: float | None = None) -> None:
@@ -118,9 +129,23 @@ def reject(db, topic: str, reason: str, now: float | None = None) -> None:
     commit(db, rejects=[(topic, reason)], now=now)
 
 
+# Upsert a bucket, keeping the highest version: duplicates and reordering change nothing.
+_UPSERT_USAGE = """INSERT INTO usage (space, hour_start, hours, version, counts, received_at)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (space, hour_start, hours) DO UPDATE SET
+        version = excluded.version, counts = excluded.counts, received_at = excluded.received_at
+    WHERE excluded.version > usage.version"""
+# The same for PostgreSQL, a whole batch in one statement from arrays, one per column.
+_UPSERT_USAGE_ARRAYS = """INSERT INTO usage (space, hour_start, hours, version, counts, received_at)
+    SELECT *, ? FROM unnest(?::text[], ?::bigint[], ?::int[], ?::int[], ?::text[])
+    ON CONFLICT (space, hour_start, hours) DO UPDATE SET
+        version = excluded.version, counts = excluded.counts, received_at = excluded.received_at
+    WHERE excluded.version > usage.version"""
+
+
 def commit(
     db,
-    usage: list[tuple[str, list[Bucket]]] = (),
+    usage: list[Row] = (),
     statuses: list[tuple[str, dict]] = (),
     rejects: list[tuple[str, str]] = (),
     now: float | None = None,
@@ -128,31 +153,31 @@ def commit(
     """Everything that arrived together, in one transaction: one commit (one fsync) for
     many messages is what lets a collector keep up with thousands of spaces."""
     now = time.time() if now is None else now
-    seen = sorted({space for space, _ in usage} | {space for space, _ in statuses})
+    seen = sorted({row[0] for row in usage} | {space for space, _ in statuses})
+    pg = isinstance(db, PgDatabase)
     with transaction(db):
-        if seen:  # in a fixed order, so two collectors never wait on each other in a circle
-            _executemany(
-                db,
+        # In a fixed order, so two collectors never wait on each other in a circle.
+        if seen and pg:  # one statement for the batch, not a round trip per row
+            db.execute(
+                """INSERT INTO spaces (id, first_seen, last_seen)
+                   SELECT id, ?, ? FROM unnest(?::text[]) AS batch(id)
+                   ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen""",
+                [now, now, seen],
+                binary=True,
+            )
+        elif seen:
+            db.conn.executemany(
                 """INSERT INTO spaces (id, first_seen, last_seen) VALUES (?, ?, ?)
                    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen""",
                 [(space, now, now) for space in seen],
             )
-        rows = sorted(
-            (space, b.start, b.hours, b.version, _counts_json(b.counts), now)
-            for space, buckets in usage
-            for b in buckets
-        )
-        if rows:
-            _executemany(
-                db,
-                """INSERT INTO usage (space, hour_start, hours, version, counts, received_at)
-                   VALUES (?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (space, hour_start, hours) DO UPDATE SET
-                       version = excluded.version, counts = excluded.counts,
-                       received_at = excluded.received_at
-                   WHERE excluded.version > usage.version""",
-                rows,
-            )
+        if usage and pg:
+            # A statement may not upsert one row twice: keep each bucket's newest version.
+            newest = {row[:3]: row for row in sorted(usage)}.values()
+            columns = map(list, zip(*newest, strict=True))
+            db.execute(_UPSERT_USAGE_ARRAYS, [now, *columns], binary=True)
+        elif usage:
+            db.conn.executemany(_UPSERT_USAGE, [(*row, now) for row in sorted(usage)])
         for space, status in statuses:
             if "about" not in status:  # the last will is short: keep what the space said
                 row = db.execute("SELECT status FROM spaces WHERE id = ?", [space]).fetchone()
