@@ -9,17 +9,22 @@ Each simulated space sends a day of hourly buckets the way the agent does by def
    one's session is made first, then the whole load is published while it is away, so
    that the broker holds it all; the clock runs from its reconnect to the last message
    counted (bare) or the last bucket committed and acknowledged (collector). The
-   publisher's speed is out of the figure. Goal: at least half the bare rate.
+   publisher's speed is out of the figure. Goal: at least half the bare rate. The cores
+   each one kept busy meanwhile are printed too: a collector is two processes (MQTT, and
+   the committer), so it can use two where the bare subscriber uses one.
 2. The gain from a second collector: one, then two collectors sharing the spaces'
    messages (MQTT 5 shared subscription), both connected while the load is published
    as fast as a publisher can; buckets committed per second from the first to the last.
-   On PostgreSQL when --postgres is given (or a server answers on 127.0.0.1:5432), since
-   two collectors on one SQLite file take turns at its single writer lock.
+   Once one collector keeps every core of the machine busy, a second one cannot add
+   anything: read this figure against the core count printed with it.
+   On SQLite, and on PostgreSQL when --postgres is given (or a server answers on
+   127.0.0.1:5432).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import sys
@@ -149,14 +154,15 @@ def bare(port: int, messages: list, publish_first) -> float:
     client.loop_stop()
     publish_first()
     client = session()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     client.loop_start()
     if not done.wait(600):
         raise RuntimeError(f"the bare subscriber got {got[0]} of {len(messages)}")
     took = time.monotonic() - started
+    cores = (time.process_time() - cpu) / took
     client.disconnect()
     client.loop_stop()
-    return len(messages) / took
+    return len(messages) / took, cores
 
 
 def collector_config(folder: Path, port: int, client_id: str, shared: bool, url: str) -> Path:
@@ -196,6 +202,17 @@ class Collector:
             time.sleep(poll)
         raise RuntimeError(f"collector at {self.url}: {self.health()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the collector and the processes it started."""
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            pids += [int(pid) for pid in task.read_text().split()]
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
@@ -212,11 +229,12 @@ def collector_rate(folder: Path, port: int, messages: list, publish_first, url: 
     publish_first()
     total = len(messages) * PER_MESSAGE
     collector = Collector(toml)  # returns once it is connected, and reading
-    started = time.monotonic()
+    started, cpu = time.monotonic(), collector.cpu_seconds()
     collector.wait(lambda h: h["committed"] >= total, 900)
     took = time.monotonic() - started
+    cores = (collector.cpu_seconds() - cpu) / took
     collector.stop()
-    return total / took
+    return total / took, cores
 
 
 def live_rate(folder: Path, port: int, messages: list, n: int, url: str) -> float:
@@ -271,6 +289,7 @@ def main() -> None:
     buckets = len(messages) * PER_MESSAGE
     size = sum(len(p) for _, p in messages) / len(messages)
     print(f"{args.spaces} spaces, {len(messages)} messages of {size:.0f} B, {buckets} buckets")
+    print(f"{os.cpu_count()} cores, shared by the broker, the benchmark and what it measures")
     with tempfile.TemporaryDirectory() as tmp, OpenBroker(Path(tmp) / "broker", {}) as broker:
         folder = Path(tmp)
         port = broker.port
@@ -279,17 +298,21 @@ def main() -> None:
             took = publish(port, messages)
             print(f"  (published in {took:.1f} s, {len(messages) / took:.0f} msg/s)")
 
-        rate = bare(port, messages, load_broker)
-        print(f"bare subscriber:          {rate * PER_MESSAGE:>9.0f} buckets/s ({rate:.0f} msg/s)")
-        sqlite = collector_rate(folder / "sqlite", port, messages, load_broker, "")
-        print(f"collector, SQLite:        {sqlite:>9.0f} buckets/s")
+        rate, cores = bare(port, messages, load_broker)
+        print(f"bare subscriber:          {rate * PER_MESSAGE:>9.0f} buckets/s ({rate:.0f} msg/s), "
+              f"{cores:.2f} cores")  # fmt: skip
+        sqlite, cores = collector_rate(folder / "sqlite", port, messages, load_broker, "")
+        print(f"collector, SQLite:        {sqlite:>9.0f} buckets/s, {cores:.2f} cores")
         print(f"  ratio collector/bare: {sqlite / (rate * PER_MESSAGE):.2f} (goal >= 0.50)")
         server = postgres_url(args.postgres)
         if not server:
             print("no PostgreSQL: the second-collector figure is skipped")
             return
-        pg = collector_rate(folder / "pg", port, messages, load_broker, fresh_database(server))
-        print(f"collector, PostgreSQL:    {pg:>9.0f} buckets/s")
+        pg, cores = collector_rate(
+            folder / "pg", port, messages, load_broker, fresh_database(server)
+        )
+        print(f"collector, PostgreSQL:    {pg:>9.0f} buckets/s, {cores:.2f} cores "
+              "(and the server's own)")  # fmt: skip
         print(f"  ratio collector/bare: {pg / (rate * PER_MESSAGE):.2f} (goal >= 0.50)")
         print("live load, shared subscription:")
         for db_name, fresh in (("SQLite", lambda _server: ""), ("PostgreSQL", fresh_database)):

@@ -145,6 +145,35 @@ def test_the_agent_killed_between_publish_and_ack(tmp_path, broker, collector, s
     assert again.proc.poll() is None
 
 
+def test_the_collectors_committer_killed_mid_stream(tmp_path, broker, collector, services):
+    """The process that commits dies with batches in hand: the collector starts another,
+    the spaces send again what was never acknowledged, and every hour counts once."""
+    toml, db = space_config(tmp_path, broker.port, sync="batch_hours = 6")
+    truth = seed(db, 240)
+    parent = services.started[0]
+    committer = committer_of(parent.proc.pid)
+    services("sync", "--config", str(toml))
+    wait_until(lambda: received(collector), what="the first batches at the collector")
+    assert backlog(db) > 0, "the backlog drained before the committer could be killed"
+    os.kill(committer, signal.SIGKILL)
+    wait_until(lambda: backlog(db) == 0, timeout=90, what="the outbox to drain")
+    wait_until(lambda: totals_match(collector, truth), what="every hour at the collector")
+    assert all(b["version"] == 1 for b in usage(collector))
+    assert parent.proc.poll() is None
+    assert "the committer stopped" in parent.output()
+    assert committer_of(parent.proc.pid) != committer
+
+
+def committer_of(pid: int) -> int:
+    """The pid of a collector's committer process (multiprocessing's spawn), whichever
+    of the collector's threads started it."""
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    for child in (child for task in tasks for child in task.read_text().split()):
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    raise AssertionError(f"collector {pid} has no committer process")
+
+
 def test_the_connection_cut_mid_batch(tmp_path, broker, collector, services):
     """A link that drops in the middle of batches, again and again, loses nothing."""
     with TcpProxy(broker.port) as proxy:

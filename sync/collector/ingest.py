@@ -1,17 +1,28 @@
-"""The collector's MQTT side: validate, commit, then acknowledge — in that order."""
+"""The collector's MQTT side: validate, commit, then acknowledge — in that order.
+
+Two processes share the work, so that a busy collector uses two cores. This one speaks
+MQTT: it gathers what arrives into batches and publishes the acks. A committer process
+reads and validates each batch, commits it in one transaction, and answers with the acks
+that are now true. Python runs one thread at a time in a process; in one process, the
+network and the store would wait for each other.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import queue
+import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from spacekiosk.config import CollectorConfig
+from spacekiosk.config import Central, CollectorConfig
 from spacekiosk.db import StoreError
 from sync import protocol
 from sync.collector import store
@@ -20,21 +31,32 @@ log = logging.getLogger(__name__)
 
 
 BATCH = 500  # messages committed in one transaction at most
+FLUSH_SECONDS = 0.05  # how long a message waits for others to share its commit
+IN_FLIGHT = 4  # batches handed to the committer at once: one committing, one being read
 
 
 @dataclass
 class Arrivals:
     """What a batch of messages asks the store for, read and validated before writing."""
 
-    usage: list[tuple[str, list[protocol.Bucket]]] = field(default_factory=list)
+    rows: list[store.Row] = field(default_factory=list)
+    acks: list[tuple[str, bytes]] = field(default_factory=list)  # sent once rows commit
     statuses: list[tuple[str, dict]] = field(default_factory=list)
     rejects: list[tuple[str, str]] = field(default_factory=list)
     digests: list[tuple[str, bytes, str]] = field(default_factory=list)
 
 
+@dataclass
+class Answer:
+    """What the committer says of a batch: the acks to publish, and the buckets committed."""
+
+    acks: list[tuple[str, bytes]] = field(default_factory=list)
+    buckets: int = 0
+
+
 class Ingest:
-    """Subscribes to every space's usage, status and digests; one thread commits what
-    arrives, many messages to a transaction, and acknowledges only after the commit.
+    """Subscribes to every space's usage, status and digests; hands them in batches to
+    the committer, and publishes each ack it answers with.
 
     With `central.shared`, several collectors share the spaces' messages (an MQTT 5
     shared subscription: each message goes to one of them). Their sessions then start
@@ -44,12 +66,18 @@ class Ingest:
 
     def __init__(self, config: CollectorConfig):
         self.config = config
-        self.db = store.connect(config.central, "ingest")
-        self.messages: queue.Queue = queue.Queue(maxsize=10_000)
+        self.pending: list[tuple[str, bytes]] = []
+        self.batch = threading.Lock()  # guards `pending`, for the network and the flusher
+        self.slots = threading.Semaphore(IN_FLIGHT)
+        self.handing = threading.Lock()  # guards `committer` and `sent`
+        self.sent = self.answered = 0  # batches
+        self.stopping = threading.Event()
         self.connected = threading.Event()
         self.committed = 0  # buckets, for the benchmark and the health check
         self.client = self._client()
-        self.worker = threading.Thread(target=self._work, name="ingest", daemon=True)
+        self.committer = Committer(config.central)
+        self.flusher = threading.Thread(target=self._flush, name="ingest-flush", daemon=True)
+        self.answers = threading.Thread(target=self._answer, name="ingest-acks", daemon=True)
 
     def _client(self) -> mqtt.Client:
         cfg = self.config.mqtt
@@ -63,9 +91,11 @@ class Ingest:
         if cfg.tls:
             client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
         client.reconnect_delay_set(1, 10)
+        # A batch's acks go out together; the broker's receive maximum still applies.
+        client.max_inflight_messages_set(BATCH)
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *a: self.connected.clear()
-        client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        client.on_message = self._on_message
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -76,9 +106,56 @@ class Ingest:
         self.connected.set()
         log.info("collector subscribed on %s:%d", self.config.mqtt.host, self.config.mqtt.port)
 
+    def _on_message(self, client, userdata, message) -> None:
+        with self.batch:
+            self.pending.append((message.topic, message.payload))
+            if len(self.pending) >= BATCH:
+                self._hand_over()
+
+    def _flush(self) -> None:
+        """Hand over what waits once messages pause: a lone message waits FLUSH_SECONDS."""
+        while not self.stopping.wait(FLUSH_SECONDS):
+            with self.batch:
+                if self.pending:
+                    self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the pending batch to the committer; while it has IN_FLIGHT batches, wait,
+        and so read no more: the broker keeps what arrives meanwhile."""
+        items, self.pending = self.pending, []
+        self.slots.acquire()
+        with self.handing:
+            self.sent += 1
+            self.committer.send(items)
+
+    def _answer(self) -> None:
+        """Publish what the committer says is committed, batch by batch, in order."""
+        while True:
+            answer = self.committer.receive()
+            if answer is None:
+                if self.stopping.is_set():
+                    return
+                # It died with batches in hand: none was acknowledged, so each comes
+                # again from its space. Start another and go on.
+                log.error("the committer stopped (exit code %s); starting it again",
+                          self.committer.exit_code())  # fmt: skip
+                time.sleep(1)
+                with self.handing:
+                    self.committer = Committer(self.config.central)
+                    lost, self.answered = self.sent - self.answered, self.sent
+                for _ in range(lost):
+                    self.slots.release()
+                continue
+            for topic, ack in answer.acks:
+                self.client.publish(topic, ack, qos=1)
+            self.committed += answer.buckets
+            self.answered += 1
+            self.slots.release()
+
     def start(self) -> None:
         cfg = self.config.mqtt
-        self.worker.start()
+        self.answers.start()
+        self.flusher.start()
         # Alone, a session that outlives a restart: the broker keeps the subscriptions and
         # queues what arrives meanwhile, so the spaces need not resend it.
         shared = self.config.central.shared
@@ -96,64 +173,131 @@ class Ingest:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-        self.messages.put(None)
-        self.worker.join(timeout=10)
-        self.db.close()
+        self.stopping.set()
+        self.flusher.join(timeout=10)
+        with self.batch:
+            if self.pending:  # taken from the broker: commit it, though no ack can go out
+                self._hand_over()
+        self.committer.stop()
+        self.answers.join(timeout=10)
 
-    def _work(self) -> None:
-        while (first := self.messages.get()) is not None:
-            items = [first]
-            while len(items) < BATCH:
-                try:
-                    item = self.messages.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self.messages.put(None)  # stop after this batch
-                    break
-                items.append(item)
-            self.handle_many(items)
 
-    def _reconnect(self) -> None:
-        if store.alive(self.db):
-            return
+class Committer:
+    """A process of its own that validates and commits batches and answers with acks."""
+
+    def __init__(self, central: Central):
+        context = multiprocessing.get_context("spawn")  # nothing of this process's threads
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(
+            target=commit_batches, args=(central, theirs), name="collector-committer", daemon=True
+        )
+        self.process.start()
+        theirs.close()
+
+    def send(self, items: list[tuple[str, bytes]] | None) -> None:
+        # If it is gone, the answer thread starts another, and this batch comes again.
+        with contextlib.suppress(OSError):
+            self.conn.send(items)
+
+    def receive(self) -> Answer | None:
+        """The next answer; None once the committer has stopped."""
         try:
-            fresh = store.connect(self.config.central, "ingest")
-        except StoreError as exc:
-            log.error("%s; trying again with the next messages", exc)
-            return
-        self.db.close()
-        self.db = fresh
+            return self.conn.recv()
+        except (EOFError, OSError):
+            return None
+
+    def exit_code(self) -> int | None:
+        self.process.join(timeout=5)
+        return self.process.exitcode
+
+    def stop(self) -> None:
+        self.send(None)
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+        self.conn.close()
+
+
+def commit_batches(central: Central, conn) -> None:
+    """The committer's life: a batch in, an answer out, until it is told to stop or its
+    collector is gone. The collector's stop is its stop: it ignores the signals.
+
+    One thread reads and validates the next batch while another waits on the store with
+    the one before: the store's work runs outside Python's lock, so the two overlap."""
+    from spacekiosk.service import setup_logging
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging("collector")
+    read_batches: queue.Queue[Arrivals | None] = queue.Queue(maxsize=1)
+    writer = threading.Thread(target=_write, args=(central, read_batches, conn), name="commit")
+    writer.start()
+    while True:
+        try:
+            items = conn.recv()
+        except EOFError:
+            break
+        if items is None:
+            break
+        read_batches.put(arrive(items))
+    read_batches.put(None)
+    writer.join()
+
+
+def _write(central: Central, read_batches: queue.Queue, conn) -> None:
+    db = None
+    while (arrivals := read_batches.get()) is not None:
+        if db is None or not store.alive(db):
+            db = _reconnect(central, db)
+        conn.send(settle(db, arrivals) if db is not None else Answer())
+    if db is not None:
+        db.close()
+
+
+def _reconnect(central: Central, lost):
+    """A fresh connection to the store, or None (said in the log) if it cannot be had:
+    the batch at hand is then not acknowledged, and comes again from its spaces."""
+    if lost is not None:
+        with contextlib.suppress(Exception):
+            lost.close()
+    try:
+        db = store.connect(central, "ingest")
+    except StoreError as exc:
+        log.error("%s; trying again with the next messages", exc)
+        return None
+    if lost is not None:
         log.info("reconnected to the central store")
+    return db
 
-    def handle_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Validate each message, commit the good ones together, then acknowledge them.
-        A bad one is logged and counted, never committed, never fatal."""
-        arrivals = Arrivals()
-        for topic, payload in items:
-            read(arrivals, topic, payload)
+
+def arrive(items: list[tuple[str, bytes]]) -> Arrivals:
+    """Read and validate each message of a batch: its rows to store and its ack, ready
+    to go once they are committed. A bad one is logged and counted, never fatal."""
+    arrivals = Arrivals()
+    for topic, payload in items:
+        read(arrivals, topic, payload)
+    return arrivals
+
+
+def settle(db, arrivals: Arrivals) -> Answer:
+    """Commit a batch in one transaction and say what to acknowledge: nothing, if the
+    commit fails (a full disk, PostgreSQL gone); the spaces then send it all again."""
+    try:
+        store.commit(db, usage=arrivals.rows, statuses=arrivals.statuses, rejects=arrivals.rejects)
+    except Exception:
+        log.exception("could not commit a batch of %d bucket(s)", len(arrivals.rows))
+        return Answer()
+    answer = Answer(acks=arrivals.acks, buckets=len(arrivals.rows))
+    for space, payload, topic in arrivals.digests:
         try:
-            store.commit(
-                self.db, usage=arrivals.usage, statuses=arrivals.statuses, rejects=arrivals.rejects
-            )
-        except Exception:
-            # e.g. a full disk, or PostgreSQL gone: nothing was committed, so no ack goes
-            # out and the spaces send the batches again. Keep serving.
-            log.exception("could not commit %d message(s)", len(items))
-            self._reconnect()
-            return
-        for space, buckets in arrivals.usage:
-            self.client.publish(protocol.topic(space, "ack"), protocol.ack_message(buckets), qos=1)
-            self.committed += len(buckets)
-        for space, payload, topic in arrivals.digests:
-            try:
-                ack = take_digest(self.db, space, payload)
-            except protocol.ProtocolError as exc:
-                log.warning("rejected a message on %s: %s", topic, exc)
-                store.reject(self.db, topic, str(exc))
-                continue
-            if ack is not None:
-                self.client.publish(protocol.topic(space, "ack"), ack, qos=1)
+            ack = take_digest(db, space, payload)
+        except protocol.ProtocolError as exc:
+            log.warning("rejected a message on %s: %s", topic, exc)
+            store.reject(db, topic, str(exc))
+            continue
+        if ack is not None:
+            answer.acks.append((protocol.topic(space, "ack"), ack))
+    return answer
 
 
 def subscriptions(shared: bool) -> list[str]:
@@ -173,7 +317,10 @@ def read(arrivals: Arrivals, topic: str, payload: bytes) -> None:
     try:
         space, kind = protocol.parse_topic(topic)
         if kind == "usage":
-            arrivals.usage.append((space, protocol.read_usage(payload, space)))
+            hours = protocol.read_hours(payload, space)
+            arrivals.rows += store.wire_rows(space, hours)
+            ack = protocol.hours_ack([hour for _, hour in hours])
+            arrivals.acks.append((protocol.topic(space, "ack"), ack))
         elif kind == "digest":
             arrivals.digests.append((space, payload, topic))
         elif kind == "status":
@@ -189,9 +336,9 @@ def read(arrivals: Arrivals, topic: str, payload: bytes) -> None:
 def take_usage(db, space: str, payload: bytes) -> bytes:
     """Validate and commit a usage batch; the ack to send, true only once this returns.
     Raises ProtocolError, having written nothing, for a batch that breaks the protocol."""
-    buckets = protocol.read_usage(payload, space)
-    store.commit_usage(db, space, buckets)
-    return protocol.ack_message(buckets)
+    hours = protocol.read_hours(payload, space)
+    store.commit(db, usage=store.wire_rows(space, hours))
+    return protocol.hours_ack([hour for _, hour in hours])
 
 
 def take_digest(db, space: str, payload: bytes) -> bytes | None:
