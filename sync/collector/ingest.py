@@ -71,6 +71,7 @@ class Ingest:
         self.slots = threading.Semaphore(IN_FLIGHT)
         self.handing = threading.Lock()  # guards `committer` and `sent`
         self.sent = self.answered = 0  # batches
+        self.waiting = threading.Event()  # set when a batch is begun
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.committed = 0  # buckets, for the benchmark and the health check
@@ -109,13 +110,19 @@ class Ingest:
     def _on_message(self, client, userdata, message) -> None:
         with self.batch:
             self.pending.append((message.topic, message.payload))
-            if len(self.pending) >= BATCH:
+            if len(self.pending) == 1:
+                self.waiting.set()  # a new batch begins: the flusher's clock starts
+            elif len(self.pending) >= BATCH:
                 self._hand_over()
 
     def _flush(self) -> None:
-        """Hand over what waits once messages pause: a lone message waits FLUSH_SECONDS."""
-        while not self.stopping.wait(FLUSH_SECONDS):
+        """Hand over a batch that is not full FLUSH_SECONDS after its first message; asleep
+        while nothing waits, so an idle collector wakes for nothing."""
+        while self.waiting.wait() and not self.stopping.is_set():
+            self.stopping.wait(FLUSH_SECONDS)
             with self.batch:
+                if not self.stopping.is_set():  # else leave it set, to end the loop
+                    self.waiting.clear()
                 if self.pending:
                     self._hand_over()
 
@@ -174,6 +181,8 @@ class Ingest:
         self.client.disconnect()
         self.client.loop_stop()
         self.stopping.set()
+        with self.batch:  # not between the flusher's look at `stopping` and its clear()
+            self.waiting.set()
         self.flusher.join(timeout=10)
         with self.batch:
             if self.pending:  # taken from the broker: commit it, though no ack can go out
