@@ -17,7 +17,7 @@ from conftest import LOGINS, add_user, http_ready, screenshot, write_collector_c
 from playwright.sync_api import expect
 
 from spacekiosk import config
-from sync.collector import accounts, store
+from sync.collector import accounts, periods, reports, store
 from sync.collector.web import create_app
 from sync.protocol import Bucket
 
@@ -527,6 +527,34 @@ def test_a_space_report_is_printable_with_its_charts(user):
     assert "Coding club" in page and "Repair café" in page
     css = user.get("/static/collector.css").text
     assert "size: A4" in css and "@media print" in css
+
+
+def test_the_hour_of_the_week_is_each_spaces_own(user, central):
+    """A space's pattern is drawn at its local hours, from the zone its status gives."""
+    _cfg, db = central
+    monday_3pm_utc, tuesday_2am_utc = at("2025-03-10T15:00"), at("2025-03-11T02:00")
+    for space, zone in (("bogota", "America/Bogota"), ("bangalore", "Asia/Kolkata")):
+        store.commit_usage(
+            db,
+            space,
+            [Bucket(monday_3pm_utc, 1, {"signins": 3}), Bucket(tuesday_2am_utc, 1, {"signins": 2})],
+        )
+        store.commit_status(db, space, STATUS | {"about": {"name": space, "timezone": zone}})
+    store.commit_usage(db, "nowhere", [Bucket(monday_3pm_utc, 1, {"signins": 1})])
+    store.commit_status(db, "nowhere", STATUS | {"about": {"timezone": "Mars/Olympus_Mons"}})
+
+    spaces = {s.id: s for s in reports.spaces(db)}
+    assert spaces["nowhere"].timezone == "UTC"  # not a zone: its hours stay in UTC
+    zones = {space: s.timezone for space, s in spaces.items()}
+    found = periods.rows(db, at("2025-03-10T00:00"), at("2025-03-12T00:00"))
+    grid, _ = reports.hour_of_week([r for r in found if r.space == "bogota"], zones)
+    assert grid[0][10] == 3 and grid[0][21] == 2  # UTC-5: Monday 10:00, and 21:00
+    grid, _ = reports.hour_of_week([r for r in found if r.space == "bangalore"], zones)
+    assert grid[0][20] == 3 and grid[1][7] == 2  # UTC+5:30: 20:30 and 07:30, by their start
+    grid, _ = reports.hour_of_week([r for r in found if r.space == "nowhere"], zones)
+    assert grid[0][15] == 1
+    page = user.get("/reports/bogota?period=2025-03").text
+    assert "hours in America/Bogota" in page
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,8 @@ def dashboard():
         partial_last=True,
         colours=colours | {OTHERS: "#7b8490"},
     )
-    grid, skipped = reports.hour_of_week([r for r in found if chosen in (None, r.space)])
+    zones = {s.id: s.timezone for s in spaces}
+    grid, skipped = reports.hour_of_week([r for r in found if chosen in (None, r.space)], zones)
     where = names[chosen] if chosen else "all spaces"
     heat = charts.heatmap("pattern", f"Visits by hour of the week, {where}", grid)
     return render_template(
@@ -229,7 +230,7 @@ def space_report(space: str):
     history = periods.rows(g.db, until - reports.WEEKS_SHOWN * 7 * DAY, until, space)
     weeks, series = reports.weekly_visits(history, until)
     inside = [r for r in history if period.start <= r.start < period.end]
-    grid, skipped = reports.hour_of_week(inside)
+    grid, skipped = reports.hour_of_week(inside, {space: known.timezone})
     purposes = reports.breakdown(inside, "by_purpose")
     return render_template(
         "report.html",

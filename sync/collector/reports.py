@@ -7,8 +7,11 @@ it was, and what a visit cost. Also the series the charts draw. Nothing here wri
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.collector import periods, store
 from sync.collector.periods import DAY, Period, Row
@@ -28,6 +31,7 @@ class Space:
     status: dict
     hours: int  # buckets stored (a rolled-up day is one)
     earliest: int | None  # the start of its oldest bucket
+    timezone: str = "UTC"  # as the space says in its status; UTC until it does
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ def spaces(db) -> list[Space]:
                 status=seen.get("status") or {},
                 hours=seen.get("hours", 0),
                 earliest=earliest.get(space),
+                timezone=about.get("timezone") if _zone(about.get("timezone")) else "UTC",
             )
         )
     return out
@@ -240,18 +245,41 @@ def weekly_visits(found: list[Row], until: int, weeks: int = WEEKS_SHOWN):
     return starts, series
 
 
-def hour_of_week(found: list[Row], count: str = "signins") -> tuple[list[list[int]], int]:
-    """A 7-by-24 grid (Monday first, UTC hours) of `count`, and how many rolled-up days
-    were left out (their hours are not known)."""
+def hour_of_week(
+    found: list[Row], zones: dict[str, str] | None = None, count: str = "signins"
+) -> tuple[list[list[int]], int]:
+    """A 7-by-24 grid (Monday first) of `count`, each space's hours in its own time zone
+    (`zones`, by space; UTC for one not there), and how many rolled-up days were left
+    out (their hours are not known). Where a zone is off UTC by a part of an hour, as in
+    India, an hour is counted at the local hour it began."""
+    zones = zones or {}
     grid = [[0] * 24 for _ in range(7)]
     skipped = 0
     for row in found:
         if row.hours != 1:
             skipped += 1
             continue
-        weekday = (row.start // DAY + 3) % 7  # 1970-01-01 was a Thursday
-        grid[weekday][row.start % DAY // 3600] += row.counts.get(count, 0)
+        weekday, hour = _local_slot(zones.get(row.space, "UTC"), row.start)
+        grid[weekday][hour] += row.counts.get(count, 0)
     return grid, skipped
+
+
+@functools.lru_cache(maxsize=65536)  # spaces in one zone share their hours
+def _local_slot(zone: str, start: int) -> tuple[int, int]:
+    moment = datetime.fromtimestamp(start, _zone(zone) or UTC)
+    return moment.weekday(), moment.hour
+
+
+@functools.lru_cache(maxsize=None)
+def _zone(name: object) -> tzinfo | None:
+    """The zone a space named, or None for a name that is not one (its status is the
+    space's own word, checked only for its length)."""
+    if not isinstance(name, str):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def breakdown(found: list[Row], name: str = "by_purpose") -> list[tuple[str, int]]:
