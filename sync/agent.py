@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -204,9 +205,10 @@ class Agent:
         if self.link.connected.is_set():
             self._send_window()
             self._publish_status()
-            self._reconcile()
+            self._reconcile(self._digest_over_mqtt)
         elif self.http is not None and self._http_due():
             acked += self._send_http()
+            self._reconcile(self._digest_over_https)
         return acked
 
     def _take_ack(self, payload: bytes) -> int:
@@ -231,22 +233,38 @@ class Agent:
             )
         return len(ack.committed)
 
-    def _reconcile(self) -> None:
-        """Now and then, with nothing pending, tell the collector what it should hold."""
+    def _reconcile(self, send: Callable[[bytes], bool]) -> None:
+        """Now and then, with nothing pending, tell the collector what it should hold;
+        `send` takes the digest on the route that is up, and says if it went."""
         every = self.config.sync.reconcile_hours * 3600
         now = time.time()
         if now - self.stamps.get("last_digest_at", 0) < every or self.backlog():
             return
         since = int(now - DIGEST_DAYS * 86400) // protocol.DAY * protocol.DAY
         days = protocol.digest(outbox.delivered_units(self.db, since))
-        if not days:
-            return
-        info = self.client.publish(
-            protocol.topic(self.space, "digest"), protocol.digest_message(self.space, days), qos=1
-        )
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+        if days and send(protocol.digest_message(self.space, days)):
             self._stamp("last_digest_at", now)
             log.info("sent a reconciliation digest of %d day(s)", len(days))
+
+    def _digest_over_mqtt(self, digest: bytes) -> bool:
+        """Publish it; the collector answers on the ack topic if it lacks anything."""
+        info = self.client.publish(protocol.topic(self.space, "digest"), digest, qos=1)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def _digest_over_https(self, digest: bytes) -> bool:
+        """POST it; the answer is the ack, asking again for any day that differs."""
+        url = f"{self.config.sync.http_url}/api/v1/digest"
+        try:
+            response = self.http.post(url, data=digest, timeout=HTTP_TIMEOUT)
+        except requests.RequestException as exc:
+            log.warning("could not send the reconciliation digest to %s: %s", url, exc)
+            return False
+        if response.status_code != 200:
+            log.error("the collector refused the digest (%d): %s", response.status_code,
+                      response.text[:200])  # fmt: skip
+            return False
+        self._take_ack(response.content)
+        return True
 
     def _http_due(self) -> bool:
         """MQTT has been down (or refused) long enough to try the HTTPS route."""

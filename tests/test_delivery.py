@@ -292,18 +292,60 @@ def test_reconciliation_resends_what_the_collector_lacks(tmp_path, broker, colle
     wait_until(lambda: "last_digest_at" in outbox.state(db), what="the first digest")
     assert agent.stop() == 0
 
-    # The central store loses a day (a restore from an older backup, say).
-    central = connect(tmp_path / "central" / "central.db")
-    lost_day = min(truth) // 86400 * 86400 + 86400
-    central.execute(
-        "DELETE FROM usage WHERE hour_start >= ? AND hour_start < ?", [lost_day, lost_day + 86400]
-    )
-    central.conn.commit()
+    lose_day(tmp_path / "central" / "central.db", min(truth) // 86400 * 86400 + 86400)
     assert received(collector) != truth
 
     outbox.set_state(db, last_digest_at=0)  # a week has passed
     services("sync", "--config", str(toml))
     wait_until(lambda: totals_match(collector, truth), what="the lost day, sent again")
+
+
+def test_reconciliation_over_https_when_the_mqtt_port_is_blocked(
+    tmp_path, broker, collector, services
+):
+    """A space that only reaches the collector over HTTPS is reconciled there too."""
+    central = tmp_path / "central" / "central.db"
+    store.set_token(connect(central), SPACE, "t0k3n-" + "y" * 40)
+    (tmp_path / "space").mkdir()
+    (tmp_path / "space" / "token").write_text("t0k3n-" + "y" * 40 + "\n")
+    toml, db = space_config(
+        tmp_path,
+        free_port(),  # nothing listens: the MQTT port is blocked
+        sync=f'http_url = "{collector.rstrip("/")}"\ntoken_file = "token"\nhttp_after_seconds = 0',
+    )
+    truth = seed(db, 72)
+    agent = services("sync", "--config", str(toml))
+    wait_until(lambda: totals_match(collector, truth), what="three days over HTTPS")
+    wait_until(lambda: "last_digest_at" in outbox.state(db), what="the first digest")
+    assert agent.stop() == 0
+
+    lost_day = min(truth) // 86400 * 86400 + 86400
+    lose_day(central, lost_day)
+    assert received(collector) != truth
+    outbox.set_state(db, last_digest_at=0)  # a week has passed
+    services("sync", "--config", str(toml))
+    wait_until(lambda: totals_match(collector, truth), what="the lost day, sent again")
+    assert "asking again for 1 day(s)" in services.started[0].output()
+
+
+def test_a_digest_over_https_needs_the_spaces_token_and_the_protocol(tmp_path, collector):
+    store.set_token(connect(tmp_path / "central" / "central.db"), SPACE, "right-token")
+    url = collector + "api/v1/digest"
+    digest = protocol.digest_message(SPACE, [["2026-11-24", 3, 12345]])
+    auth = {"Authorization": "Bearer right-token"}
+    assert requests.post(url, data=digest, timeout=5).status_code == 401
+    bad = requests.post(url, data=b"{not json", headers=auth, timeout=5)
+    assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
+    answer = requests.post(url, data=digest, headers=auth, timeout=5)
+    assert answer.status_code == 200
+    assert protocol.read_ack(answer.content).resend == [protocol.day_epoch("2026-11-24")]
+
+
+def lose_day(central: Path, day: int) -> None:
+    """The central store loses a day (a restore from an older backup, say)."""
+    db = connect(central)
+    db.execute("DELETE FROM usage WHERE hour_start >= ? AND hour_start < ?", [day, day + 86400])
+    db.conn.commit()
 
 
 def test_no_name_or_email_in_anything_the_broker_carries(

@@ -3,8 +3,8 @@
 Nothing is readable anonymously but /healthz (and the login page itself). A login is a
 session cookie signed with the collector's secret (HttpOnly, SameSite=Lax, 12 hours);
 every form carries the session's CSRF token; failed logins are limited per address.
-The spaces' own routes (/api/v1/ingest, POST /api/v1/status) check a space's token
-instead, in web.py.
+The spaces' own routes (/api/v1/ingest, /api/v1/digest, POST /api/v1/status) check a
+space's token instead, in web.py.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ bp = Blueprint("auth", __name__)
 SECRET_NAME = "collector-secret"  # noqa: S105 (a file name, not a secret)
 # Routes anyone may call: the health check, the login page, the stylesheet, and the
 # spaces' own routes (which check a space's token themselves).
-PUBLIC = {"healthz", "ingest_api", "status_api", "auth.login", "static"}
+PUBLIC = {"healthz", "ingest_api", "digest_api", "status_api", "auth.login", "static"}
 SESSION_HOURS = 12
 
 

@@ -270,7 +270,7 @@ def _local_slot(zone: str, start: int) -> tuple[int, int]:
     return moment.weekday(), moment.hour
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=256)  # names come from the spaces: keep the cache bounded
 def _zone(name: object) -> tzinfo | None:
     """The zone a space named, or None for a name that is not one (its status is the
     space's own word, checked only for its length)."""

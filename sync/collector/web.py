@@ -13,7 +13,7 @@ from spacekiosk.config import CollectorConfig
 from spacekiosk.db import StoreError
 from sync import protocol
 from sync.collector import api, auth, formats, pages, store
-from sync.collector.ingest import take_usage
+from sync.collector.ingest import take_digest, take_usage
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,19 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
             abort(400, str(exc))
         return Response(ack, mimetype="application/octet-stream")
 
+    @app.post("/api/v1/digest")
+    def digest_api():
+        """Reconciliation over the HTTPS route: the answer is an ack that asks again for
+        any day the collector holds differently (or for nothing)."""
+        space = space_of_token()
+        payload = body()
+        try:
+            ack = take_digest(g.db, space, payload)
+        except protocol.ProtocolError as exc:
+            store.reject(g.db, request.path + " " + space, str(exc))
+            abort(400, str(exc))
+        return Response(ack or protocol.ack_message(), mimetype="application/octet-stream")
+
     @app.post("/api/v1/status")
     def status_api():
         space = space_of_token()
@@ -112,7 +125,7 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
 
 def client_error(exc):
     """A 4xx: JSON for the API and CSV, a page for people; never a 500."""
-    if auth.wants_json() or request.endpoint in ("ingest_api", "status_api"):
+    if auth.wants_json() or request.endpoint in ("ingest_api", "digest_api", "status_api"):
         response = jsonify({"error": exc.description})
         if exc.code == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="spacekiosk"'
