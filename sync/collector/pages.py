@@ -106,15 +106,18 @@ def _comparison(
 ) -> list[charts.BarChart]:
     """Visits and utilisation of each space over the charts' span, as two bar charts
     in the spaces' colours from the weekly chart."""
-    by_space: dict[str, list[periods.Row]] = {}
-    for row in found:
-        by_space.setdefault(row.space, []).append(row)
+    names = ("signins", "open_minutes", "occupied_minutes")
+    sums: dict[str, list[int]] = {space.id: [0, 0, 0] for space in spaces}
+    for row in found:  # only three counts: add them, not every count and breakdown
+        into, counts = sums.setdefault(row.space, [0, 0, 0]), row.counts
+        for i, name in enumerate(names):
+            into[i] += counts.get(name, 0)
     visits, use = [], []
     for space in spaces:
-        counts = periods.total(by_space.get(space.id, []))
-        visits.append((space.name, counts["signins"], charts.number(counts["signins"])))
-        if counts["open_minutes"]:
-            share = counts["occupied_minutes"] / counts["open_minutes"]
+        signins, open_minutes, occupied = sums[space.id]
+        visits.append((space.name, signins, charts.number(signins)))
+        if open_minutes:
+            share = occupied / open_minutes
             use.append((space.name, share, f"{share:.0%}"))
     return [
         charts.bar_chart("compare-visits", "Visits", visits, unit="visits", colours=colours),

@@ -236,11 +236,10 @@ def weekly_visits(found: list[Row], until: int, weeks: int = WEEKS_SHOWN):
     """(week starts, {space: visits per week}) for the `weeks` ISO weeks up to `until`."""
     last = periods.period_start(until - 1, "week")
     starts = [last - 7 * DAY * back for back in range(weeks - 1, -1, -1)]
-    index = {start: i for i, start in enumerate(starts)}
     series: dict[str, list[int]] = {}
     for row in found:
-        i = index.get(periods.period_start(row.start, "week"))
-        if i is not None:
+        i = (row.start - starts[0]) // (7 * DAY)  # UTC weeks are all 7 days long
+        if 0 <= i < weeks:
             series.setdefault(row.space, [0] * weeks)[i] += row.counts.get("signins", 0)
     return starts, series
 
