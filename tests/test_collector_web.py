@@ -742,6 +742,8 @@ def test_the_dashboard_and_a_report_in_a_browser(tmp_path, broker, services, bro
         expect(spaces.get_by_role("row", name=re.compile("athens"))).to_contain_text(
             "beam_a: stuck"
         )
+        manila = spaces.get_by_role("row", name=re.compile("manila"))
+        expect(manila).to_contain_text("not synchronised")
         weekly = page.locator("#weekly svg[role=img]")
         expect(weekly.locator("g.series")).to_have_count(4)
         expect(page.locator("#compare-visits svg rect[fill]")).to_have_count(4)
