@@ -60,6 +60,9 @@ class ProtocolError(ValueError):
     """A payload that does not follow the protocol; the message says what is wrong."""
 
 
+TOO_DEEP = "not JSON this reader takes: nested too deeply"
+
+
 def topic(space: str, kind: str) -> str:
     return f"{PREFIX}/{space}/{kind}"
 
@@ -176,6 +179,8 @@ def unpack(payload: bytes) -> dict:
         message = json.loads(_inflate(payload).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:  # a few hundred compressed bytes can nest 100,000 deep
+        raise ProtocolError(TOO_DEEP) from None
     if not isinstance(message, dict):
         raise ProtocolError("the payload must be a JSON object")
     if message.get("v") != VERSION:
@@ -226,6 +231,8 @@ def read_hours(payload: bytes, topic_space: str) -> list[tuple[int, Hour]]:
         raise ProtocolError(_usage_problem(text, exc)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:  # a few hundred compressed bytes can nest 100,000 deep
+        raise ProtocolError(TOO_DEEP) from None
     if message.v != VERSION:
         raise ProtocolError(f"unsupported protocol version {message.v!r}")
     if message.space != topic_space:
@@ -255,7 +262,7 @@ def _usage_problem(text: bytes, exc: msgspec.ValidationError) -> str:
     newer protocol's message is refused for its version, not for fields this one lacks."""
     try:
         version = json.loads(text).get("v")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         version = VERSION
     if version != VERSION:
         return f"unsupported protocol version {version!r}"

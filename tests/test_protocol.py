@@ -214,6 +214,24 @@ def test_foreign_topics_are_refused(name):
         protocol.parse_topic(name)
 
 
+@pytest.mark.parametrize("where", ["buckets", "x", "about", "days", "committed"])
+def test_json_nested_too_deeply_is_refused_not_a_crash(where):
+    """452 compressed bytes nest 200,000 deep: enough to exhaust any parser's recursion."""
+    deep = f'{{"v":1,"space":"nairobi","online":true,"{where}":'.encode()
+    deep += b"[" * 200_000 + b"]" * 200_000 + b"}"
+    payload = zlib.compress(deep, 9)
+    assert len(payload) < 1000
+    readers = [
+        lambda p: protocol.read_usage(p, "nairobi"),
+        protocol.read_status,
+        lambda p: protocol.read_digest(p, "nairobi"),
+        protocol.read_ack,
+    ]
+    for read in readers:
+        with pytest.raises(ProtocolError):
+            read(payload)
+
+
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes_never_escape_as_anything_but_protocol_errors(payload):
     with contextlib.suppress(ProtocolError):

@@ -119,6 +119,12 @@ def test_bad_payloads_are_rejected_counted_and_survived(broker, collector):
     oversized = b"{" + b" " * protocol.MAX_WIRE_BYTES  # over the limit, within the broker's
     client.publish(protocol.topic(SPACE, "usage"), oversized, qos=1).wait_for_publish(5)
     bad.append(oversized)
+    # A few hundred bytes that inflate to JSON nested 200,000 deep, on every topic read.
+    nested = b"[" * 200_000 + b"]" * 200_000
+    deep = zlib.compress(b'{"v":1,"space":"%s","buckets":%s}' % (SPACE.encode(), nested), 9)
+    for kind in ("usage", "digest", "status"):
+        client.publish(protocol.topic(SPACE, kind), deep, qos=1).wait_for_publish(5)
+        bad.append(deep)
     good = protocol.usage_message(SPACE, [Bucket(1795622400, 1, {"signins": 4})])
     client.publish(protocol.topic(SPACE, "usage"), good, qos=1).wait_for_publish(5)
     wait_until(lambda: usage(collector), what="the good batch")

@@ -304,6 +304,9 @@ def settle(db, arrivals: Arrivals) -> Answer:
             log.warning("rejected a message on %s: %s", topic, exc)
             store.reject(db, topic, str(exc))
             continue
+        except Exception:  # the store gone, or a bug: the next digest comes in a week
+            log.exception("could not compare the digest on %s", topic)
+            continue
         if ack is not None:
             answer.acks.append((protocol.topic(space, "ack"), ack))
     return answer
@@ -340,6 +343,9 @@ def read(arrivals: Arrivals, topic: str, payload: bytes) -> None:
     except protocol.ProtocolError as exc:
         log.warning("rejected a message on %s: %s", topic, exc)
         arrivals.rejects.append((topic, str(exc)))
+    except Exception:  # what no check foresaw is a bug here, not a reason to stop
+        log.exception("could not read a message on %s; rejected it", topic)
+        arrivals.rejects.append((topic, "could not be read (see the collector's log)"))
 
 
 def take_usage(db, space: str, payload: bytes) -> bytes:
