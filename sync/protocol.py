@@ -51,8 +51,8 @@ MAX_LABEL_CHARS = 80
 SPANS = (1, 24)  # an hour, or a day rolled up from its hours
 
 _SPACE = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
-_HOUR = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):00:00Z$")
-_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_HOUR = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):00:00Z\Z")  # \Z: no newline after
+_DAY = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
 DAY = 86400
 
 

@@ -121,6 +121,8 @@ GOOD = {
             raw({**GOOD, "buckets": [{"start": "2026-11-25T16:30:00Z", "version": 1}]}),
             "must be an hour like",
         ),
+        (raw({**GOOD, "buckets": [{"start": "2026-11-25T16:00:00Z\n", "version": 1}]}), "an hour"),
+        (raw({**GOOD, "buckets": [{"start": "٢٠٢٦-11-25T16:00:00Z", "version": 1}]}), "an hour"),
         (raw({**GOOD, "buckets": [{"start": "2026-13-25T16:00:00Z", "version": 1}]}), "real date"),
         (raw({**GOOD, "buckets": [{"start": "2026-11-25T16:00:00Z", "version": 0}]}), "positive"),
         (
