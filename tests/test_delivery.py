@@ -162,6 +162,8 @@ def test_the_collectors_committer_killed_mid_stream(tmp_path, broker, collector,
     assert parent.proc.poll() is None
     assert "the committer stopped" in parent.output()
     assert committer_of(parent.proc.pid) != committer
+    health = requests.get(collector + "healthz", timeout=5).json()
+    assert health["committer"] == "running" and health["committer_restarts"] == 1
 
 
 def committer_of(pid: int) -> int:

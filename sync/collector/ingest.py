@@ -75,6 +75,7 @@ class Ingest:
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.committed = 0  # buckets, for the benchmark and the health check
+        self.restarts = 0  # of the committer, for the health check
         self.client = self._client()
         self.committer = Committer(config.central)
         self.flusher = threading.Thread(target=self._flush, name="ingest-flush", daemon=True)
@@ -150,6 +151,7 @@ class Ingest:
                 with self.handing:
                     self.committer = Committer(self.config.central)
                     lost, self.answered = self.sent - self.answered, self.sent
+                self.restarts += 1
                 for _ in range(lost):
                     self.slots.release()
                 continue
@@ -214,6 +216,9 @@ class Committer:
             return self.conn.recv()
         except (EOFError, OSError):
             return None
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
 
     def exit_code(self) -> int | None:
         self.process.join(timeout=5)

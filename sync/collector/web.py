@@ -104,10 +104,13 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
     def healthz():
         g.db.execute("SELECT 1").fetchone()
         broker = ingest is not None and ingest.connected.is_set()
+        committer = ingest is not None and ingest.committer.alive()
         return jsonify(
             {
                 "ok": True,
                 "broker": "connected" if broker else "disconnected",
+                "committer": "running" if committer else "stopped",
+                "committer_restarts": ingest.restarts if ingest is not None else 0,
                 "committed": ingest.committed if ingest is not None else 0,
             }
         )
