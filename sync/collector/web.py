@@ -63,41 +63,35 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
             abort(413, f"a batch may be at most {protocol.MAX_WIRE_BYTES} bytes")
         return request.get_data(cache=False)
 
+    def from_space(take):
+        """`take(db, space, payload)` for the space the token names. A payload that breaks
+        the protocol is counted among the rejects and answered 400 with the reason."""
+        space = space_of_token()
+        payload = body()
+        try:
+            return take(g.db, space, payload)
+        except protocol.ProtocolError as exc:
+            store.reject(g.db, request.path + " " + space, str(exc))
+            abort(400, str(exc))
+
     @app.post("/api/v1/ingest")
     def ingest_api():
         """The HTTPS route for a space whose MQTT port is blocked: the same batch, the
         same validation and upsert; the answer is the ack MQTT would have carried."""
-        space = space_of_token()
-        payload = body()
-        try:
-            ack = take_usage(g.db, space, payload)
-        except protocol.ProtocolError as exc:
-            store.reject(g.db, request.path + " " + space, str(exc))
-            abort(400, str(exc))
-        return Response(ack, mimetype="application/octet-stream")
+        return Response(from_space(take_usage), mimetype="application/octet-stream")
 
     @app.post("/api/v1/digest")
     def digest_api():
         """Reconciliation over the HTTPS route: the answer is an ack that asks again for
         any day the collector holds differently (or for nothing)."""
-        space = space_of_token()
-        payload = body()
-        try:
-            ack = take_digest(g.db, space, payload)
-        except protocol.ProtocolError as exc:
-            store.reject(g.db, request.path + " " + space, str(exc))
-            abort(400, str(exc))
-        return Response(ack or protocol.ack_message(), mimetype="application/octet-stream")
+        ack = from_space(take_digest) or protocol.ack_message()
+        return Response(ack, mimetype="application/octet-stream")
 
     @app.post("/api/v1/status")
     def status_api():
-        space = space_of_token()
-        try:
-            status = protocol.read_status(body())
-        except protocol.ProtocolError as exc:
-            store.reject(g.db, request.path + " " + space, str(exc))
-            abort(400, str(exc))
-        store.commit_status(g.db, space, status)
+        from_space(
+            lambda db, space, text: store.commit_status(db, space, protocol.read_status(text))
+        )
         return jsonify({"ok": True})
 
     @app.get("/healthz")
