@@ -341,6 +341,14 @@ def test_a_digest_over_https_needs_the_spaces_token_and_the_protocol(tmp_path, c
     answer = requests.post(url, data=digest, headers=auth, timeout=5)
     assert answer.status_code == 200
     assert protocol.read_ack(answer.content).resend == [protocol.day_epoch("2026-11-24")]
+    status = collector + "api/v1/status"
+    bad = requests.post(status, data=b'{"v":1,"online":"yes"}', headers=auth, timeout=5)
+    assert bad.status_code == 400 and "'online'" in bad.json()["error"]
+    good = protocol.status_message(online=True, backlog=0)
+    assert requests.post(status, data=good, headers=auth, timeout=5).status_code == 200
+    (seen,) = store.spaces(connect(tmp_path / "central" / "central.db"))
+    assert seen["status"]["online"] is True
+    assert store.reject_count(connect(tmp_path / "central" / "central.db")) == 2
 
 
 def lose_day(central: Path, day: int) -> None:
