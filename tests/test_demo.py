@@ -51,9 +51,15 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
+def descendants_of(pid: int) -> list[int]:
+    kids = children_of(pid)
+    return kids + [grandchild for kid in kids for grandchild in descendants_of(kid)]
+
+
 def stop_demo(proc: subprocess.Popen) -> None:
-    kids = children_of(proc.pid)
-    assert len(kids) >= 4  # kiosk, collector, sensors, sync (and the broker)
+    assert len(children_of(proc.pid)) >= 4  # kiosk, collector, sensors, sync (and the broker)
+    kids = descendants_of(proc.pid)  # and theirs: the collector's committer
+    assert len(kids) > len(children_of(proc.pid))
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert proc.wait(60) == 0
     for kid in kids:
