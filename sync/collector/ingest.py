@@ -15,7 +15,6 @@ import multiprocessing
 import queue
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -147,7 +146,8 @@ class Ingest:
                 # again from its space. Start another and go on.
                 log.error("the committer stopped (exit code %s); starting it again",
                           self.committer.exit_code())  # fmt: skip
-                time.sleep(1)
+                if self.stopping.wait(1):  # stopped meanwhile: start nothing
+                    return
                 with self.handing:
                     self.committer = Committer(self.config.central)
                     lost, self.answered = self.sent - self.answered, self.sent
