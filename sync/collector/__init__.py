@@ -1,4 +1,5 @@
-"""The central collector: MQTT ingest and the central team's web page, in one process."""
+"""The central collector: MQTT ingest and the central team's web page in one process, and
+the committer that validates and commits what arrives in a second (see ingest.py)."""
 
 from __future__ import annotations
 
