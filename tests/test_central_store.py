@@ -59,6 +59,15 @@ def test_the_highest_version_wins_whatever_the_order(central):
     ]
 
 
+def test_versions_of_one_hour_in_one_batch_leave_the_highest(central):
+    """One transaction may carry a bucket more than once (a resend beside its update)."""
+    _cfg, db = central
+    versions = [Bucket(HOUR, v, {"signins": v}) for v in (2, 1, 3, 2)]
+    store.commit(db, usage=store.bucket_rows("nairobi", versions))
+    store.commit(db, usage=store.bucket_rows("nairobi", versions[:2]))  # older: no change
+    assert store.usage(db, "nairobi") == [Bucket(HOUR, 3, {"signins": 3})]
+
+
 def test_a_batch_of_messages_commits_together(central):
     _cfg, db = central
     store.commit(
