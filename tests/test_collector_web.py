@@ -501,6 +501,30 @@ def test_a_month_report_adds_up_by_hand(user):
     assert float(total["cost_per_visit"]) == pytest.approx(620 / 16)
 
 
+def test_spaces_are_compared_by_size(user, central):
+    """Which sizes work: the spaces of each size band added up like the total row."""
+    _cfg, db = central
+    hour = at("2025-03-12T10:00")
+    for space, name, capacity, signins in (
+        ("bogota", "Bogotá", 40, 6),
+        ("madrid", "Madrid", 30, 10),
+    ):
+        accounts.set_space_info(db, space, name, capacity)
+        counts = {"signins": signins, "open_minutes": 60, "occupied_minutes": 30}
+        store.commit_usage(db, space, [Bucket(hour, 1, counts | {"occupancy_peak": 4})])
+    march = periods.parse_period("2025-03")
+    sizes = {b.label: b for b in reports.report(db, march, at("2025-04-02T00:00")).sizes}
+    assert list(sizes) == ["up to 20 people", "21 to 50 people", "size not given"]
+    small, middle, unknown = sizes.values()
+    assert (small.spaces, small.figures.visits) == (1, 16)  # Athens, 20 people
+    assert (middle.spaces, middle.visits_per_space) == (2, 8)
+    assert middle.figures.utilisation == pytest.approx(0.5)
+    assert middle.figures.peak_ratio == pytest.approx((4 + 4) / (40 + 30))
+    assert (unknown.spaces, unknown.figures.visits) == (1, 8)  # Nairobi
+    page = user.get("/reports?period=2025-03").text
+    assert "By size of space" in page and "21 to 50 people" in page
+
+
 def test_a_quarter_prices_only_the_visits_of_months_with_a_cost(user):
     athens = report_rows(user, "2025-Q1")["athens"]
     assert int(athens["visits"]) == 50 + 16

@@ -200,10 +200,28 @@ def combined(
 
 
 @dataclass(frozen=True)
+class SizeBand:
+    """Spaces of one size, together: which sizes of space work."""
+
+    label: str
+    spaces: int
+    figures: Figures  # as in the all-spaces row: sums, and ratios of sums
+
+    @property
+    def visits_per_space(self) -> float:
+        return self.figures.visits / self.spaces
+
+
+# Sizes by capacity (people). A space whose capacity nobody gave is counted apart.
+SIZES = ((1, 20, "up to 20 people"), (21, 50, "21 to 50 people"), (51, None, "over 50 people"))
+
+
+@dataclass(frozen=True)
 class Report:
     period: Period
     rows: list[Figures]
     total: Figures
+    sizes: list[SizeBand]
 
 
 def report(db, period: Period, now: float | None = None) -> Report:
@@ -226,7 +244,29 @@ def report(db, period: Period, now: float | None = None) -> Report:
     ]
     mine = {s.id for s in included}
     total = combined(rows, [r for r in found if r.space in mine], included, period, now)
-    return Report(period, rows, total)
+    return Report(period, rows, total, size_bands(rows, found, included, period, now))
+
+
+def size_bands(
+    rows: list[Figures], found: list[Row], included: list[Space], period: Period, now: float
+) -> list[SizeBand]:
+    """The report's spaces grouped by capacity, each group summed like the total row."""
+    groups = [
+        (label, [s for s in included if s.capacity and low <= s.capacity <= (high or s.capacity)])
+        for low, high, label in SIZES
+    ]
+    groups.append(("size not given", [s for s in included if not s.capacity]))
+    bands = []
+    for label, members in groups:
+        if not members:
+            continue
+        ids = {s.id for s in members}
+        together = combined(
+            [r for r in rows if r.id in ids], [r for r in found if r.space in ids], members,
+            period, now,
+        )  # fmt: skip
+        bands.append(SizeBand(label, len(members), together))
+    return bands
 
 
 # --- what the charts draw ---
