@@ -546,6 +546,7 @@ def test_a_space_report_is_printable_with_its_charts(user):
     assert answer.status_code == 200
     page = answer.text
     assert "Progress report · 2025-03" in page and "<h1>Athens Makerspace</h1>" in page
+    assert "38.75 EUR" in page and "52%" in page  # its row of the month's table, as there
     assert page.count('role="img"') == 3  # weekly visits, purposes, hour of the week
     assert "<desc" in page and "The numbers" in page
     assert "Coding club" in page and "Repair café" in page

@@ -225,14 +225,12 @@ def space_report(space: str):
     now = time.time()
     known = _space_or_404(space)
     period = _period(now)
-    report = reports.report(g.db, period, now)
-    row = next((r for r in report.rows if r.id == space), None)
-    if row is None:  # first seen after the period: an empty report, said plainly
-        row = reports.figures(known, [], [], period, now)
     until = min(period.end, periods.next_start(periods.period_start(int(now), "week"), "week"))
     history = periods.rows(g.db, until - reports.WEEKS_SHOWN * 7 * DAY, until, space)
     weeks, series = reports.weekly_visits(history, until)
-    inside = [r for r in history if period.start <= r.start < period.end]
+    inside = [r for r in history if period.start <= r.start < period.end]  # all it has there
+    # This space's row of the month's table, from its own hours: not the whole table's.
+    row = reports.figures(known, inside, reports.costs(g.db, period.months, space), period, now)
     grid, skipped = reports.hour_of_week(inside, {space: known.timezone})
     purposes = reports.breakdown(inside, "by_purpose")
     return render_template(
