@@ -541,6 +541,12 @@ def test_the_report_page_shows_the_table_and_says_how_it_counts(user):
     assert 'href="/reports.csv?period=2025-03"' in page
 
 
+def test_a_space_report_before_the_space_was_heard_of_is_empty_not_an_error(user):
+    answer = user.get("/reports/nairobi?period=2025-02")  # it first reported in March
+    assert answer.status_code == 200
+    assert "Progress report · 2025-02" in answer.text and "no cost entered" in answer.text
+
+
 def test_a_space_report_is_printable_with_its_charts(user):
     answer = user.get("/reports/athens?period=2025-03")
     assert answer.status_code == 200
