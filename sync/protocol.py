@@ -210,16 +210,9 @@ def usage_message(space: str, buckets: list[Bucket]) -> bytes:
     return pack({"v": VERSION, "space": space, "buckets": [b.to_wire() for b in buckets]})
 
 
-def read_usage(payload: bytes, topic_space: str) -> list[Bucket]:
-    """Validate a usage batch; every bucket must be well-formed or the whole batch is refused."""
-    return [
-        Bucket(start, hour.version, hour.counts(), hour.hours)
-        for start, hour in read_hours(payload, topic_space)
-    ]
-
-
 def read_hours(payload: bytes, topic_space: str) -> list[tuple[int, Hour]]:
-    """(start in seconds, bucket) of each bucket in a usage batch, or ProtocolError.
+    """(start in seconds, bucket) of each bucket in a usage batch, or ProtocolError:
+    every bucket must be well-formed, or the whole batch is refused.
 
     The collector's reader: a compiled decoder checks the shape and every count as it
     parses, so a collector reads thousands of batches a second; what a schema cannot

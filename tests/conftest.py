@@ -19,7 +19,9 @@ import pytest
 import requests
 
 from spacekiosk import config
+from sync import protocol
 from sync.broker import Broker, free_port, wait_for_port
+from sync.protocol import Bucket
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = "testspace"
@@ -433,6 +435,14 @@ def log_in(url: str, name: str = "central") -> requests.Session:
     )
     assert answer.status_code == 302, answer.text
     return session
+
+
+def read_usage(payload: bytes, space: str) -> list[Bucket]:
+    """A usage batch as the collector reads it, as Buckets to compare with what was sent."""
+    return [
+        Bucket(start, hour.version, hour.counts(), hour.hours)
+        for start, hour in protocol.read_hours(payload, space)
+    ]
 
 
 def usage(url: str, space: str = SPACE) -> list[dict]:

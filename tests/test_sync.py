@@ -15,6 +15,7 @@ from conftest import (
     api_get,
     log_in,
     publisher,
+    read_usage,
     sync_once,
     usage,
     wait_until,
@@ -194,7 +195,7 @@ def test_an_hour_carries_every_count_and_nothing_personal(tmp_path):
         "sensor_fault_minutes": 10,
     }
     wire = protocol.usage_message(SPACE, [Bucket(int(hour), 1, bucket)])
-    assert protocol.read_usage(wire, SPACE)[0].counts == bucket
+    assert read_usage(wire, SPACE)[0].counts == bucket
     for name, *_ in people:
         assert name.encode() not in zlib.decompress(wire) if wire[:1] != b"{" else wire
 
