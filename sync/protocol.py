@@ -298,7 +298,7 @@ class Hour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
     start: Annotated[str, msgspec.Meta(pattern=_HOUR.pattern)]
     version: Annotated[int, msgspec.Meta(ge=1, le=_MAX_COUNT)]
     hours: Literal[1, 24] = 1
-    # The counts in alphabetical order, so that stored counts read the same everywhere.
+    # The counts in alphabetical order, as COUNTS and BREAKDOWNS sorted.
     by_event: Breakdown | msgspec.UnsetType = msgspec.UNSET
     by_purpose: Breakdown | msgspec.UnsetType = msgspec.UNSET
     connected_minutes: Count = 0
@@ -325,7 +325,7 @@ class Hour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
         return found
 
     def counts_json(self) -> str:
-        return _encode(self.counts()).decode()
+        return counts_json(self.counts())
 
     def ack(self) -> str:
         """This bucket's entry in an ack, as JSON: its start is already the wire's text."""
@@ -341,7 +341,12 @@ class _Usage(msgspec.Struct):
 
 
 _USAGE = msgspec.json.Decoder(_Usage)
-_encode = msgspec.json.Encoder().encode
+_encode = msgspec.json.Encoder(order="sorted").encode
+
+
+def counts_json(counts: dict) -> str:
+    """Counts as the collector stores them: compact JSON, keys sorted at every level."""
+    return _encode(counts).decode()
 
 
 def hours_ack(hours: list[Hour]) -> bytes:

@@ -59,6 +59,14 @@ def test_the_highest_version_wins_whatever_the_order(central):
     ]
 
 
+def test_buckets_are_stored_alike_from_the_wire_or_from_code():
+    bucket = Bucket(HOUR, 2, {"signins": 3, "by_purpose": {"work": 2, "art": 1}, "exits": 1})
+    wire = protocol.read_hours(protocol.usage_message("nairobi", [bucket]), "nairobi")
+    assert store.wire_rows("nairobi", wire) == store.bucket_rows("nairobi", [bucket])
+    counts = store.bucket_rows("nairobi", [bucket])[0][4]
+    assert counts == '{"by_purpose":{"art":1,"work":2},"exits":1,"signins":3}'
+
+
 def test_versions_of_one_hour_in_one_batch_leave_the_highest(central):
     """One transaction may carry a bucket more than once (a resend beside its update)."""
     _cfg, db = central

@@ -11,7 +11,7 @@ from sqlite_utils import Database
 from spacekiosk.config import Central
 from spacekiosk.db import open_store, write
 from sync.collector.pg import CENTRAL_TEAM_TABLES, PgDatabase, open_pg
-from sync.protocol import DAY, Bucket, Hour, day_epoch, digest
+from sync.protocol import DAY, Bucket, Hour, counts_json, day_epoch, digest
 
 
 def m001_initial(db: Database) -> None:
@@ -73,8 +73,6 @@ def m003_central_team(db: Database) -> None:
 COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens, m003_central_team]
 
 
-# One encoder for every bucket: json.dumps would build it again for each call.
-_counts_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 # A bucket to store: (space, start, hours, version, its counts as JSON).
 Row = tuple[str, int, int, int, str]
 
@@ -113,7 +111,7 @@ def commit_usage(db, space: str, buckets: list[Bucket], now: float | None = None
 
 
 def bucket_rows(space: str, buckets: list[Bucket]) -> list[Row]:
-    return [(space, b.start, b.hours, b.version, _counts_json(b.counts)) for b in buckets]
+    return [(space, b.start, b.hours, b.version, counts_json(b.counts)) for b in buckets]
 
 
 def wire_rows(space: str, hours: list[tuple[int, Hour]]) -> list[Row]:
