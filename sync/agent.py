@@ -253,18 +253,28 @@ class Agent:
 
     def _digest_over_https(self, digest: bytes) -> bool:
         """POST it; the answer is the ack, asking again for any day that differs."""
-        url = f"{self.config.sync.http_url}/api/v1/digest"
+        ack = self._post("digest", digest, "the reconciliation digest")
+        if ack is not None:
+            self._take_ack(ack)
+        return ack is not None
+
+    def _post(self, route: str, body: bytes, what: str) -> bytes | None:
+        """POST to the collector's /api/v1/`route`: its answer (an ack), or None once the
+        failure is in the log and the state the status reports."""
+        url = f"{self.config.sync.http_url}/api/v1/{route}"
         try:
-            response = self.http.post(url, data=digest, timeout=HTTP_TIMEOUT)
+            response = self.http.post(url, data=body, timeout=HTTP_TIMEOUT)
         except requests.RequestException as exc:
-            log.warning("could not send the reconciliation digest to %s: %s", url, exc)
-            return False
+            log.warning("could not send %s over HTTPS to %s: %s", what, url, exc)
+            outbox.set_state(self.db, http="unreachable")
+            return None
         if response.status_code != 200:
-            log.error("the collector refused the digest (%d): %s", response.status_code,
-                      response.text[:200])  # fmt: skip
-            return False
-        self._take_ack(response.content)
-        return True
+            log.error("the collector refused %s over HTTPS (%d): %s", what,
+                      response.status_code, response.text[:200])  # fmt: skip
+            outbox.set_state(self.db, http=f"refused: {response.status_code}")
+            return None
+        outbox.set_state(self.db, http="ok")
+        return response.content
 
     def _http_due(self) -> bool:
         """MQTT has been down (or refused) long enough to try the HTTPS route."""
@@ -273,31 +283,16 @@ class Agent:
 
     def _send_http(self) -> int:
         """POST the next window of batches to the collector; its answer is the ack."""
-        url = f"{self.config.sync.http_url}/api/v1/ingest"
         acked = 0
         for _ in range(MAX_IN_FLIGHT):
             batch = outbox.due(self.db, self.config.sync.batch_hours)
             if not batch:
                 break
             outbox.sent(self.db, batch, self.config.sync.ack_timeout_seconds)
-            try:
-                response = self.http.post(
-                    url, data=protocol.usage_message(self.space, batch), timeout=HTTP_TIMEOUT
-                )
-            except requests.RequestException as exc:
-                log.warning("the HTTPS route to %s failed too: %s", url, exc)
-                outbox.set_state(self.db, http="unreachable")
-                break
-            if response.status_code != 200:
-                log.error(
-                    "the collector refused a batch over HTTPS (%d): %s; it stays queued",
-                    response.status_code,
-                    response.text[:200],
-                )
-                outbox.set_state(self.db, http=f"refused: {response.status_code}")
-                break
-            outbox.set_state(self.db, http="ok")
-            acked += self._take_ack(response.content)
+            ack = self._post("ingest", protocol.usage_message(self.space, batch), "a batch")
+            if ack is None:
+                break  # it stays queued, and comes due again
+            acked += self._take_ack(ack)
         if acked:  # let the central team see the space, its backlog and its sensors
             with contextlib.suppress(requests.RequestException):
                 self.http.post(
