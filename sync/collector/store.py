@@ -70,7 +70,21 @@ def m003_central_team(db: Database) -> None:
         db.execute(statement)
 
 
-COLLECTOR_MIGRATIONS = [m001_initial, m002_days_and_tokens, m003_central_team]
+def m004_contact(db: Database) -> None:
+    """When the collector itself last heard from each space, and last committed its usage."""
+
+
+def m005_sessions(db: Database) -> None:
+    """Page sessions kept on the server, so that logging out ends them everywhere."""
+
+
+COLLECTOR_MIGRATIONS = [
+    m001_initial,
+    m002_days_and_tokens,
+    m003_central_team,
+    m004_contact,
+    m005_sessions,
+]
 
 
 # A bucket to store: (space, start, hours, version, its counts as JSON).
