@@ -12,9 +12,11 @@ import io
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
+from spacekiosk.config import SPACE_ID
 from sync import protocol
-from sync.collector import periods, reports, store
+from sync.collector import periods, reading, reports, store
 from sync.collector.periods import GRANULARITIES, iso
+from sync.protocol import Bucket
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -68,17 +70,18 @@ def _usage(fmt: str):
     space = request.args.get("space") or None
     granularity = request.args.get("granularity") or None
     if granularity is not None and granularity not in GRANULARITIES:
-        abort(400, f"'granularity' is one of {', '.join(GRANULARITIES)}, not {granularity!r}")
+        abort(400, f"'granularity' is one of {', '.join(GRANULARITIES)}, not {granularity[:20]!r}")
     if space is None and granularity is None:
         abort(400, "give ?space=<id> for its stored buckets, or a ?granularity= to sum them")
     if space is not None and not _known(space):
-        abort(404, f"no data from a space called {space!r}")
+        abort(404, f"no data from a space called {space[:40]!r}")
     since, until = _span()
     if granularity is None:
-        buckets = store.usage(g.db, space, since, until)
+        stored = reading.buckets(g.db, space, since, until)
         if fmt == "csv":
-            return _csv(space, [(b.start, b.hours, b.version, b.counts) for b in buckets], space)
-        return jsonify({"space": space, "buckets": [b.to_wire() for b in buckets]})
+            return _csv(space, stored, space)
+        wire = [Bucket(start, v, counts, hours).to_wire() for start, hours, v, counts in stored]
+        return jsonify({"space": space, "buckets": wire})
     found = periods.summed(periods.rows(g.db, since, until, space), granularity)
     if fmt == "csv":
         name = f"{space or 'all'}-{granularity}"
@@ -95,6 +98,8 @@ def _usage(fmt: str):
 
 
 def _known(space: str) -> bool:
+    if not SPACE_ID.match(space):  # not a space id: no query needed to know it is unknown
+        return False
     if store.known(g.db, space):
         return True
     return bool(g.db.execute("SELECT 1 FROM space_info WHERE space = ?", [space]).fetchone())

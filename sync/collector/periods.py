@@ -10,11 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
-
-import msgspec
 
 from sync import protocol
+from sync.collector import reading
 
 HOUR = 3600
 DAY = 86400
@@ -23,13 +21,9 @@ _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _QUARTER = re.compile(r"^(\d{4})-[Qq]([1-4])$")
 
 
-class Row(NamedTuple):  # a tuple: the page makes hundreds of thousands at once
-    """One stored bucket: a space's counts from `start` for `hours` hours."""
-
-    space: str
-    start: int
-    hours: int
-    counts: dict
+# The stored buckets are read within bounds by reading.py; these are its names here.
+Row = reading.Row
+rows = reading.rows
 
 
 @dataclass(frozen=True)
@@ -40,24 +34,6 @@ class Period:
     start: int
     end: int
     months: tuple[str, ...]
-
-
-def rows(db, since: int | None = None, until: int | None = None, space: str | None = None):
-    """The stored buckets starting in [since, until), of one space or of all, oldest first."""
-    sql = (
-        "SELECT space, hour_start, hours, counts FROM usage"
-        " WHERE hour_start >= ? AND hour_start < ?"
-    )
-    params: list = [since or 0, until or 2**62]
-    if space is not None:
-        sql += " AND space = ?"
-        params.append(space)
-    found = db.execute(sql + " ORDER BY hour_start, hours, space", params).fetchall()
-    return [Row(s, int(h), int(n), _counts(c)) for s, h, n, c in found]
-
-
-# The page reads six months of every space's hours at once: a compiled decoder.
-_counts = msgspec.json.Decoder(dict).decode
 
 
 def _utc(ts: int) -> datetime:
@@ -128,14 +104,17 @@ def parse_time(text: str, name: str) -> int:
     """Seconds since the epoch of an ISO date or time (UTC unless it says otherwise)."""
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        moment = int(when.timestamp())
+    except (ValueError, OverflowError):
         raise ValueError(
             f"'{name}' must be an ISO-8601 date or time such as 2026-11-01 or "
-            f"2026-11-25T16:00:00Z, not {text!r}"
+            f"2026-11-25T16:00:00Z, not {text[:40]!r}"
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp())
+    if not reading.FIRST <= moment <= reading.LAST:
+        raise ValueError(f"'{name}' must be a time from 2000 to 2100, not {text[:40]!r}")
+    return moment
 
 
 def parse_period(text: str) -> Period:
@@ -148,7 +127,7 @@ def parse_period(text: str) -> Period:
         text = f"{year}-Q{m[2]}"
     else:
         raise ValueError(
-            f"a period is a month like 2026-11 or a quarter like 2026-Q4, not {text!r}"
+            f"a period is a month like 2026-11 or a quarter like 2026-Q4, not {text[:40]!r}"
         )
     if not 2000 <= year <= 2100:
         raise ValueError("a period's year is between 2000 and 2100")

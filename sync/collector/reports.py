@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sync.collector import periods, store
+from sync.collector import periods, reading
 from sync.collector.periods import DAY, Period, Row
 
 WEEKS_SHOWN = 26  # the charts' window: about six months
@@ -61,17 +61,15 @@ class Figures:
     cost_per_visit: float | None  # cost / cost_visits
 
 
-def spaces(db) -> list[Space]:
+def spaces(db, now: float | None = None) -> list[Space]:
     """Every space that has reported or been entered, by id. A name or capacity the
-    central team entered wins over what the space's own status says."""
+    central team entered wins over what the space's own status says. What a space
+    stored is read within bounds (reading.py): no one space's data can break a page."""
     info = {
         r[0]: (r[1], r[2])
         for r in db.execute("SELECT space, name, capacity FROM space_info").fetchall()
     }
-    earliest = dict(
-        db.execute("SELECT space, min(hour_start) FROM usage GROUP BY space").fetchall()
-    )
-    heard = {s["id"]: s for s in store.spaces(db)}
+    heard = {s["id"]: s for s in reading.spaces(db, now)}
     out = []
     for space in sorted(set(info) | set(heard)):
         name, capacity = info.get(space, (None, None))
@@ -86,7 +84,7 @@ def spaces(db) -> list[Space]:
                 last_seen=seen.get("last_seen"),
                 status=seen.get("status") or {},
                 hours=seen.get("hours", 0),
-                earliest=earliest.get(space),
+                earliest=seen.get("earliest"),
                 timezone=about.get("timezone") if _zone(about.get("timezone")) else "UTC",
             )
         )
