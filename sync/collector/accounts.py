@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from spacekiosk.config import SPACE_ID
-from sync.collector import store
+from sync.collector import sessions, store
 
 MIN_PASSWORD = 10
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -64,6 +64,7 @@ def add_user(db, name: str, password: str) -> bool:
                ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash""",
             [name, hashed, time.time()],
         )
+        sessions.end_all(db, name)  # a new password logs the user out everywhere
     return new
 
 
@@ -75,16 +76,18 @@ def _decoy_hash() -> str:
 def check_user(db, name: str, password: str) -> bool:
     """Whether the name and password match. An unknown name costs the same scrypt as a
     wrong password, so the answer's timing does not tell which names exist."""
-    row = db.execute("SELECT password_hash FROM users WHERE name = ?", [name]).fetchone()
+    known = isinstance(name, str) and USER_NAME.match(name) is not None
+    row = known and db.execute("SELECT password_hash FROM users WHERE name = ?", [name]).fetchone()
     # werkzeug compares the hashes with hmac.compare_digest (constant time).
     ok = check_password_hash(row[0] if row else _decoy_hash(), password)
-    return ok and row is not None
+    return ok and bool(row)
 
 
 def remove_user(db, name: str) -> bool:
-    """Delete a login; False if there was none."""
+    """Delete a login and end its sessions; False if there was none."""
     with store.transaction(db):
         cursor = db.execute("DELETE FROM users WHERE name = ?", [name])
+        sessions.end_all(db, name)
     return cursor.rowcount > 0
 
 

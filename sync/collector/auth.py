@@ -1,21 +1,21 @@
 """Who may read the collector: a login for the page, a bearer token for the API and CSV.
 
 Nothing is readable anonymously but /healthz (and the login page itself). A login is a
-session cookie signed with the collector's secret (HttpOnly, SameSite=Lax, 12 hours);
-every form carries the session's CSRF token; failed logins are limited per address.
+session kept in the store (sessions.py: the cookie holds a random id, HttpOnly,
+SameSite=Lax, 12 hours, ended by logging out); every form carries a CSRF token checked on
+each POST (the session's, or before logging in one bound to a cookie of the login form's
+own); failed logins are counted per address in the store before a password is checked.
 The spaces' own routes (/api/v1/ingest, /api/v1/digest, POST /api/v1/status) check a
 space's token instead, in web.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
-import threading
-import time
-from collections import deque
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,52 +33,15 @@ from flask import (
 )
 
 from spacekiosk.config import Central
-from sync.collector import accounts
+from sync.collector import accounts, sessions
 
 bp = Blueprint("auth", __name__)
 
 SECRET_NAME = "collector-secret"  # noqa: S105 (a file name, not a secret)
+FORM_COOKIE = "spacekiosk_login_form"
 # Routes anyone may call: the health check, the login page, the stylesheet, and the
 # spaces' own routes (which check a space's token themselves).
 PUBLIC = {"healthz", "ingest_api", "digest_api", "status_api", "auth.login", "static"}
-SESSION_HOURS = 12
-
-
-class Throttle:
-    """At most `limit` failed logins per address in `window` seconds; then 429 until
-    the oldest failure ages out. Kept in memory: a restart forgives, which is fine."""
-
-    def __init__(self, limit: int = 10, window: float = 300):
-        self.limit, self.window = limit, window
-        self.failures: dict[str, deque[float]] = {}
-        self.lock = threading.Lock()
-
-    def _recent(self, address: str, now: float) -> deque[float]:
-        times = self.failures.setdefault(address, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def retry_after(self, address: str, now: float | None = None) -> int:
-        """Seconds until `address` may try again; 0 when it may now."""
-        now = time.time() if now is None else now
-        with self.lock:
-            times = self._recent(address, now)
-            if len(times) < self.limit:
-                return 0
-            return max(1, int(times[0] + self.window - now + 1))
-
-    def failed(self, address: str, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        with self.lock:
-            self._recent(address, now).append(now)
-            if len(self.failures) > 10_000:  # many addresses: drop those with no failures
-                for key in [k for k, v in self.failures.items() if not v]:
-                    del self.failures[key]
-
-    def forgive(self, address: str) -> None:
-        with self.lock:
-            self.failures.pop(address, None)
 
 
 def load_secret(central: Central) -> bytes:
@@ -107,35 +70,64 @@ def load_secret(central: Central) -> bytes:
     return path.read_text().strip().encode()
 
 
-def init_app(app: Flask, central: Central) -> None:
-    """Sessions, the login guard on every route, CSRF on every form."""
+def init_app(app: Flask, central: Central, connection: Callable[[], object]) -> None:
+    """Sessions in the store, the login guard on every route, CSRF on every form."""
     app.secret_key = load_secret(central)
+    app.session_interface = sessions.StoreSessions(connection)
     app.config.update(
         SESSION_COOKIE_NAME="spacekiosk_collector",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         # Behind a TLS proxy (the public address is https), the cookie travels over TLS only.
         SESSION_COOKIE_SECURE=central.public_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
-    app.extensions["login_throttle"] = Throttle()
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.before_request(guard)
+    app.after_request(_form_cookie)
     app.register_blueprint(bp)
 
 
 def csrf_token() -> str:
-    """This session's token for forms (made on first use)."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
+    """The token a form carries: the session's, or the login form's before a login."""
+    if session.get("csrf"):
+        return session["csrf"]
+    return _form_token(_form_id())
+
+
+def _form_id() -> str:
+    """The random id in the login form's cookie (made, and sent back, when missing)."""
+    if "form_id" not in g:
+        sent = request.cookies.get(FORM_COOKIE, "")
+        g.form_id = sent if 20 <= len(sent) <= 64 and sent.isascii() else None
+        if g.form_id is None:
+            g.form_id = g.new_form_id = secrets.token_urlsafe(32)
+    return g.form_id
+
+
+def _form_token(form_id: str) -> str:
+    """The login form's CSRF token: the form cookie's id, signed. A page elsewhere can
+    neither read nor set that cookie, so it cannot post a login the browser accepts."""
+    digest = hmac.new(current_app.secret_key, b"login-form:" + form_id.encode(), hashlib.sha256)
+    return digest.hexdigest()
+
+
+def _form_cookie(response):
+    if g.get("new_form_id"):
+        response.set_cookie(
+            FORM_COOKIE,
+            g.new_form_id,
+            httponly=True,
+            samesite="Strict",
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+        )
+    return response
 
 
 def _session_user() -> str | None:
-    name = session.get("user")
+    name = getattr(session, "user", None)
     if not name:
         return None
-    # A user removed since logging in is logged out at once.
+    # A user removed since logging in is logged out at once (their sessions are gone too).
     found = g.db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone()
     return name if found else None
 
@@ -172,46 +164,54 @@ def guard():
 
 
 def check_csrf() -> None:
+    """Every POST carries its form's token: the session's, or the login form's."""
     sent = request.form.get("csrf_token", "")
-    if not (session.get("csrf") and hmac.compare_digest(sent, session["csrf"])):
+    if session.get("csrf"):
+        expected = session["csrf"]
+    else:
+        cookie = request.cookies.get(FORM_COOKIE, "")
+        expected = _form_token(cookie) if 20 <= len(cookie) <= 64 and cookie.isascii() else ""
+    if not (expected and sent.isascii() and hmac.compare_digest(sent, expected)):
         abort(400, "This form has expired or did not come from this page; reload and try again.")
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect to somewhere else."""
+    """Only a path on this site: never an open redirect to somewhere else. A browser
+    reads a backslash as a slash, and a control character is never in a real path."""
+    home = url_for("pages.dashboard")
     if not target or not target.startswith("/") or target.startswith("//"):
-        return url_for("pages.dashboard")
+        return home
+    if "\\" in target or not target.isprintable():
+        return home
     parts = urlsplit(target)
-    return target if not parts.netloc and not parts.scheme else url_for("pages.dashboard")
+    return target if not parts.netloc and not parts.scheme else home
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "GET":
-        return render_template("login.html", next=request.args.get("next", ""))
-    throttle: Throttle = current_app.extensions["login_throttle"]
+        return render_template("login.html", next=request.args.get("next", "")[:500])
     address = request.remote_addr or "?"
-    name = request.form.get("name", "").strip()
-    wait = throttle.retry_after(address)
+    name = request.form.get("name", "").strip()[:64]
+    wait = sessions.take_try(g.db, address)  # counted before the password is checked
     if wait:
         message = f"Too many failed logins from here. Try again in {wait // 60 + 1} minutes."
         page = render_template("login.html", error=message, name=name, status=429)
         return page, 429, {"Retry-After": str(wait)}
     if not accounts.check_user(g.db, name, request.form.get("password", "")):
-        throttle.failed(address)
         page = render_template(
-            "login.html", error="Wrong name or password.", name=name, next=request.form.get("next")
+            "login.html",
+            error="Wrong name or password.",
+            name=name,
+            next=request.form.get("next", "")[:500],
         )
         return page, 401
-    throttle.forgive(address)
-    session.clear()  # a fresh session: nothing from before the login carries over
-    session.permanent = True
-    session["user"] = name
-    csrf_token()
+    sessions.forgive(g.db, address)
+    sessions.log_in(g.db, session, name, {"csrf": secrets.token_urlsafe(32)})
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout():
-    session.clear()
+    sessions.log_out(g.db, session)
     return redirect(url_for("auth.login"))

@@ -89,8 +89,24 @@ _M001 = [
 # adds a step here and one in store.py's COLLECTOR_MIGRATIONS.
 # When the collector itself last heard from each space (m004_contact in store.py).
 _M002: list[str] = []
-# Page sessions kept on the server (m005_sessions in store.py).
-_M003: list[str] = []
+# Page sessions kept on the server, and failed logins counted where every collector
+# sees them (m005_sessions in store.py, the same statements; sessions.py writes them).
+SESSION_TABLES = [
+    """CREATE TABLE sessions (
+        id_sha256 TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX sessions_by_user ON sessions (user_name)",
+    """CREATE TABLE login_tries (
+        address TEXT PRIMARY KEY,
+        since DOUBLE PRECISION NOT NULL,
+        tries INTEGER NOT NULL
+    )""",
+]
+_M003: list[str] = SESSION_TABLES
 PG_MIGRATIONS: list[list[str]] = [_M001, _M002, _M003]
 
 

@@ -75,7 +75,12 @@ def m004_contact(db: Database) -> None:
 
 
 def m005_sessions(db: Database) -> None:
-    """Page sessions kept on the server, so that logging out ends them everywhere."""
+    """Page sessions kept on the server, so that logging out ends them everywhere, and
+    failed logins counted in the store, so that counting and checking are one step."""
+    from sync.collector.pg import SESSION_TABLES  # the same statements in both databases
+
+    for statement in SESSION_TABLES:
+        db.execute(statement)
 
 
 COLLECTOR_MIGRATIONS = [
