@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from babel import Locale
+from babel import Locale, UnknownLocaleError
 from flask import current_app, request
 from flask_babel import lazy_gettext as _l
 
@@ -30,6 +30,7 @@ MESSAGES = {
     "unknown_visit": _l("We could not find that visit."),
     "bad_purpose": _l("Please choose why you are here."),
     "store": _l("We could not save that just now. Please try again, or tell a volunteer."),
+    "bad_form": _l("Something in that form was not right. Please try again."),
 }
 
 HTTP_MESSAGES = {
@@ -37,6 +38,7 @@ HTTP_MESSAGES = {
     404: _l("This page does not exist."),
     405: _l("This page does not exist."),
     413: _l("That was too much to send. Please try again."),
+    500: _l("Something went wrong on our side. Please try again, or tell a volunteer."),
 }
 
 PURPOSE_NAMES = {
@@ -73,11 +75,11 @@ def _closest(tag: str, offered) -> str | None:
     es (or es_CO if that is all the space offers)."""
     try:
         wanted = Locale.parse(tag, sep="-")
-    except (ValueError, TypeError):
-        return None
+    except (ValueError, TypeError, UnknownLocaleError):
+        return None  # a browser's header is input like any other
     if str(wanted) in offered:
         return str(wanted)
-    same = [code for code in offered if Locale.parse(code).language == wanted.language]
+    same = [code for code in offered if _parsed(code).language == wanted.language]
     return same[0] if same else None
 
 

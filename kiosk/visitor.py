@@ -2,13 +2,20 @@
 
 Every page is reachable by touch alone. Nothing a visitor typed is kept in the URL or a
 cookie; only the language and "this is a phone" are remembered, until the next reset.
+
+Nobody is listed who did not first type part of their name, visitors and visits are
+reached by random handles (not ids anyone could count through), and no input, however
+hostile, gets a 500: every refusal is a page in the visitor's language with a 4xx.
 """
 
 from __future__ import annotations
 
+import math
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import segno
 from flask import (
@@ -23,9 +30,11 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import format_time, get_locale
+from flask_babel import format_date, format_time, get_locale
 from flask_babel import gettext as _
 from markupsafe import escape
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from kiosk import i18n, visits
 from spacekiosk import hours
@@ -62,6 +71,15 @@ def _message(exc: visits.VisitError) -> str:
     if exc.code == "already_out":
         return _("You were already signed out at %(time)s.", time=_when(exc.since))
     return i18n.MESSAGES[exc.code]
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    """Any refusal the app has no page of its own for (a 414, 415, 431...): a plain page
+    in the visitor's language, with the refusal's own status."""
+    code = exc.code or 400
+    message = i18n.HTTP_MESSAGES.get(code) or i18n.HTTP_MESSAGES[500 if code >= 500 else 400]
+    return render_template("visitor/error.html", status=code, message=message), code
 
 
 def _phone_url() -> str | None:
@@ -101,9 +119,29 @@ def welcome():
 def language(code: str):
     if code not in _config().space.languages:
         abort(404)
-    response = redirect(request.args.get("next") or url_for("visitor.welcome"))
+    response = redirect(_local(request.args.get("next")) or url_for("visitor.welcome"))
     response.set_cookie(i18n.LANG_COOKIE, code, samesite="Strict", httponly=True)
     return response
+
+
+MAX_NEXT = 512
+
+
+def _local(target: str | None) -> str | None:
+    """`target` if it is a page of this kiosk that answers GET, else None: a link on the
+    space's Wi-Fi must not send the kiosk's browser anywhere else, nor split a header."""
+    if not target or len(target) > MAX_NEXT or not target.startswith("/"):
+        return None
+    if not all("!" <= ch <= "~" for ch in target) or target.startswith("//") or "\\" in target:
+        return None  # only printable ASCII: no CR/LF, no space, no "//host", no "\\host"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.fragment:
+        return None
+    try:
+        current_app.url_map.bind("kiosk").match(parts.path, method="GET")
+    except (NotFound, MethodNotAllowed, RequestRedirect):
+        return None
+    return target
 
 
 @bp.get("/reset")
@@ -131,30 +169,59 @@ def sign_in():
     return _name_step()
 
 
+def _labels(found: list[visits.Match]) -> list[str]:
+    """Each match's masked name; two people whose masks are the same are told apart by
+    when they first came (the month, or the day if that is the same too)."""
+    labels = [m.label for m in found]
+    for pattern in ("MMM y", "medium"):
+        clash = {label for label in labels if labels.count(label) > 1}
+        if not clash:
+            break
+        labels = [
+            f"{label} · {format_date(datetime.fromtimestamp(m.first_seen, UTC), pattern)}"
+            if label in clash
+            else label
+            for label, m in zip(labels, found, strict=True)
+        ]
+    return labels
+
+
 @bp.get("/sign-in/matches")
 def matches():
-    """Returning visitors whose name starts with what was typed, masked."""
-    found = visits.matches(g.db, request.args.get("q", "")[: visits.MAX_NAME])
+    """Returning visitors with a PIN whose name starts with what was typed (two letters
+    at least), masked, a few at most."""
+    q = request.args.get("q", "")
+    found = [] if len(q) > visits.MAX_NAME else visits.matches(g.db, q)
     return jsonify(
         [
-            {"label": m.label, "url": url_for("visitor.returning", visitor_id=m.visitor_id)}
-            for m in found
+            {"label": label, "url": url_for("visitor.returning", handle=m.handle)}
+            for m, label in zip(found, _labels(found), strict=True)
         ]
     )
 
 
 @bp.post("/sign-in")
 def name_given():
-    """After the name: a known visitor goes to their PIN, a new one to the first-visit form."""
+    """After the name: the first-visit form, unless someone of that name came before;
+    then the visitor says whether that was them (and proves it) or they are new here."""
     raw = request.form.get("name", "")
     try:
         name = visits.clean_name(raw)
     except visits.VisitError as exc:
-        return _name_step(_message(exc), raw[: visits.MAX_NAME], exc.status)
-    known = visits.find(g.db, name)
-    if known:
-        return _pin_step(known["id"])
+        return _name_step(_message(exc), _echo(raw), exc.status)
+    if request.form.get("new") != "yes" and (known := visits.known(g.db, name)):
+        entries = [
+            (label, url_for("visitor.returning", handle=m.handle))
+            for m, label in zip(known, _labels(known), strict=True)
+        ]
+        return render_template("visitor/known.html", name=name, entries=entries)
     return _new_step(name)
+
+
+def _echo(raw: str) -> str:
+    """What a visitor typed, to show back in the field: bounded, and without the
+    characters that were refused (they could not fix what they cannot see)."""
+    return "".join(ch for ch in raw[: visits.MAX_NAME] if unicodedata.category(ch)[0] != "C")
 
 
 def _new_step(name: str, error: str | None = None, status: int = 200, form=None):
@@ -171,10 +238,14 @@ def _new_step(name: str, error: str | None = None, status: int = 200, form=None)
     ), status
 
 
-def _pin_step(visitor_id: int, error: str | None = None, status: int = 200):
-    info = visits.visitor_info(g.db, visitor_id)
+def _visitor(handle: str) -> dict:
+    info = visits.visitor_by_handle(g.db, handle)
     if info is None:
         abort(404)
+    return info
+
+
+def _pin_step(info: dict, error: str | None = None, status: int = 200):
     return render_template(
         "visitor/pin.html",
         visitor=info,
@@ -184,29 +255,30 @@ def _pin_step(visitor_id: int, error: str | None = None, status: int = 200):
     ), status
 
 
-@bp.get("/sign-in/returning/<int:visitor_id>")
-def returning(visitor_id: int):
-    return _pin_step(visitor_id)
+@bp.get("/sign-in/returning/<handle>")
+def returning(handle: str):
+    return _pin_step(_visitor(handle))
 
 
-@bp.post("/sign-in/returning/<int:visitor_id>")
-def returning_pin(visitor_id: int):
+@bp.post("/sign-in/returning/<handle>")
+def returning_pin(handle: str):
     cfg = _config()
+    info = _visitor(handle)
     try:
         visit = _writer().run(
             visits.sign_in_returning,
-            visitor_id,
+            info["id"],
             request.form.get("pin") or None,
             current_app.config["PIN_KEY"],
             cfg.kiosk.guidelines_version,
             accepted=request.form.get("accept") == "yes",
             via=_via(),
-            request_id=request.form.get("request_id") or None,
+            request_id=visits.clean_request_id(request.form.get("request_id")),
             clock=_clock(),
         )
     except visits.VisitError as exc:
-        if exc.code in ("wrong_pin", "guidelines_changed", "pin_resting"):
-            return _pin_step(visitor_id, _message(exc), exc.status)
+        if exc.code in ("wrong_pin", "guidelines_changed", "pin_resting", "bad_form"):
+            return _pin_step(info, _message(exc), exc.status)
         return _name_step(_message(exc), status=exc.status)
     return _done("welcome", visit, 201)
 
@@ -219,7 +291,7 @@ def new_visitor():
     try:
         name = visits.clean_name(raw_name)
     except visits.VisitError as exc:
-        return _name_step(_message(exc), raw_name[: visits.MAX_NAME], exc.status)
+        return _name_step(_message(exc), _echo(raw_name), exc.status)
     try:
         purpose = form.get("purpose") or None
         if purpose is not None and purpose not in cfg.kiosk.purposes:
@@ -245,30 +317,45 @@ def new_visitor():
             ),
             current_app.config["PIN_KEY"],
             via=_via(),
-            request_id=form.get("request_id") or None,
+            request_id=visits.clean_request_id(form.get("request_id")),
             clock=_clock(),
         )
     except visits.VisitError as exc:
-        if exc.code == "already_in":
-            return _name_step(_message(exc), status=exc.status)
-        safe = {k: form.get(k, "")[:254] for k in ("email", "purpose", "event", "accept")}
+        safe = {k: _echo(form.get(k, "")) for k in ("purpose", "event", "accept")}
+        safe["email"] = _echo(form.get("email", "")[: visits.MAX_EMAIL])
         return _new_step(name, _message(exc), exc.status, safe)
     return _done("welcome", visit, 201)
 
 
+def _sign_out_page(error: str | None = None, status: int = 200):
+    """Who is in, as first name and initial; two people who would look the same are
+    told apart by when they signed in."""
+    present = visits.present(g.db)
+    shorts = [v.short_name for v in present]
+    people = [
+        (v.handle, f"{short} · {_when(v.signed_in_at)}" if shorts.count(short) > 1 else short)
+        for v, short in zip(present, shorts, strict=True)
+    ]
+    return render_template("visitor/sign_out.html", people=people, error=error), status
+
+
 @bp.get("/sign-out")
 def sign_out_list():
-    return render_template("visitor/sign_out.html", present=visits.present(g.db))
+    return _sign_out_page()
 
 
-@bp.post("/sign-out/<int:visit_id>")
-def sign_out(visit_id: int):
+@bp.post("/sign-out/<handle>")
+def sign_out(handle: str):
+    """One tap on a name on the list. The button carries the visit's random handle: the
+    list shows everyone present to whoever stands at the screen (one-tap sign-out is the
+    point), but nobody can sign people out blindly, or read past visits, by counting."""
+    visit_id = visits.visit_by_handle(g.db, handle)
     try:
+        if visit_id is None:
+            raise visits.VisitError("unknown_visit", status=404)
         visit = _writer().run(visits.sign_out, visit_id, clock=_clock())
     except visits.VisitError as exc:
-        return render_template(
-            "visitor/sign_out.html", present=visits.present(g.db), error=_message(exc)
-        ), exc.status
+        return _sign_out_page(_message(exc), exc.status)
     return _done("goodbye", visit, 200)
 
 
@@ -299,6 +386,7 @@ def greetings():
     first names are not for everyone on the network."""
     if request.remote_addr not in ("127.0.0.1", "::1"):
         abort(404)
-    since = max(request.args.get("since", type=float) or 0, time.time() - 30)
+    since = request.args.get("since", type=float) or 0.0
+    since = max(since if math.isfinite(since) else 0.0, time.time() - 30)
     found = visits.recent_phone_sign_ins(g.db, since)
     return jsonify([{"first_name": v.first_name, "at": v.signed_in_at} for v in found])

@@ -3,6 +3,10 @@
 Every function commits before it returns, so a screen that says "Welcome" after calling
 one is telling the truth. Errors carry a code the screens translate, not English text.
 
+A name is not an identity: two people may share one, so a first visit always makes a new
+visitor, and a returning visitor is reached by a random handle (never a row id anyone
+could count through) and proven by their PIN, if they chose one.
+
 A Pi has no real-time clock: given the process's `clock.Watch`, a sign-in or sign-out
 taken before the clock was set is stored with clock_synced = 0, and `correct_clock()`
 moves those times once the offset is known. Both read the clock inside the write
@@ -31,8 +35,15 @@ MAX_NAME = 80
 MAX_EMAIL = 254
 PIN_TRIES = 5  # wrong PINs in a row before a visitor's PIN rests
 PIN_REST_SECONDS = 600
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PIN = re.compile(r"^[0-9]{4}$")
+MAX_MATCHES = 6  # visitors a lookup shows at most
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+_PIN = re.compile(r"[0-9]{4}")
+_HANDLE = re.compile(r"[0-9a-f]{24}")
+_REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+# What no name or address holds: controls, format (bidi) characters, surrogates and
+# private use; a joiner and an emoji variation selector are part of emoji.
+_FORBIDDEN = ("Cc", "Cf", "Cs", "Co")
+_ALLOWED_FORMAT = "\u200d\ufe0f"
 
 
 class VisitError(Exception):
@@ -52,6 +63,7 @@ class Visit:
     name: str
     signed_in_at: float
     signed_out_at: float | None
+    handle: str | None = None  # what the sign-out button carries
 
     @property
     def short_name(self) -> str:
@@ -65,10 +77,13 @@ class Visit:
 
 @dataclass(frozen=True)
 class Match:
-    """A returning visitor as the lookup shows them: first name, the rest masked."""
+    """A returning visitor as the lookup shows them: first name, the rest masked, and
+    reached by their handle. `first_seen` tells apart people whose labels are the same."""
 
-    visitor_id: int
+    handle: str
     label: str
+    first_seen: float
+    has_pin: bool
 
 
 def short_name(name: str) -> str:
@@ -85,13 +100,14 @@ def masked(name: str) -> str:
     return f"{parts[0]} {parts[-1][0]}{'•' * 3}"
 
 
+def _has_forbidden(text: str) -> bool:
+    return any(unicodedata.category(ch) in _FORBIDDEN and ch not in _ALLOWED_FORMAT for ch in text)
+
+
 def clean_name(raw: str) -> str:
     """The name as stored: NFC, single spaces; refuses what no name contains."""
     name = unicodedata.normalize("NFC", raw or "")
-    if any(
-        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\u200d\ufe0f"
-        for ch in name
-    ):
+    if _has_forbidden(name):
         raise VisitError("control_characters")
     name = re.sub(r"\s+", " ", name).strip()
     if not name:
@@ -102,18 +118,31 @@ def clean_name(raw: str) -> str:
 
 
 def clean_email(raw: str) -> str | None:
-    email = (raw or "").strip()
+    email = unicodedata.normalize("NFC", (raw or "").strip())
     if not email:
         return None
-    if len(email) > MAX_EMAIL or not _EMAIL.match(email):
+    if len(email) > MAX_EMAIL or _has_forbidden(email) or not _EMAIL.fullmatch(email):
         raise VisitError("bad_email")
     return email
 
 
 def clean_pin(raw: str) -> str:
-    if not _PIN.match(raw or ""):
+    if not _PIN.fullmatch(raw or ""):
         raise VisitError("bad_pin")
     return raw
+
+
+def clean_request_id(raw: str | None) -> str | None:
+    """A form's request id (its double-tap guard), or None for one no form of ours sent."""
+    return raw if raw and _REQUEST_ID.fullmatch(raw) else None
+
+
+def is_handle(raw: str) -> bool:
+    return bool(_HANDLE.fullmatch(raw))
+
+
+def new_handle() -> str:
+    return secrets.token_hex(12)
 
 
 def _key(name: str) -> str:
@@ -139,11 +168,21 @@ class NewVisitor:
     guidelines_version: int = 1
 
 
-def _replay(db: Database, request_id: str | None) -> Visit | None:
+def _replay(db: Database, request_id: str | None, same_as) -> Visit | None:
+    """The visit this form already made (a double tap, a resent form), if any.
+
+    A request id that made a visit for someone else is refused, not replayed: an old
+    form's id must not show another visitor's name, nor sign anyone in.
+    """
     if not request_id:
         return None
     row = db.conn.execute("SELECT id FROM visits WHERE request_id = ?", [request_id]).fetchone()
-    return get(db, row[0]) if row else None
+    if row is None:
+        return None
+    visit = get(db, row[0])
+    if not same_as(visit):
+        raise VisitError("bad_form")
+    return visit
 
 
 def _refuse_if_present(db: Database, visitor_id: int) -> None:
@@ -167,8 +206,8 @@ def _open_visit(db, visitor_id, now, synced, purpose, event, via, request_id) ->
     # costs more than the rest of a sign-in.
     return db.conn.execute(
         "INSERT INTO visits (visitor_id, signed_in_at, clock_synced, purpose, event, via, "
-        "request_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [visitor_id, now, int(synced), purpose, event, via, request_id or None],
+        "request_id, handle) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [visitor_id, now, int(synced), purpose, event, via, request_id or None, new_handle()],
     ).lastrowid
 
 
@@ -181,36 +220,31 @@ def sign_in_new(
     now: float | None = None,
     clock: Watch | None = None,
 ) -> Visit:
-    """A first visit: store the visitor and open their visit in one transaction.
+    """A first visit: store a new visitor and open their visit in one transaction.
 
-    A name already known (case and spacing aside) is the same person coming back.
+    A name already known is still a new person: two people can share a name, and a name
+    proves nothing (a returning visitor signs in by handle and PIN instead).
     The same request_id twice (a double tap, a resent form) returns the first visit.
     """
     with write(db):
         now, synced = _stamp(now, clock)
-        if replay := _replay(db, request_id):
+        if replay := _replay(db, request_id, lambda v: v.name == visitor.name):
             return replay
-        row = db.conn.execute(
-            "SELECT id FROM visitors WHERE name_key = ? ORDER BY id LIMIT 1", [_key(visitor.name)]
-        ).fetchone()
-        if row:
-            visitor_id = row[0]
-            _refuse_if_present(db, visitor_id)
-        else:
-            salt = secrets.token_hex(8)
-            visitor_id = db.conn.execute(
-                "INSERT INTO visitors (name, name_key, email, created_at, pin_salt, pin_hash, "
-                "guidelines_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    visitor.name,
-                    _key(visitor.name),
-                    visitor.email,
-                    now,
-                    salt if visitor.pin else None,
-                    pin_hash(secret, salt, visitor.pin) if visitor.pin else None,
-                    visitor.guidelines_version,
-                ],
-            ).lastrowid
+        salt = secrets.token_hex(8)
+        visitor_id = db.conn.execute(
+            "INSERT INTO visitors (name, name_key, email, created_at, pin_salt, pin_hash, "
+            "guidelines_version, handle) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                visitor.name,
+                _key(visitor.name),
+                visitor.email,
+                now,
+                salt if visitor.pin else None,
+                pin_hash(secret, salt, visitor.pin) if visitor.pin else None,
+                visitor.guidelines_version,
+                new_handle(),
+            ],
+        ).lastrowid
         visit_id = _open_visit(
             db, visitor_id, now, synced, visitor.purpose, visitor.event, via, request_id
         )
@@ -232,15 +266,13 @@ def sign_in_returning(
     """A returning visitor, proven by their PIN (if they chose one).
 
     After PIN_TRIES wrong PINs in a row the PIN rests for a while, so 10,000 guesses
-    cannot be tried at the door.
+    cannot be tried at the door. A resting PIN refuses every form, a replayed one too.
     """
     with write(db):
         now, synced = _stamp(now, clock)
-        if replay := _replay(db, request_id):
-            return replay
         row = db.conn.execute(
             "SELECT pin_salt, pin_hash, pin_failures, pin_rest_until, guidelines_version "
-            "FROM visitors WHERE id = ?",
+            "FROM visitors WHERE id = ? AND handle IS NOT NULL",
             [visitor_id],
         ).fetchone()
         if row is None:
@@ -258,6 +290,8 @@ def sign_in_returning(
             )
             visit_id = None
         else:
+            if replay := _replay(db, request_id, lambda v: v.visitor_id == visitor_id):
+                return replay
             if (seen_version or 0) < guidelines_version and not accepted:
                 raise VisitError("guidelines_changed", status=400)
             _refuse_if_present(db, visitor_id)
@@ -272,45 +306,59 @@ def sign_in_returning(
     return get(db, visit_id)
 
 
-def find(db: Database, name: str) -> dict | None:
-    """The visitor with exactly this name (case and spacing aside), if any."""
-    row = db.conn.execute(
-        "SELECT id, pin_hash IS NOT NULL, coalesce(guidelines_version, 0) FROM visitors "
-        "WHERE name_key = ? ORDER BY id LIMIT 1",
-        [_key(clean_name(name))],
-    ).fetchone()
-    return {"id": row[0], "has_pin": bool(row[1]), "guidelines_version": row[2]} if row else None
+def known(db: Database, name: str, limit: int = MAX_MATCHES) -> list[Match]:
+    """Visitors with exactly this name (case and spacing aside), PIN or not, masked:
+    the people a visitor who typed it may be."""
+    rows = db.conn.execute(
+        "SELECT handle, name, created_at, pin_hash IS NOT NULL FROM visitors "
+        "WHERE name_key = ? AND handle IS NOT NULL ORDER BY id LIMIT ?",
+        [_key(clean_name(name)), limit],
+    ).fetchall()
+    return [Match(handle, masked(name), at, bool(pin)) for handle, name, at, pin in rows]
 
 
-def visitor_info(db: Database, visitor_id: int) -> dict | None:
+def visitor_by_handle(db: Database, handle: str) -> dict | None:
+    """A visitor as their PIN page needs them, or None for a handle no visitor has."""
+    if not is_handle(handle):
+        return None
     row = db.conn.execute(
-        "SELECT name, pin_hash IS NOT NULL, coalesce(guidelines_version, 0) FROM visitors "
-        "WHERE id = ?",
-        [visitor_id],
+        "SELECT id, name, pin_hash IS NOT NULL, coalesce(guidelines_version, 0) FROM visitors "
+        "WHERE handle = ?",
+        [handle],
     ).fetchone()
     if not row:
         return None
     return {
-        "id": visitor_id,
-        "label": masked(row[0]),
-        "has_pin": bool(row[1]),
-        "guidelines_version": row[2],
+        "id": row[0],
+        "handle": handle,
+        "label": masked(row[1]),
+        "has_pin": bool(row[2]),
+        "guidelines_version": row[3],
     }
 
 
-def matches(db: Database, prefix: str, limit: int = 6) -> list[Match]:
+def matches(db: Database, prefix: str, limit: int = MAX_MATCHES) -> list[Match]:
     """Returning visitors with a PIN whose name starts with `prefix` (at least 2 letters),
-    shown masked: nobody can read a list of everyone who ever came."""
+    shown masked, at most `limit`: nobody can read a list of everyone who ever came, and
+    a visitor without a PIN is found only by typing their whole name."""
     key = _key(re.sub(r"\s+", " ", prefix or "").strip())
     if len(key) < 2:
         return []
     escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     rows = db.conn.execute(
-        "SELECT id, name FROM visitors WHERE pin_hash IS NOT NULL "
-        "AND name_key LIKE ? ESCAPE '\\' ORDER BY name_key LIMIT ?",
-        [escaped + "%", limit],
+        "SELECT handle, name, created_at FROM visitors WHERE pin_hash IS NOT NULL "
+        "AND handle IS NOT NULL AND name_key LIKE ? ESCAPE '\\' ORDER BY name_key, id LIMIT ?",
+        [escaped + "%", min(limit, MAX_MATCHES)],
     ).fetchall()
-    return [Match(visitor_id, masked(name)) for visitor_id, name in rows]
+    return [Match(handle, masked(name), at, True) for handle, name, at in rows]
+
+
+def visit_by_handle(db: Database, handle: str) -> int | None:
+    """The id of the visit a sign-out button names, or None."""
+    if not is_handle(handle):
+        return None
+    row = db.conn.execute("SELECT id FROM visits WHERE handle = ?", [handle]).fetchone()
+    return row[0] if row else None
 
 
 def sign_out(
@@ -334,8 +382,8 @@ def sign_out(
 
 def get(db: Database, visit_id: int) -> Visit | None:
     row = db.conn.execute(
-        "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
-        "FROM visits v JOIN visitors p ON p.id = v.visitor_id WHERE v.id = ?",
+        "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at, "
+        "v.handle FROM visits v JOIN visitors p ON p.id = v.visitor_id WHERE v.id = ?",
         [visit_id],
     ).fetchone()
     return Visit(*row) if row else None
@@ -349,8 +397,8 @@ def present_count(db: Database) -> int:
 def present(db: Database) -> list[Visit]:
     """Everyone signed in now, earliest first."""
     rows = db.conn.execute(
-        "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at "
-        "FROM visits v JOIN visitors p ON p.id = v.visitor_id "
+        "SELECT v.id, v.visitor_id, coalesce(p.name, '?'), v.signed_in_at, v.signed_out_at, "
+        "v.handle FROM visits v JOIN visitors p ON p.id = v.visitor_id "
         "WHERE v.signed_out_at IS NULL ORDER BY v.signed_in_at"
     ).fetchall()
     return [Visit(*row) for row in rows]
@@ -422,14 +470,15 @@ ERASED = "—"
 
 def erase_expired(db: Database, retention_days: int, now: float | None = None) -> int:
     """Erase the name, e-mail and PIN of everyone whose last visit ended more than
-    `retention_days` ago. Their visits stay, nameless, so the counts survive."""
+    `retention_days` ago. Their visits stay, nameless, so the counts survive; their
+    handle goes too, so no page reaches them again."""
     now = time.time() if now is None else now
     cutoff = now - retention_days * 86400
     with write(db):
         expired = [
             visitor_id
             for (visitor_id,) in db.conn.execute(
-                "SELECT p.id FROM visitors p WHERE p.name_key NOT LIKE 'erased:%' "
+                "SELECT p.id FROM visitors p WHERE p.handle IS NOT NULL "
                 "AND NOT EXISTS (SELECT 1 FROM visits v WHERE v.visitor_id = p.id "
                 "AND coalesce(v.signed_out_at, v.signed_in_at) >= ?) "
                 "AND p.created_at < ?",
@@ -438,7 +487,7 @@ def erase_expired(db: Database, retention_days: int, now: float | None = None) -
         ]
         db.conn.executemany(
             "UPDATE visitors SET name = ?, name_key = 'erased:' || id, email = NULL, "
-            "pin_salt = NULL, pin_hash = NULL WHERE id = ?",
+            "pin_salt = NULL, pin_hash = NULL, handle = NULL WHERE id = ?",
             [(ERASED, visitor_id) for visitor_id in expired],
         )
     return len(expired)

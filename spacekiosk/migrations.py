@@ -9,6 +9,8 @@ buckets, outbox, day_outbox, link_log and sync_state — sync.
 
 from __future__ import annotations
 
+import secrets
+
 from sqlite_utils import Database
 
 
@@ -125,7 +127,26 @@ def m004_sync_agent(db: Database) -> None:
 
 
 def m005_visitor_handles(db: Database) -> None:
-    """Visitors are reached on the screens by handles no one can count through."""
+    """Visitors are reached on the screens by handles no one can count through.
+
+    A visitor's page and a visit's sign-out button carry a random handle (96 bits, as
+    hex) instead of a row id, so nobody can walk 1, 2, 3... to read who came or to sign
+    people out unseen. Visitors whose personal data was erased get none: they cannot be
+    reached at all. Both columns are written by the kiosk.
+    """
+    db.execute("ALTER TABLE visitors ADD COLUMN handle TEXT")
+    db.execute("ALTER TABLE visits ADD COLUMN handle TEXT")
+    for select, update in (
+        (
+            "SELECT id FROM visitors WHERE name_key != 'erased:' || id",
+            "UPDATE visitors SET handle = ? WHERE id = ?",
+        ),
+        ("SELECT id FROM visits", "UPDATE visits SET handle = ? WHERE id = ?"),
+    ):
+        ids = db.execute(select).fetchall()
+        db.conn.executemany(update, [(secrets.token_hex(12), row_id) for (row_id,) in ids])
+    db.execute("CREATE UNIQUE INDEX visitors_handle ON visitors(handle)")
+    db.execute("CREATE UNIQUE INDEX visits_handle ON visits(handle)")
 
 
 def m006_link_intervals(db: Database) -> None:

@@ -261,8 +261,9 @@ def test_visits_taken_before_the_clock_was_set_are_moved(tmp_path, timesync):
         clocks.tick(60)
         assert kiosk.post("/sign-in/new", data=visitor_form("Cy Before")).status_code == 201
         clocks.tick(60)
-        assert kiosk.post("/sign-out/2").status_code == 200  # Bo
-        assert kiosk.post("/sign-out/1").status_code == 200  # Ama, from the earlier boot
+        handle = dict(sqlite3.connect(path).execute("SELECT id, handle FROM visits").fetchall())
+        assert kiosk.post(f"/sign-out/{handle[2]}").status_code == 200  # Bo
+        assert kiosk.post(f"/sign-out/{handle[1]}").status_code == 200  # Ama, an earlier boot's
         rows = kiosk_rows(path)
         assert rows["Bo Before"] == (SAVED + 60, SAVED + 180, 0)
         assert rows["Cy Before"] == (SAVED + 120, None, 0)

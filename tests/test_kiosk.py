@@ -36,7 +36,8 @@ def app(tmp_path):
 
 
 class KioskActions:
-    """What a visitor does, over HTTP."""
+    """What a visitor does, over HTTP. Visitors and visits are named by the handles the
+    screens carry; `handle()` and `visit()` read them as the screens would show them."""
 
     def __init__(self, client):
         self.client = client
@@ -44,11 +45,24 @@ class KioskActions:
     def first_visit(self, name: str, pin: str | None = None, **extra):
         return self.client.post("/sign-in/new", data=visitor_form(name, pin, **extra))
 
-    def returning(self, visitor_id: int, pin: str | None, **extra):
-        return self.client.post(f"/sign-in/returning/{visitor_id}", data={"pin": pin or ""} | extra)
+    def returning(self, visitor: int | str, pin: str | None, **extra):
+        handle = self.handle(visitor) if isinstance(visitor, int) else visitor
+        return self.client.post(f"/sign-in/returning/{handle}", data={"pin": pin or ""} | extra)
 
-    def sign_out(self, visit_id: int):
-        return self.client.post(f"/sign-out/{visit_id}")
+    def sign_out(self, visit: int | str):
+        handle = self.visit(visit) if isinstance(visit, int) else visit
+        return self.client.post(f"/sign-out/{handle}")
+
+    def handle(self, visitor_id: int) -> str:
+        return self._one("SELECT handle FROM visitors WHERE id = ?", visitor_id) or "0" * 24
+
+    def visit(self, visit_id: int) -> str:
+        return self._one("SELECT handle FROM visits WHERE id = ?", visit_id) or "0" * 24
+
+    def _one(self, sql: str, *args):
+        path = self.client.application.config["SPACE"].database.path
+        row = sqlite3.connect(path).execute(sql, args).fetchone()
+        return row[0] if row else None
 
 
 @pytest.fixture
@@ -68,8 +82,9 @@ def test_a_first_visit_then_sign_out(app, kiosk):
     assert rows(app, "SELECT purpose, via FROM visits") == [("meeting", "kiosk")]
     listing = kiosk.client.get("/sign-out").text
     assert "Ana P." in listing and "Pérez" not in listing  # first name, last initial only
-    (visit_id,) = rows(app, "SELECT id FROM visits")[0]
-    response = kiosk.sign_out(visit_id)
+    (handle,) = rows(app, "SELECT handle FROM visits")[0]
+    assert f'action="/sign-out/{handle}"' in listing  # a random handle, not a row id
+    response = kiosk.sign_out(handle)
     assert response.status_code == 200 and "Goodbye, Ana" in response.text
     assert rows(app, "SELECT closed_by FROM visits") == [("visitor",)]
 
@@ -78,7 +93,7 @@ def test_a_returning_visitor_with_a_pin(app, kiosk):
     kiosk.first_visit("Wanjiru Kamau", pin="2468")
     kiosk.sign_out(1)
     found = kiosk.client.get("/sign-in/matches?q=wan").get_json()
-    assert found == [{"label": "Wanjiru K•••", "url": "/sign-in/returning/1"}]
+    assert found == [{"label": "Wanjiru K•••", "url": f"/sign-in/returning/{kiosk.handle(1)}"}]
     wrong = kiosk.returning(1, "1111")
     assert wrong.status_code == 403 and "PIN is not right" in wrong.text
     right = kiosk.returning(1, "2468")
@@ -87,12 +102,17 @@ def test_a_returning_visitor_with_a_pin(app, kiosk):
     assert rows(app, "SELECT count(*) FROM visits") == [(2,)]
 
 
-def test_typing_a_known_name_leads_to_the_pin(app, kiosk):
+def test_typing_a_known_name_asks_whether_it_is_you(app, kiosk):
     kiosk.first_visit("Lin Mei", pin="1357")
     kiosk.sign_out(1)
     step = kiosk.client.post("/sign-in", data={"name": "  lin   MEI "})
-    assert step.status_code == 200 and "Welcome back, Lin M•••" in step.text
-    assert "Your PIN" in step.text
+    assert step.status_code == 200 and "Have you been here before?" in step.text
+    assert f'href="/sign-in/returning/{kiosk.handle(1)}">Lin M•••</a>' in step.text
+    assert "No, I'm new here" in step.text and "Your PIN" not in step.text
+    pin = kiosk.client.get(f"/sign-in/returning/{kiosk.handle(1)}").text
+    assert "Welcome back, Lin M•••" in pin and "Your PIN" in pin
+    new = kiosk.client.post("/sign-in", data={"name": "Lin Mei", "new": "yes"}).text
+    assert "It looks like your first visit" in new
 
 
 def test_matches_need_two_letters_show_only_pin_holders_and_escape_wildcards(app, kiosk):
@@ -122,7 +142,7 @@ def test_changed_guidelines_are_asked_for_again(tmp_path):
     KioskActions(app.test_client()).sign_out(1)
     newer = make_app(tmp_path, kiosk_extra="guidelines_version = 2")
     kiosk = KioskActions(newer.test_client())
-    page = kiosk.client.get("/sign-in/returning/1").text
+    page = kiosk.client.get(f"/sign-in/returning/{kiosk.handle(1)}").text
     assert "I accept the participation guidelines" in page
     refused = kiosk.returning(1, "9999")
     assert refused.status_code == 400 and "guidelines have changed" in refused.text
@@ -150,8 +170,8 @@ def test_a_double_tap_makes_one_visit(app, kiosk):
 
 
 def test_signing_in_twice_says_since_when(app, kiosk):
-    kiosk.first_visit("Juan Carlos")
-    again = kiosk.first_visit("  juan   carlos ")
+    kiosk.first_visit("Juan Carlos", pin="1234")
+    again = kiosk.returning(1, "1234")
     assert again.status_code == 409
     assert re.search(r"already signed in \(since \d\d?:\d\d", again.text)
     assert rows(app, "SELECT count(*) FROM visits") == [(1,)]
@@ -163,6 +183,7 @@ def test_signing_out_twice_is_refused(app, kiosk):
     again = kiosk.sign_out(1)
     assert again.status_code == 409 and "already signed out at" in again.text
     assert kiosk.sign_out(9999).status_code == 404
+    assert kiosk.client.post("/sign-out/1").status_code == 404  # row ids name nothing
 
 
 @pytest.mark.parametrize(
@@ -346,5 +367,148 @@ def test_names_past_retention_are_erased_and_counts_survive(tmp_path):
     rows = db.execute("SELECT name, email, pin_hash FROM visitors ORDER BY id").fetchall()
     assert rows == [(visits.ERASED, None, None), ("Recent Person", None, None)]
     assert compute(db, hour, hour + 3600, cfg, now) == before  # the counts are untouched
-    assert visits.matches(db, "Ol") == [] and visits.find(db, "Old Timer") is None
+    assert visits.matches(db, "Ol") == [] and visits.known(db, "Old Timer") == []
+    assert visits.known(db, "erased:1") == []  # nor by the placeholder its key became
     assert visits.erase_expired(db, cfg.retention.days, now=now) == 0
+
+
+# A name is not an identity (issue 11, item 3)
+
+
+def test_a_known_name_on_the_first_visit_form_is_a_new_person(app, kiosk):
+    """The first-visit form with a returning visitor's name, in any case or spacing,
+    makes someone new: it never signs the visitor of that name in."""
+    kiosk.first_visit("Ana Pérez", pin="1111")
+    kiosk.sign_out(1)
+    for spelled in ("Ana Pérez", "  ana   PÉREZ ", "ANA\u00a0pérez"):
+        response = kiosk.first_visit(spelled)
+        assert response.status_code == 201
+    assert rows(app, "SELECT visitor_id FROM visits ORDER BY id") == [(1,), (2,), (3,), (4,)]
+    assert rows(app, "SELECT count(*) FROM visitors") == [(4,)]
+
+
+def test_a_resting_pin_stays_resting_whatever_is_posted(app, kiosk):
+    kiosk.first_visit("Juan Carlos", pin="4321")
+    (earlier_request,) = rows(app, "SELECT request_id FROM visits")[0]
+    kiosk.sign_out(1)
+    for _ in range(visits.PIN_TRIES):
+        assert kiosk.returning(1, "0000").status_code == 403
+    assert kiosk.returning(1, "4321").status_code == 429
+    # The request id of Juan's own earlier visit, as a resent form would carry it.
+    assert kiosk.returning(1, "4321", request_id=earlier_request).status_code == 429
+    assert kiosk.returning(1, "", accept="yes").status_code == 429
+    step = kiosk.client.post("/sign-in", data={"name": "juan carlos"})
+    assert step.status_code == 200 and "Have you been here before?" in step.text
+    assert kiosk.first_visit("Juan Carlos", pin="4321").status_code == 201  # someone new
+    assert rows(app, "SELECT count(*) FROM visits WHERE visitor_id = 1") == [(1,)]
+    assert rows(app, "SELECT pin_rest_until IS NOT NULL FROM visitors WHERE id = 1") == [(1,)]
+
+
+def test_two_ana_p_in_madrid_both_sign_in(tmp_path):
+    """Two people called Ana Pérez: the second says she is new; each then finds her own
+    entry (told apart by when she first came), proves it with her PIN, and signs out."""
+    toml = write_space_config(tmp_path, broker_port=1883)
+    text = toml.read_text().replace('"Europe/Athens"', '"Europe/Madrid"')
+    toml.write_text(text.replace('languages = ["en", "el"]', 'languages = ["es", "en"]'))
+    app = create_app(config.load(toml), {"TESTING": True})
+    db = sqlite3.connect(app.config["SPACE"].database.path)
+    kiosk = KioskActions(app.test_client())
+    assert kiosk.first_visit("Ana Pérez", pin="1111").status_code == 201
+    db.execute("UPDATE visitors SET created_at = created_at - 40 * 86400")  # came in spring
+    db.commit()
+    step = kiosk.client.post("/sign-in", data={"name": "ana pérez"})
+    assert step.status_code == 200 and step.text.count('class="match"') == 1
+    new = kiosk.client.post("/sign-in", data={"name": "Ana Pérez", "new": "yes"})
+    assert new.status_code == 200 and 'name="name" value="Ana Pérez"' in new.text
+    assert kiosk.first_visit("Ana Pérez", pin="2222").status_code == 201
+    both = kiosk.client.get("/sign-out").text
+    assert both.count("Ana P. · ") == 2  # told apart by when each signed in
+    kiosk.sign_out(1)
+    kiosk.sign_out(2)
+
+    found = kiosk.client.get("/sign-in/matches?q=an").get_json()
+    assert len(found) == 2 and found[0]["label"] != found[1]["label"]
+    assert all(m["label"].startswith("Ana P••• · ") for m in found)
+    first, second = (m["url"] for m in found)
+    assert first.endswith(kiosk.handle(1)) and second.endswith(kiosk.handle(2))
+    assert kiosk.client.post(first, data={"pin": "2222"}).status_code == 403  # not hers
+    assert kiosk.client.post(second, data={"pin": "2222"}).status_code == 201
+    assert kiosk.client.post(first, data={"pin": "1111"}).status_code == 201
+    assert rows(app, "SELECT visitor_id FROM visits ORDER BY id") == [(1,), (2,), (2,), (1,)]
+
+
+def test_a_visitor_without_a_pin_signs_in_by_their_whole_name(app, kiosk):
+    """Chose no PIN: not in the lookup by letters, found by typing the whole name, and
+    signed in with a tap on their entry; a PIN holder of the same name still needs hers."""
+    kiosk.first_visit("Amara Diallo")
+    kiosk.first_visit("Amara Diallo", pin="5555")
+    kiosk.sign_out(1)
+    kiosk.sign_out(2)
+    (only,) = kiosk.client.get("/sign-in/matches?q=amara").get_json()
+    assert only["url"].endswith(kiosk.handle(2))
+    step = kiosk.client.post("/sign-in", data={"name": "Amara Diallo"}).text
+    assert kiosk.handle(1) in step and kiosk.handle(2) in step
+    page = kiosk.client.get(f"/sign-in/returning/{kiosk.handle(1)}").text
+    assert "Your PIN" not in page
+    assert kiosk.returning(1, None).status_code == 201
+    assert kiosk.returning(2, None).status_code == 403
+    assert rows(app, "SELECT visitor_id FROM visits WHERE id = 3") == [(1,)]
+
+
+def test_a_request_id_of_someone_else_s_visit_is_refused(app, kiosk):
+    """A resent form replays its own visit; another visitor's request id shows nobody's
+    name and makes no visit."""
+    kiosk.first_visit("Wanjiru Kamau", pin="2468", request_id="abc123")
+    kiosk.first_visit("Baraka Otieno", pin="1357")
+    kiosk.sign_out(2)
+    theirs = kiosk.returning(2, "1357", request_id="abc123")
+    assert theirs.status_code == 400 and "Wanjiru" not in theirs.text
+    stolen = kiosk.first_visit("Someone Else", request_id="abc123")
+    assert stolen.status_code == 400 and "Wanjiru" not in stolen.text
+    again = kiosk.first_visit("Wanjiru Kamau", pin="2468", request_id="abc123")
+    assert again.status_code == 201 and "Welcome, Wanjiru" in again.text
+    assert rows(app, "SELECT count(*) FROM visits") == [(2,)]
+
+
+# Nothing to count through (issue 11, item 5)
+
+
+def test_visitor_pages_cannot_be_counted_through(app, kiosk):
+    for i in range(20):
+        kiosk.first_visit(f"Ana Tester{i:02d}", pin="1234" if i % 2 else None)
+    for n in (0, 1, 2, 3, 20, 99999999999999999999):
+        for method in ("get", "post"):
+            page = getattr(kiosk.client, method)(f"/sign-in/returning/{n}")
+            assert page.status_code == 404 and "Ana" not in page.text
+        assert kiosk.client.post(f"/sign-out/{n}").status_code == 404
+    handles = [h for (h,) in rows(app, "SELECT handle FROM visitors")]
+    assert len(set(handles)) == 20 and all(re.fullmatch("[0-9a-f]{24}", h) for h in handles)
+    for q in ("", "a", " a ", "%", "_"):
+        assert kiosk.client.get("/sign-in/matches", query_string={"q": q}).get_json() == []
+    found = kiosk.client.get("/sign-in/matches?q=an").get_json()
+    assert len(found) == visits.MAX_MATCHES  # ten PIN holders match; a few are shown
+    assert not any("Tester" in m["label"] for m in found)
+    assert kiosk.client.get("/sign-in/matches", query_string={"q": "a" * 81}).get_json() == []
+
+
+def test_the_migration_gives_every_visitor_and_visit_a_handle(tmp_path):
+    from spacekiosk.db import open_store
+    from spacekiosk.migrations import SPACE_MIGRATIONS
+
+    path = tmp_path / "space.db"
+    old = open_store(path, SPACE_MIGRATIONS[:4])  # a store written by the last release
+    old.execute("INSERT INTO visitors (name, name_key, created_at) VALUES ('Ama', 'ama', 1)")
+    old.execute("INSERT INTO visitors (name, name_key, created_at) VALUES ('—', 'erased:2', 1)")
+    old.execute("INSERT INTO visits (visitor_id, signed_in_at) VALUES (1, 5), (2, 6)")
+    old.conn.commit()
+    old.close()
+    app = make_app(tmp_path)  # migrates, as the kiosk does at start
+    assert [h is None for (h,) in rows(app, "SELECT handle FROM visitors ORDER BY id")] == [
+        False,
+        True,  # erased: no page reaches it
+    ]
+    visit_handles = [h for (h,) in rows(app, "SELECT handle FROM visits")]
+    assert len(set(visit_handles)) == 2 and None not in visit_handles
+    kiosk = KioskActions(app.test_client())
+    step = kiosk.client.post("/sign-in", data={"name": "erased:2"})  # its placeholder key
+    assert step.status_code == 200 and "It looks like your first visit" in step.text
