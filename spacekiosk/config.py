@@ -35,20 +35,63 @@ _LANGUAGE_ALIASES = {
     "gr": "el",
 }
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SPACE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
+# The central broker names every client after its login (use_username_as_clientid), so
+# a login is also a client id. The collectors log in as "collector", "collector-2", ...:
+# no space may take one of those names, or it could take a collector's place.
+COLLECTOR_LOGIN = re.compile(r"^collector(-[a-z0-9][a-z0-9-]{0,21})?$")
+SPACE_ID = re.compile(r"^(?!collector(-|$))[a-z0-9][a-z0-9-]{1,31}$")
+
+
+def write_secret(path: str | os.PathLike, text: str) -> Path:
+    """Write a secret (a password, a token, a login file) readable by its owner alone:
+    mode 0600 whatever the umask, and never a moment with looser rights. It replaces
+    the file whole (a file beside it, renamed over it), so a reader sees the old
+    secret or the new one."""
+    path = Path(path)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    part.unlink(missing_ok=True)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)  # a umask can only take rights away: be sure
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return path
 
 
 # --- checks: each takes the parsed value and returns the converted one or raises Invalid ---
 
 
+def is_collector_login(name: str) -> bool:
+    """Whether `name` is one of the names kept for the collectors' broker logins."""
+    return name == "collector" or name.startswith("collector-")
+
+
 def space_id(value: str, ctx: Context) -> str:
-    if value == "collector":
-        raise Invalid("'collector' is the central collector's MQTT login; choose another id")
+    if is_collector_login(value):
+        raise Invalid(
+            f"{value!r} is kept for the central collectors' MQTT logins ('collector', "
+            "'collector-2', ...); choose another id"
+        )
     if not SPACE_ID.match(value):
         raise Invalid(
             f"{value!r} is not a valid space id; use 2-32 lowercase letters, digits and "
             "dashes, starting with a letter or digit (e.g. 'nairobi'). It is the MQTT "
             "username and part of every topic."
+        )
+    return value
+
+
+def collector_login(value: str, ctx: Context) -> str:
+    if not COLLECTOR_LOGIN.match(value):
+        raise Invalid(
+            f"{value!r} is not a collector's login; use 'collector', or 'collector-2' and so "
+            "on for further collectors (each its own login, granted by the broker's ACL)"
         )
     return value
 
@@ -366,6 +409,9 @@ class Central:
     database_url: str = setting(
         "", check=postgres_url, doc="a postgresql:// URL: store in PostgreSQL instead"
     )
+    # What the collector asks to be called. The shipped broker names every client after
+    # its login instead (use_username_as_clientid): collectors that share the load
+    # (`shared`) each need their own login ([mqtt] username), not just their own id.
     client_id: str = setting("collector-1", check=non_empty)
     shared: bool = setting(False, doc="share the spaces' messages with other collectors")
     secret_file: Path | None = setting(None, doc="signs the page's login cookies")
@@ -387,7 +433,7 @@ class Central:
 
 @dataclass(frozen=True, kw_only=True)
 class CentralMqtt(Mqtt):
-    username: str = setting("collector")
+    username: str = setting("collector", check=collector_login)
 
 
 @dataclass(frozen=True, kw_only=True)

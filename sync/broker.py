@@ -14,22 +14,51 @@ import subprocess
 import time
 from pathlib import Path
 
+from spacekiosk.config import is_collector_login, write_secret
 from sync.protocol import PREFIX
 
-ACL = f"""\
+# The collectors' logins the shipped ACL grants: one per collector process, since the
+# broker names each client after its login (see BINDING) and two clients of one name
+# would keep taking each other's place. A third collector needs a block of its own.
+COLLECTORS = ("collector", "collector-2")
+
+SPACE_RULES = f"""\
 # Each space writes only its own usage, status and digest, and reads only its own acks.
 pattern write {PREFIX}/%u/usage
 pattern write {PREFIX}/%u/status
 pattern write {PREFIX}/%u/digest
 pattern read {PREFIX}/%u/ack
+"""
 
-# The collector reads every space and acknowledges to each.
-user collector
+COLLECTOR_RULES = f"""\
 topic read {PREFIX}/+/usage
 topic read {PREFIX}/+/status
 topic read {PREFIX}/+/digest
-topic write {PREFIX}/+/ack
+topic readwrite {PREFIX}/+/ack
 """
+
+# Listener options that bind a client id to its login: the broker replaces whatever id a
+# client asks for with its username, so no login can connect as the collector or as
+# another space and so disconnect it. Mosquitto takes it per listener: it goes after
+# each `listener` line.
+BINDING = "use_username_as_clientid true\n"
+
+
+def acl(collectors: tuple[str, ...] = COLLECTORS) -> str:
+    """The protocol's ACL, with a block for each collector login in `collectors`."""
+    blocks = [SPACE_RULES]
+    for n, name in enumerate(collectors):
+        what = (
+            "reads every space and acknowledges to each; it may read the acks\n"
+            "# too (it writes them anyway), so a login that watches the traffic sees it all"
+            if n == 0
+            else "is a further collector, with the same rights"
+        )
+        blocks.append(f"# The collector {name!r} {what}.\nuser {name}\n{COLLECTOR_RULES}")
+    return "\n".join(blocks)
+
+
+ACL = acl()
 
 
 def find_mosquitto() -> str | None:
@@ -62,8 +91,9 @@ def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | Non
 
 def write_passwords(path: Path, users: dict[str, str]) -> Path:
     """A Mosquitto password file with these logins ({user: password}), hashed by
-    mosquitto_passwd."""
-    path.write_text("")
+    mosquitto_passwd, readable by its owner alone (the broker runs as that user:
+    see Broker.write_config)."""
+    write_secret(path, "")  # mosquitto_passwd keeps the mode of the file it updates
     tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     for user, password in users.items():
         subprocess.run(
@@ -92,16 +122,21 @@ class Broker:
     def write_config(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         passwd = write_passwords(self.folder / "passwd", self.users)
-        acl = self.folder / "acl"
-        acl.write_text(ACL)
+        acl_file = self.folder / "acl"
+        logins = {*COLLECTORS, *filter(is_collector_login, self.users)}
+        acl_file.write_text(acl(tuple(sorted(logins, key=lambda n: (n != "collector", n)))))
         conf = self.folder / "mosquitto.conf"
         conf.write_text(
             f"# written by spacekiosk for a local broker\n"
-            f"user {getpass.getuser()}\n"  # as root: keep root, which owns these files
+            # As root it would drop to the `mosquitto` user, who cannot read the 0600
+            # password file: run as whoever started it, who owns these files.
+            f"user {getpass.getuser()}\n"
+            f"allow_zero_length_clientid false\n"
             f"listener {self.port} 127.0.0.1\n"
+            f"{BINDING}"
             f"allow_anonymous false\n"
             f"password_file {passwd}\n"
-            f"acl_file {acl}\n"
+            f"acl_file {acl_file}\n"
             f"persistence false\n"
             f"log_dest file {self.log}\n"
             f"log_type error\nlog_type warning\nlog_type notice\n"

@@ -26,6 +26,9 @@ from sync.protocol import Bucket
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = "testspace"
 PASSWORDS = {SPACE: "space-secret", "otherspace": "other-secret", "collector": "collector-secret"}
+# The broker names each client after its login, so a second collector, and a watcher of
+# the traffic beside a running collector and agent, each log in as a collector of their own.
+PASSWORDS |= {"collector-2": "collector-2-secret", "collector-tap": "tap-secret"}
 LOGINS = {"central": "a long test password"}  # the collector page's users, in the tests
 CHROMIUM = "/usr/bin/chromium"
 # A door, a PIR and a two-beam counter, undebounced, as the sensor tests use them.
@@ -297,9 +300,12 @@ class Tap:
     def __init__(self, port: int):
         self.payloads: list[tuple[str, bytes]] = []
         self.clients = []
+        kinds = ("usage", "status", "digest")
         for user, topics in (
-            ("collector", [f"spacekiosk/v1/+/{kind}" for kind in ("usage", "status", "digest")]),
-            (SPACE, [f"spacekiosk/v1/{SPACE}/ack"]),
+            (
+                "collector-tap",
+                [f"spacekiosk/v1/+/{kind}" for kind in kinds] + [f"spacekiosk/v1/{SPACE}/ack"],
+            ),
         ):
             client = mqtt.Client(
                 mqtt.CallbackAPIVersion.VERSION2, client_id=f"tap-{user}", protocol=mqtt.MQTTv5

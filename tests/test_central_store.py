@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import requests
 from conftest import (
+    PASSWORDS,
     ROOT,
     SPACE,
     free_port,
@@ -225,6 +226,9 @@ def shared_collectors(tmp_path, broker, services, database_url: str = ""):
             database_url=database_url,
             central=f'client_id = "collector-{n}"\nshared = true',
         )
+        if n == 2:  # the broker names clients after their logins: one login each
+            toml.write_text(toml.read_text().replace('"collector"', '"collector-2"'))
+            (folder / "collector-password").write_text(PASSWORDS["collector-2"])
         if not database_url and n == 2:  # one file for both: the same store
             text = toml.read_text().replace(
                 'database = "central.db"', f'database = "{tmp_path / "central-1" / "central.db"}"'

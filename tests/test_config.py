@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, write_collector_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -281,16 +281,27 @@ def test_a_systemd_credential_is_preferred_to_the_file(tmp_path, monkeypatch):
     assert loaded.mqtt.password_file == creds / "mqtt-password"
 
 
-def test_collector_is_not_a_space_id(tmp_path):
-    text = (
-        (ROOT / "config" / "athens.toml").read_text().replace('id = "athens"', 'id = "collector"')
-    )
+@pytest.mark.parametrize("space", ["collector", "collector-2", "collector-tap"])
+def test_a_collector_s_login_is_not_a_space_id(tmp_path, space):
+    """The broker names each client after its login: a space with a collector's name could
+    take that collector's place on the broker."""
+    text = (ROOT / "config" / "athens.toml").read_text().replace('id = "athens"', f'id = "{space}"')
     path = tmp_path / "space.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         config.load(path)
     assert [p.path for p in info.value.problems] == ["space.id"]
-    assert "collector's MQTT login" in info.value.problems[0].message
+    assert "collectors' MQTT logins" in info.value.problems[0].message
+
+
+@pytest.mark.parametrize("login", ["nairobi", "collector_2", "Collector", "collector-"])
+def test_a_collector_logs_in_as_a_collector(tmp_path, login):
+    path = write_collector_config(tmp_path, broker_port=1883)
+    path.write_text(path.read_text().replace('username = "collector"', f'username = "{login}"'))
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert [p.path for p in info.value.problems] == ["mqtt.username"]
+    assert "collector-2" in info.value.problems[0].message
 
 
 def test_two_pirs_in_one_place_are_refused(tmp_path):

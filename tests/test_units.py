@@ -383,6 +383,28 @@ def test_broker_acl_is_the_one_the_code_uses():
     assert rules((MOSQUITTO / "acl").read_text()) == rules(broker.ACL)
 
 
+def listener_blocks(text: str) -> list[list[tuple[str, str]]]:
+    """The settings under each `listener` line, up to the next one."""
+    blocks: list[list[tuple[str, str]]] = []
+    for key, value in conf_settings(text):
+        if key == "listener":
+            blocks.append([])
+        if blocks:
+            blocks[-1].append((key, value))
+    return blocks
+
+
+def test_every_listener_binds_client_ids_to_logins_as_the_test_broker_does(tmp_path):
+    """use_username_as_clientid is a listener's setting in Mosquitto 2.0: the central
+    broker needs it on each listener, and the tests' and the demo's broker alike."""
+    central = listener_blocks((MOSQUITTO / "central.conf").read_text())
+    local = broker.Broker(tmp_path, {"nairobi": "x"}).write_config().read_text()
+    for blocks in (central, listener_blocks(local)):
+        assert blocks and all(("use_username_as_clientid", "true") in b for b in blocks)
+    for text in ((MOSQUITTO / "central.conf").read_text(), local):
+        assert ("allow_zero_length_clientid", "false") in conf_settings(text)
+
+
 def conf_settings(text: str) -> list[tuple[str, str]]:
     pairs = []
     for line in text.splitlines():
@@ -546,8 +568,15 @@ def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
         collector, rc = client("collector-1", "collector", "c-secret")
         assert rc is not None and not rc.is_failure, f"collector login refused: {rc}"
         collector.subscribe("spacekiosk/v1/+/usage", qos=1)
+        # The space asks for the collector's client ids; the broker names it "nairobi".
+        for stolen in ("collector-1", "collector"):
+            thief, rc = client(stolen, "nairobi", "n-secret", tls_port, tls=True)
+            assert rc is not None and not rc.is_failure, f"space login over TLS refused: {rc}"
+            thief.disconnect()
+            thief.loop_stop()
         space, rc = client("spacekiosk-nairobi", "nairobi", "n-secret", tls_port, tls=True)
         assert rc is not None and not rc.is_failure, f"space login over TLS refused: {rc}"
+        assert collector.is_connected(), "a space's login took the collector's place"
         time.sleep(0.3)  # let the subscription settle
         space.publish("spacekiosk/v1/athens/usage", b"{}", qos=1).wait_for_publish(5)
         space.publish("spacekiosk/v1/nairobi/usage", b"{}", qos=1).wait_for_publish(5)
