@@ -16,7 +16,7 @@ from kiosk import i18n
 from spacekiosk import __version__
 from spacekiosk.clock import Watch
 from spacekiosk.config import SpaceConfig
-from spacekiosk.db import GroupWriter, StoreError, connect, open_store
+from spacekiosk.db import GroupWriter, StoreError, connect, is_full, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -41,8 +41,9 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     )
     open_store(config.database.path, SPACE_MIGRATIONS).close()
     _per_thread_store(app, config.database.path, config.database.busy_timeout_ms)
+    # Its `health` says whether sign-ins reach the disk: /healthz and the status show it.
     app.extensions["writer"] = GroupWriter(
-        config.database.path, busy_timeout_ms=config.database.busy_timeout_ms
+        config.database.path, busy_timeout_ms=config.database.busy_timeout_ms, service="the kiosk"
     )
     # Sign-ins and housekeeping share one: it knows which times were taken before the
     # clock was set (a test passes its own, with a clock it moves).
@@ -73,7 +74,10 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     @app.errorhandler(sqlite3.OperationalError)
     def store_unavailable(exc):
         # A locked or full database: say so plainly; nothing was confirmed to anyone.
-        app.logger.error("database unavailable: %s", exc)
+        # A write that failed is in the log once already (the writer's health), not
+        # once per visitor who tried while the disk was full.
+        if not (is_full(exc) or app.extensions["writer"].health.failures):
+            app.logger.error("database unavailable: %s", exc)
         return render_template(
             "visitor/error.html", status=503, message=i18n.MESSAGES["store"]
         ), 503

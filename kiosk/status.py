@@ -34,6 +34,7 @@ def status():
             "door": state.door(g.db, cfg, _now),
             "sensors": state.health(g.db, cfg, _now),
             "sync": outbox.health(g.db),
+            "store": current_app.extensions["writer"].health.state,
         }
     )
 
@@ -81,5 +82,7 @@ def _last_change(space, now: float) -> float:
 
 @bp.get("/healthz")
 def healthz():
+    """200 while sign-ins can be saved; 503 while the store refuses them (a full disk)."""
     g.db.execute("SELECT 1").fetchone()
-    return jsonify({"ok": True})
+    store = current_app.extensions["writer"].health.state
+    return jsonify({"ok": store == "ok", "store": store}), 200 if store == "ok" else 503

@@ -1,9 +1,16 @@
-"""The sensors daemon: gpiozero callbacks enqueue, one writer thread commits in batches."""
+"""The sensors daemon: gpiozero callbacks enqueue, one writer thread commits in batches.
+
+A store that refuses writes (a full disk) stops nothing: the writer keeps the batch and
+what arrives meanwhile in memory, says so once (log and systemd status), tries again
+with backoff, and commits it all once there is space. Only a stop while the disk is
+still full loses what is held, and says how much.
+"""
 
 from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +24,9 @@ from sensors.doorway import Doorway
 from sensors.health import Health
 from spacekiosk import clock
 from spacekiosk.config import SpaceConfig
-from spacekiosk.db import open_store, write
+from spacekiosk.db import StoreHealth, open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from spacekiosk.service import notify, watchdog_interval
+from spacekiosk.service import notify, status, watchdog_interval
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +55,10 @@ class EventWriter:
     clock window may overlap times stored by an earlier boot.
     """
 
-    def __init__(self, db, clock_watch: clock.Watch | None = None):
+    def __init__(self, db, clock_watch: clock.Watch | None = None, path=None):
         self.db = db
+        self.store = StoreHealth(path or "the store", "the sensors daemon")
+        self._stopping = threading.Event()  # no more waiting for space: the last try
         self.clock_watch = clock_watch or clock.Watch()
         self.after_id = db.execute("SELECT coalesce(max(id), 0) FROM sensor_events").fetchone()[0]
         self.queue: queue.Queue[Event | clock.Correction | None] = queue.Queue()
@@ -76,6 +85,7 @@ class EventWriter:
 
     def stop(self) -> None:
         """Flush what is queued and stop; called on SIGTERM."""
+        self._stopping.set()
         self.queue.put(None)
         self.thread.join()
 
@@ -100,29 +110,58 @@ class EventWriter:
             if isinstance(item, clock.Correction):
                 self._correct(item)
 
+    def _persist(self, change: Callable[[], object]) -> bool:
+        """Run one write transaction; while the store refuses it (a full disk), hold on
+        and try again with backoff — events arriving meanwhile wait in the queue. False
+        if it never went through (the stop came first) or failed for another reason."""
+        while True:
+            try:
+                with write(self.db):
+                    change()
+            except sqlite3.OperationalError as exc:
+                first = not self.store.failures
+                delay = self.store.failed(exc)
+                if first:
+                    status(f"cannot write the store ({self.store.state}); events held in memory")
+                if self._stopping.is_set():
+                    return False
+                self._stopping.wait(delay)  # a stop ends the wait: one last try
+                continue
+            except Exception:
+                log.exception("could not write sensor events")
+                return False
+            if self.store.failures:
+                self.store.ok()
+                status("running")
+            return True
+
     def _commit(self, batch: list[Event]) -> None:
-        try:
-            with write(self.db):
-                self.db.conn.executemany(
-                    "INSERT INTO sensor_events (at, sensor, kind, value, detail, clock_synced) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(e.at, e.sensor, e.kind, e.value, e.detail, int(e.synced)) for e in batch],
-                )
+        rows = [(e.at, e.sensor, e.kind, e.value, e.detail, int(e.synced)) for e in batch]
+        if self._persist(
+            lambda: self.db.conn.executemany(
+                "INSERT INTO sensor_events (at, sensor, kind, value, detail, clock_synced) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        ):
             self.written += len(batch)
-        except Exception:
-            log.exception("could not store %d sensor event(s)", len(batch))
+        else:
+            log.error("%d sensor event(s) were not stored", len(batch))
 
     def _correct(self, fix: clock.Correction) -> None:
-        try:
-            with write(self.db):
-                moved = self.db.conn.execute(
+        moved = []
+        if not self._persist(
+            lambda: moved.append(
+                self.db.conn.execute(
                     "UPDATE sensor_events SET at = at + ?, clock_synced = ? "
                     "WHERE clock_synced = 0 AND id > ? AND at BETWEEN ? AND ?",
                     [fix.offset, int(fix.synced), self.after_id, fix.start, fix.end],
                 ).rowcount
-        except Exception:
-            log.exception("could not correct the times of sensor events by %+.1f s", fix.offset)
+            )
+        ):
+            log.error("could not correct the times of sensor events by %+.1f s", fix.offset)
             return
+        moved = moved[-1]
         log.info(
             "the clock was set: %d sensor event(s) taken before moved by %+.1f s%s",
             moved,
@@ -287,7 +326,7 @@ def run(
 
         factory = MockFactory()
     db = open_store(config.database.path, SPACE_MIGRATIONS, synchronous="NORMAL")
-    writer = EventWriter(db)
+    writer = EventWriter(db, path=config.database.path)
     writer.start()
     simulator = None
     try:

@@ -3,15 +3,22 @@
 Every process opens the file with WAL, an explicit busy timeout and foreign keys, and
 runs the numbered migrations it knows under an exclusive lock, so whichever service
 starts first brings the schema up to date and the others find it done.
+
+A full disk is a state to ride out, not a crash: the WAL is bounded (it is checkpointed
+every WAL_PAGES pages and cut back to JOURNAL_LIMIT bytes), a write that fails for space
+checkpoints and truncates the WAL at once (the only space SQLite can give back), and
+`StoreHealth` lets a service say so once, back off, and notice when writes succeed again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,6 +28,12 @@ from sqlite_utils import Database
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 15_000
+# The WAL is checkpointed every WAL_PAGES pages (SQLite's default of 1000 pages would let
+# it grow to 4 MB, more than a nearly full card has), and cut back to JOURNAL_LIMIT bytes
+# after each checkpoint, so it never keeps hold of the space of a burst of writes.
+WAL_PAGES = 256
+JOURNAL_LIMIT = 1 << 20
+RECLAIM_BUSY_MS = 1000  # how long a checkpoint after a full disk waits for readers
 
 Migration = Callable[[Database], None]
 
@@ -54,6 +67,8 @@ def connect(
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_LIMIT}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
@@ -140,15 +155,114 @@ def write(db: Database) -> Iterator[Database]:
         return
     lock = getattr(db, "write_lock", None) or contextlib.nullcontext()
     with lock:
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if is_full(exc):
+                reclaim(conn)
             raise
-        else:
-            conn.execute("COMMIT")
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether a SQLite error means the file system holding the store has no space left."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return "database or disk is full" in str(exc)
+
+
+def reclaim(conn: sqlite3.Connection) -> bool:
+    """After a write failed for space: checkpoint and truncate the WAL, giving its bytes
+    back to the file system. It succeeds only once the main file has room for the pages
+    (so, often, only after space was freed); returns whether it did."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+    (busy,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {RECLAIM_BUSY_MS}")
+        blocked, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not blocked
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {busy}")
+
+
+class StoreHealth:
+    """Whether a service's writes reach the store, for its status and its log.
+
+    `failed()` after a write raised: the first failure of a run logs one warning (a full
+    disk says so plainly), later ones only count, and the answer is how long to wait
+    before trying again (doubling up to MAX_BACKOFF). `ok()` after a write went through:
+    it logs once that the store took writes again. Thread-safe.
+    """
+
+    FIRST_BACKOFF = 0.5
+    MAX_BACKOFF = 30.0
+    ROOM_BYTES = 256 * 1024  # free space that counts as "room again" when idle
+
+    def __init__(self, path: Path | str, service: str):
+        self.path = Path(path)
+        self.service = service
+        self.state = "ok"  # or "full" (no space left), or "error" (another write error)
+        self.failures = 0  # since the last write that went through
+        self.since: float | None = None  # time.monotonic() of the first failure
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> float:
+        with self._lock:
+            self.failures += 1
+            if self.failures == 1:
+                self.since = time.monotonic()
+                self.state = "full" if is_full(exc) else "error"
+                if self.state == "full":
+                    log.warning(
+                        "the disk holding %s is full: %s keeps running and tries again, "
+                        "backing off, until there is space",
+                        self.path,
+                        self.service,
+                    )
+                else:
+                    log.warning("%s cannot write to %s (%s); it will try again",
+                                self.service, self.path, exc)  # fmt: skip
+        return self.retry_in()
+
+    def retry_in(self) -> float:
+        """How long to wait before the next try, by how many tries failed in a row."""
+        with self._lock:
+            return min(self.FIRST_BACKOFF * 2 ** max(self.failures - 1, 0), self.MAX_BACKOFF)
+
+    def room(self, conn: sqlite3.Connection) -> bool:
+        """After a failure, with nothing to write: give the WAL back and see whether the
+        file system now has room for writes (ROOM_BYTES free)."""
+        if self.state == "full" and not reclaim(conn):
+            return False
+        try:
+            free = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return free.f_bavail * free.f_frsize >= self.ROOM_BYTES
+
+    def ok(self) -> None:
+        with self._lock:
+            if self.failures:
+                log.warning(
+                    "%s writes to %s again, after %d failed attempt(s) over %.0f s",
+                    self.service,
+                    self.path,
+                    self.failures,
+                    time.monotonic() - self.since,
+                )
+            self.state, self.failures, self.since = "ok", 0, None
 
 
 def _savepoint(conn: sqlite3.Connection, db: Database) -> Iterator[Database]:
@@ -172,14 +286,23 @@ class GroupWriter:
     A job is `fn(db, *args)`; its own write() blocks become savepoints, so one job's
     refusal (a wrong PIN, say) undoes that job alone. A database error fails the
     whole group, and then no caller is told its change was saved.
+
+    `health` says whether writes go through; while they fail (a full disk), the idle
+    writer checks again with backoff, so the state clears once space is back even if
+    nobody writes meanwhile.
     """
 
     BATCH = 64
 
     def __init__(
-        self, path: Path | str, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: str = "FULL"
+        self,
+        path: Path | str,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        synchronous: str = "FULL",
+        service: str = "the writer",
     ):
         self.db = connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        self.health = StoreHealth(path, service)
         self.timeout = busy_timeout_ms / 1000 + 30
         self.jobs: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="group-writer", daemon=True)
@@ -199,8 +322,19 @@ class GroupWriter:
         self.thread.join(timeout=self.timeout)
         self.db.close()
 
+    def _next(self):
+        """The next job; while writes fail, wake now and then to see if they would not."""
+        while True:
+            if not self.health.failures:
+                return self.jobs.get()
+            try:
+                return self.jobs.get(timeout=self.health.retry_in())
+            except queue.Empty:
+                if self.health.room(self.db.conn):
+                    self.health.ok()
+
     def _run(self) -> None:
-        while (first := self.jobs.get()) is not None:
+        while (first := self._next()) is not None:
             group = [first]
             while len(group) < self.BATCH:
                 try:
@@ -225,9 +359,12 @@ class GroupWriter:
                     except Exception as exc:
                         outcomes.append((False, exc))
         except Exception as exc:
+            if isinstance(exc, sqlite3.Error):
+                self.health.failed(exc)
             for *_job, done in group:
                 done.set_exception(exc)
             return
+        self.health.ok()
         for (ok, value), (*_job, done) in zip(outcomes, group, strict=True):
             if ok:
                 done.set_result(value)

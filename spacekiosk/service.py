@@ -64,6 +64,11 @@ def notify(state: str) -> bool:
     return True
 
 
+def status(text: str) -> bool:
+    """Tell systemd what the service is doing (`systemctl status` shows it)."""
+    return notify(f"STATUS={text}")
+
+
 def watchdog_interval() -> float | None:
     """Half the watchdog period systemd asked for, or None when there is no watchdog."""
     usec = os.environ.get("WATCHDOG_USEC")
@@ -73,12 +78,21 @@ def watchdog_interval() -> float | None:
 
 
 def stop_event() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, so a main loop can finish its work and exit."""
+    """An event set by SIGTERM or SIGINT, so a main loop can finish its work and exit.
+
+    A main loop waits on it (or on an event it also sets), never sleeps past it. The
+    handler runs on the main thread between two bytecodes, possibly while that thread
+    holds the event's own lock or is writing to stderr; so it only starts a thread,
+    and the thread logs and sets the event.
+    """
     stopping = threading.Event()
 
-    def handle(signum, frame):
+    def stop(signum: int) -> None:
         logging.getLogger("spacekiosk").info("received %s, stopping", signal.Signals(signum).name)
         stopping.set()
+
+    def handle(signum, frame):
+        threading.Thread(target=stop, args=(signum,), name="stop", daemon=True).start()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
