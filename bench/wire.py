@@ -162,8 +162,7 @@ def store(cfg, events: list[dict], connected: tuple[float, float] | None) -> Non
     with write(db):
         db.conn.executemany("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, ?, ?)", rows)
     if connected:  # a well-connected day: the broker reachable throughout
-        outbox.link(db, "up", now=connected[0])
-        outbox.link(db, "still", now=connected[1])
+        outbox.link_extend(db, outbox.link_start(db, connected[0], True), connected[1])
     db.close()
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spacekiosk import BUILD_DATE
+from spacekiosk import BUILD_DATE, EARLIEST
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +114,93 @@ class Watch:
             # Still untrusted after a jump: the moved times join the ones still to come.
             self._span = None if trusted else (start + offset, end + offset)
             return Correction(offset, start, end, trusted)
+
+
+def boot_id() -> str:
+    """This boot's id: a monotonic reading means something only within the boot it is of."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+class Reckoning:
+    """The latest time this Pi can vouch for — what decides that an hour is over.
+
+    - A wall clock that can be trusted (`state()` is not 'unsynchronized') and runs with
+      the monotonic clock is the time; it is the anchor, kept as (wall - monotonic) with
+      the boot it belongs to, so that the agent started again in the same boot keeps it.
+    - A wall clock that jumps *ahead* of the anchor carried forward by the monotonic clock
+      (by more than JUMP_SECONDS) is believed only once timesyncd vouches for it: it
+      touches its `synchronized` file on every synchronisation, so a touch later than the
+      reckoned time was made on the new clock. Until then the time is the anchor carried
+      forward, whatever the wall clock says (set by hand, a wrong real-time clock).
+    - A clock that jumps back is believed at once: the earlier time is the safe one.
+    - With no anchor in this boot and a clock that cannot be trusted, the time is the last
+      trusted reading on record (from any boot), or the build date on a first boot:
+      nothing later is known to have happened.
+
+    So the time it gives is never ahead of the true time by more than the last trusted
+    reading was. `record` is what to keep for the next start; `changed` says it moved.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        record: dict | None = None,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        timesync: Path = TIMESYNC,
+        boot: str | None = None,
+    ):
+        self.wall, self.monotonic, self.timesync = wall, monotonic, timesync
+        self.boot = boot_id() if boot is None else boot
+        record = record or {}
+        same_boot = record.get("boot") == self.boot and self.boot != ""
+        self._offset: float | None = record.get("offset") if same_boot else None
+        self._floor: float | None = record.get("at")
+        self._lock = threading.Lock()
+        self._doubting = False  # the clock is ahead of the reckoning, and said so
+        self.changed = False
+
+    @property
+    def record(self) -> dict:
+        with self._lock:
+            return {"boot": self.boot, "offset": self._offset, "at": self._floor}
+
+    def now(self) -> float:
+        with self._lock:
+            wall, mono = self.wall(), self.monotonic()
+            trusted = state(wall, self.timesync) != "unsynchronized"
+            if self._offset is not None:
+                reckoned = mono + self._offset
+                if wall - reckoned > JUMP_SECONDS and not self._vouched(reckoned):
+                    if not self._doubting:
+                        self._doubting = True
+                        log.warning(
+                            "the clock reads %+.0f s ahead of its last trusted reading; "
+                            "hours are judged over by that reading, carried forward, "
+                            "until timesyncd vouches for the clock",
+                            wall - reckoned,
+                        )
+                    return reckoned
+                self._doubting = False
+                if not trusted:
+                    return min(wall, reckoned)
+            elif not trusted:
+                return min(wall, self._floor or EARLIEST)
+            if self._offset is None or abs(wall - mono - self._offset) > JUMP_SECONDS:
+                log.info("hours are judged over by the wall clock, as of %s", _iso(wall))
+                self._floor, self.changed = wall, True
+            self._offset = wall - mono  # small drift is followed without a record
+            return wall
+
+    def _vouched(self, reckoned: float) -> bool:
+        try:
+            return (self.timesync / "synchronized").stat().st_mtime > reckoned
+        except OSError:
+            return False
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

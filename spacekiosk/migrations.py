@@ -150,7 +150,13 @@ def m005_visitor_handles(db: Database) -> None:
 
 
 def m006_link_intervals(db: Database) -> None:
-    """Connected time recorded only for connections that really existed."""
+    """Connected time recorded only for connections that really existed.
+
+    link_log.clock_synced: whether a connection's times were taken before the clock was
+    set (sync writes it, and moves those times once the offset is known, as the kiosk
+    does for visits). Until then the row is not counted as connected time.
+    """
+    db.execute("ALTER TABLE link_log ADD COLUMN clock_synced INTEGER NOT NULL DEFAULT 1")
 
 
 SPACE_MIGRATIONS = [

@@ -2,6 +2,27 @@
 
 paho's own queue lives in memory, so the agent hands it a small window of the durable
 outbox at a time and lets the outbox, not paho, remember what is still owed.
+
+Time, which a Pi without a real-time clock cannot take for granted:
+- **An hour is over when the Pi can vouch that it is** (`clock.Reckoning`): by the wall
+  clock while it can be trusted; after the clock jumps ahead of its last trusted reading
+  carried forward by the monotonic clock (set by hand, a wrong real-time clock), by that
+  reading carried forward, until timesyncd vouches for the new time; after a jump back,
+  by the earlier time at once; with nothing trusted yet in this boot, by the last
+  trusted reading on record. A clock an hour fast never sends the running hour as over.
+- **Connected minutes count only connections that existed.** Each connection is its own
+  row of link_log, which only this run of the agent extends, and only while the clock
+  stays the one it began on (a jump starts a new row): a restart, a night switched off
+  or a clock being set never stretches an earlier one. A connection made before the
+  clock was set is recorded as untrusted and moved by the correction once it is known,
+  as the kiosk moves visits (`clock.Watch`); until then it is not counted.
+
+A full disk is ridden out: a failed write is logged once, said in the retained status
+(`store`) and to systemd, and tried again with backoff; nothing is released that was not
+recorded, so an ack lost to a failed write only means the hour is sent again.
+
+SIGTERM is seen within a moment whatever the loop waits on: the stop also sets the event
+the loop sleeps on. The agent then closes its link interval and publishes "offline".
 """
 
 from __future__ import annotations
@@ -9,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +44,9 @@ from paho.mqtt.properties import Properties
 from sensors import state
 from spacekiosk import __version__, clock
 from spacekiosk.config import SpaceConfig
-from spacekiosk.db import open_store
+from spacekiosk.db import StoreHealth, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from spacekiosk.service import notify, watchdog_interval
+from spacekiosk.service import notify, status, watchdog_interval
 from sync import outbox, protocol
 
 log = logging.getLogger(__name__)
@@ -33,6 +55,7 @@ MAX_IN_FLIGHT = 4  # batches handed to paho at once; the rest wait in SQLite
 SESSION_EXPIRY = 7 * 86400  # keep the ack subscription across short outages
 DIGEST_DAYS = 35  # how far back a reconciliation digest reaches
 HTTP_TIMEOUT = (10, 30)  # seconds to connect, to read the collector's answer
+GOODBYE_SECONDS = 1.5  # how long a stop waits for the broker to take the "offline" status
 
 
 @dataclass
@@ -48,19 +71,32 @@ class Link:
 class Agent:
     """One space's sync agent; use as a context manager so the client is always closed."""
 
-    def __init__(self, config: SpaceConfig):
+    def __init__(
+        self,
+        config: SpaceConfig,
+        clock_watch: clock.Watch | None = None,
+        reckoning: clock.Reckoning | None = None,
+    ):
         self.config = config
         self.space = config.space.id
         self.db = open_store(config.database.path, SPACE_MIGRATIONS)
         known = outbox.state(self.db)
         self.stamps = {k: known.get(k, 0) for k in ("last_send_at", "last_digest_at")}
+        self.store = StoreHealth(config.database.path, "the sync agent")
+        # Times of the link, and which hours are over: see the module's docstring.
+        self.watch = clock_watch or clock.Watch()
+        self.reckoning = reckoning or clock.Reckoning(known.get("clock_anchor"))
+        self.fixes: list[clock.Correction] = []  # clock corrections not yet stored
+        self.after_id = self.db.execute("SELECT coalesce(max(id), 0) FROM link_log").fetchone()[0]
+        self.link_row: int | None = None  # the link_log row of the connection up now
+        self.link_trusted = True  # that row's times were taken on a trusted clock
+        self.link_base = 0.0  # and its clock, as (wall - monotonic)
         self.link = Link()
         self.last_status: dict | None = None
         self.told_backlog = False
         self.down_since = time.monotonic()
         self.ever_connected = False
         self.eager = False  # send whatever is due, now (`sync --once`)
-        self.link_open = False  # an interval of link_log is ours to extend
         self.http = self._http() if config.sync.http_url else None
         self.client = self._client()
 
@@ -143,40 +179,93 @@ class Agent:
             cfg.host, cfg.port, keepalive=cfg.keepalive_seconds, clean_start=False, properties=props
         )
         self.client.loop_start()
-        outbox.set_state(self.db, broker="connecting")
+        self._note(broker="connecting")
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.link_open:
+        with contextlib.suppress(sqlite3.Error):  # a full disk: the interval ends short
+            self._check_clock()
             self._link("down")
         if self.link.connected.is_set():
-            info = self.client.publish(
-                protocol.topic(self.space, "status"), self._status(online=False), qos=1, retain=True
-            )
-            info.wait_for_publish(timeout=5)
+            with contextlib.suppress(sqlite3.Error, RuntimeError, ValueError):
+                info = self.client.publish(
+                    protocol.topic(self.space, "status"),
+                    self._status(online=False),
+                    qos=1,
+                    retain=True,
+                )
+                info.wait_for_publish(timeout=GOODBYE_SECONDS)
             self.client.disconnect()
         self.client.loop_stop()
-        outbox.set_state(self.db, broker="stopped")
+        self._note(broker="stopped")
         if self.http is not None:
             self.http.close()
         self.db.close()
 
+    def _note(self, **values: object) -> None:
+        """Record the agent's state for the kiosk's status page, unless the disk is full:
+        then the retained status and systemd's say so instead."""
+        try:
+            outbox.set_state(self.db, **values)
+        except sqlite3.OperationalError as exc:
+            self.store.failed(exc)
+
     def _link(self, event: str) -> None:
-        """Note when the broker was reachable — with a clock that can be trusted only:
-        a Pi whose clock is not set yet would file the minutes under the wrong hours."""
-        if clock.state() != "unsynchronized":
-            outbox.link(self.db, event)
+        """Note that the connection to the broker exists now ("up", "still") or has just
+        ended ("down"): the row of this connection is extended while the clock is the
+        one it began on; otherwise a new row begins (see the module's docstring)."""
+        row, self.link_row = self.link_row, None  # if the write fails, begin anew
+        if event == "down" and row is None:
+            return
+        at, trusted = self.watch.now()
+        base = at - self.watch.monotonic()
+        jumped = abs(base - self.link_base) > clock.JUMP_SECONDS
+        if row is not None and trusted == self.link_trusted and not jumped:
+            outbox.link_extend(self.db, row, at)
+        elif event == "down":
+            return  # the clock changed since the last note: the interval ends there
+        else:
+            row = outbox.link_start(self.db, at, trusted)
+            self.link_trusted = trusted
+        self.link_base = base
+        if event != "down":
+            self.link_row = row
+
+    def _check_clock(self) -> None:
+        """Store the correction for link times taken before the clock was set, once the
+        clock says what it is (kept until stored, should the disk be full)."""
+        if fix := self.watch.check():
+            self.fixes.append(fix)
+        while self.fixes:
+            fix = self.fixes[0]
+            moved = outbox.link_correct(self.db, fix, self.after_id)
+            self.fixes.pop(0)
+            if self.link_row is not None and not self.link_trusted:
+                self.link_base += fix.offset  # the open row is on the new clock now
+                self.link_trusted = fix.synced
+            log.info(
+                "the clock was set: %d connection(s) recorded before moved by %+.1f s%s",
+                moved,
+                fix.offset,
+                "" if fix.synced else " (the clock is still not synchronized)",
+            )
 
     def refresh(self) -> int:
-        if self.link_open:
+        self._check_clock()
+        if self.link.connected.is_set():
             self._link("still")
-        queued = outbox.refresh(self.db, self.config)
+        now = self.reckoning.now()  # hours over by a clock the Pi can vouch for
+        queued = outbox.refresh(self.db, self.config, now)
+        if self.reckoning.changed:
+            outbox.set_state(self.db, clock_anchor=self.reckoning.record)
+            self.reckoning.changed = False
         if queued:
             log.info("queued %d changed hour(s)", queued)
         return queued
 
     def pump(self) -> int:
         """Handle what the network said, then hand paho the next window. Returns acks seen."""
+        self._check_clock()
         acked = 0
         while True:
             try:
@@ -187,21 +276,19 @@ class Agent:
                 acked += self._take_ack(data)
             elif kind == "connected":
                 log.info("connected to %s:%d", self.config.mqtt.host, self.config.mqtt.port)
-                outbox.set_state(self.db, broker="connected")
-                self._link("up")
-                self.link_open = self.ever_connected = True
-                outbox.retry_now(self.db)
+                self.ever_connected = True
                 self.last_status = None
+                self._link("up")
+                self._note(broker="connected")
+                outbox.retry_now(self.db)
             elif kind == "disconnected":
-                if self.link_open:
-                    self._link("down")
-                self.link_open = False
-                outbox.set_state(self.db, broker="unreachable")
                 self.down_since = time.monotonic()
+                self._link("down")
+                self._note(broker="unreachable")
             elif kind == "refused":
                 log.error("the broker refused a usage batch (%s); it stays queued", data)
         if self.link.refused:
-            outbox.set_state(self.db, broker=f"refused: {self.link.refused}")
+            self._note(broker=f"refused: {self.link.refused}")
         if self.link.connected.is_set():
             self._send_window()
             self._publish_status()
@@ -363,6 +450,7 @@ class Agent:
             agent=__version__,
             clock=clock.state(),
             about=self._about(),
+            **({} if self.store.state == "ok" else {"store": self.store.state}),
         )
 
     def _about(self) -> dict:
@@ -377,7 +465,7 @@ class Agent:
         backlog = self.backlog()
         behind = backlog > self.config.sync.batch_hours  # more than one send's worth
         sensors = self._sensors()
-        summary = {"behind": behind, "clock": clock.state(), **sensors}
+        summary = {"behind": behind, "clock": clock.state(), "store": self.store.state, **sensors}
         caught_up = backlog == 0 and self.told_backlog  # the last status told of a backlog
         if summary != self.last_status or caught_up:
             self.client.publish(
@@ -392,23 +480,51 @@ class Agent:
     def backlog(self) -> int:
         return outbox.health(self.db)["backlog"]
 
+    def troubled(self, exc: sqlite3.OperationalError) -> float:
+        """A write failed: say so (once) and return how long to wait before trying again."""
+        first = self.store.failures == 0
+        delay = self.store.failed(exc)
+        if first:
+            status(f"cannot write the store ({self.store.state}); retrying")
+            if self.link.connected.is_set():
+                with contextlib.suppress(sqlite3.Error):
+                    self._publish_status()
+        return delay
+
+    def recovered(self) -> None:
+        if self.store.failures:
+            self.store.ok()
+            status("running")
+
 
 def run(config: SpaceConfig, stopping: threading.Event) -> int:
-    """Serve until SIGTERM: refresh buckets every interval, deliver whenever connected."""
+    """Serve until SIGTERM: refresh buckets every interval, deliver whenever connected;
+    ride out a store that cannot be written, trying again with backoff."""
     interval = config.sync.interval_seconds
     watchdog = watchdog_interval()
     with Agent(config) as agent:
+        # The loop sleeps on the link's wake event; a stop must end that sleep at once.
+        threading.Thread(
+            target=lambda: stopping.wait() and agent.link.wake.set(), name="stop", daemon=True
+        ).start()
         notify("READY=1")
-        next_refresh = 0.0
+        next_refresh = retry_at = 0.0
         while not stopping.is_set():
             now = time.monotonic()
-            if now >= next_refresh:
-                agent.refresh()
-                next_refresh = now + interval
-            agent.pump()
+            if now >= retry_at:
+                try:
+                    if now >= next_refresh:
+                        next_refresh = now + interval
+                        agent.refresh()
+                    agent.pump()
+                    agent.recovered()
+                except sqlite3.OperationalError as exc:
+                    retry_at = time.monotonic() + agent.troubled(exc)
+                    next_refresh = min(next_refresh, retry_at)
             if watchdog:
                 notify("WATCHDOG=1")
-            timeout = min(next_refresh - time.monotonic(), watchdog or 60, 60)
+            wake_at = max(next_refresh, retry_at)
+            timeout = min(wake_at - time.monotonic(), watchdog or 60, 60)
             agent.link.wake.wait(max(timeout, 0.05))
             agent.link.wake.clear()
         notify("STOPPING=1")

@@ -148,12 +148,15 @@ def _intervals(
 
 
 def _link_intervals(db, since: int, until: int) -> list[tuple[float, float]]:
-    """When the agent had a connection to the central broker (or its HTTPS route)."""
+    """When the agent had a connection to the central broker: each interval is one
+    connection, on the clock it began on; one taken before the clock was set counts
+    once it has been corrected (clock_synced = 1)."""
     return _merge(
         [
             (max(start, since), min(end, until))
             for start, end in db.execute(
-                "SELECT start, end FROM link_log WHERE end > ? AND start < ?", [since, until]
+                "SELECT start, end FROM link_log WHERE end > ? AND start < ? AND clock_synced = 1",
+                [since, until],
             )
         ]
     )

@@ -12,6 +12,7 @@ import time
 
 from sqlite_utils import Database
 
+from spacekiosk.clock import Correction
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import write
 from sync.buckets import compute, earliest_activity, hour_of
@@ -243,19 +244,43 @@ def resend(db: Database, days: list[int], now: float | None = None) -> int:
     return queued
 
 
-def link(db: Database, event: str, now: float | None = None) -> None:
-    """Record when the collector was reachable, for each hour's `connected_minutes`:
-    "up" starts an interval at `now`; "still" (while connected) and "down" extend the
-    latest one to `now`."""
-    now = time.time() if now is None else now
+def link_start(db: Database, at: float, trusted: bool) -> int:
+    """A connection to the collector began at `at`: a new interval of link_log, for each
+    hour's `connected_minutes`; returns its id, the only row its updates touch.
+    `trusted`: taken on a clock that can be trusted; else the row waits for
+    `link_correct()` and is not counted until then."""
     with write(db):
-        if event == "up":
-            db.execute("INSERT INTO link_log (start, end) VALUES (?, ?)", [now, now])
-        else:
-            db.execute(
-                "UPDATE link_log SET end = max(end, ?) WHERE id = (SELECT max(id) FROM link_log)",
-                [now],
-            )
+        return db.execute(
+            "INSERT INTO link_log (start, end, clock_synced) VALUES (?, ?, ?)",
+            [at, at, int(trusted)],
+        ).lastrowid
+
+
+def link_extend(db: Database, row: int, at: float) -> None:
+    """The connection of interval `row` still existed at `at` (on the clock it began on)."""
+    with write(db):
+        db.execute("UPDATE link_log SET end = max(end, ?) WHERE id = ?", [at, row])
+
+
+def link_correct(db: Database, fix: Correction, after_id: int) -> int:
+    """The clock was set: move the untrusted times of the intervals this process began
+    (id > after_id) by the offset, as the kiosk moves visits. Returns how many moved."""
+    with write(db):
+        return db.execute(
+            "UPDATE link_log SET "
+            "start = start + CASE WHEN start BETWEEN :start AND :end THEN :offset ELSE 0 END, "
+            "end = end + CASE WHEN end BETWEEN :start AND :end THEN :offset ELSE 0 END, "
+            "clock_synced = :synced "
+            "WHERE clock_synced = 0 AND id > :after_id "
+            "AND start BETWEEN :start AND :end AND end BETWEEN :start AND :end",
+            {
+                "start": fix.start,
+                "end": fix.end,
+                "offset": fix.offset,
+                "synced": int(fix.synced),
+                "after_id": after_id,
+            },
+        ).rowcount
 
 
 def set_state(db: Database, **values: object) -> None:

@@ -172,10 +172,8 @@ def test_an_hour_carries_every_count_and_nothing_personal(tmp_path):
                 (hour + 3000, "beam_a", "ok", None),
             ],
         )
-    outbox.link(db, "up", now=hour - 600)
-    outbox.link(db, "down", now=hour + 900)
-    outbox.link(db, "up", now=hour + 2700)
-    outbox.link(db, "still", now=hour + 4000)
+    outbox.link_extend(db, outbox.link_start(db, hour - 600, True), hour + 900)
+    outbox.link_extend(db, outbox.link_start(db, hour + 2700, True), hour + 4000)
 
     bucket = compute(db, int(hour), int(hour) + 3600, cfg, now=hour + 7200)[int(hour)]
     assert bucket == {
