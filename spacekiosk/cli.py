@@ -78,6 +78,9 @@ def cmd_collector(args) -> int:
 def cmd_demo(args) -> int:
     from spacekiosk import demo
 
+    # What the units' UMask=0077 does for the services: the demo's stores, logs and
+    # secrets, and those of every process it starts, are its user's alone.
+    os.umask(0o077)
     return demo.run(
         Path(args.data) if args.data else None,
         kiosk_port=args.kiosk_port,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from spacekiosk.config import write_secret
 from sync.broker import Broker, find_mosquitto, free_port
 
 log = logging.getLogger("spacekiosk.demo")
@@ -211,8 +212,8 @@ def _run(
     stopping: threading.Event,
 ) -> int:
     space_password, collector_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-    (folder / "mqtt-password").write_text(space_password)
-    (folder / "collector-password").write_text(collector_password)
+    write_secret(folder / "mqtt-password", space_password)
+    write_secret(folder / "collector-password", collector_password)
     broker = Broker(folder / "broker", {SPACE: space_password, "collector": collector_password})
     if find_mosquitto():
         broker.start()

@@ -8,7 +8,9 @@ message that *is* allowed, sent after the refused one, reaching the same reader.
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -25,10 +27,12 @@ from conftest import PASSWORDS, ROOT, SPACE, wait_until, write_collector_config
 
 from kiosk import visits
 from spacekiosk import config
+from spacekiosk.config import write_secret
 from spacekiosk.db import open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from spacekiosk.service import EX_CONFIG, EX_DATAERR
 from sync import protocol
+from sync.broker import Broker
 from sync.collector import accounts, store
 
 OTHER = "otherspace"
@@ -433,9 +437,12 @@ def test_remove_refuses_the_login_and_keeps_the_usage(tmp_path, broker, collecto
     assert again["mqtt-password"] != secrets["mqtt-password"]
 
 
-@pytest.mark.parametrize(
-    "bad", ["Nairobi", "n", "-nairobi", "nai_robi", "nai robi", "../etc", "a" * 33, "collector"]
-)
+# A collector's login is its client id on the broker: no space may have one.
+BAD_IDS = ["Nairobi", "n", "-nairobi", "nai_robi", "nai robi", "../etc", "a" * 33, "collector"]
+BAD_IDS += ["collector-2", "collector-tap"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
 def test_bad_space_ids_are_refused(tmp_path, broker, bad):
     admin = admin_config(tmp_path / "central", broker)
     before = (broker.folder / "passwd").read_text()
@@ -484,6 +491,47 @@ def test_the_snippet_for_a_tls_broker_passes_check_config(tmp_path, broker):
     checked = spacekiosk("check-config", str(toml))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert config.load(toml).mqtt_username == "taipei"
+
+
+# --- secrets on disk ---
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_secrets_are_their_owner_s_alone_whatever_the_umask(tmp_path, umask):
+    """A secret file is 0600 from its first byte; the broker (running as whoever started
+    it) still reads its 0600 password file; `space add` and `rotate` keep it so."""
+    old = os.umask(umask)
+    try:
+        secret = write_secret(tmp_path / "token", "s3cret\n")
+        assert mode(secret) == 0o600 and secret.read_text() == "s3cret\n"
+        write_secret(secret, "new\n")  # replaced whole, still 0600
+        assert mode(secret) == 0o600 and secret.read_text() == "new\n"
+        assert [p.name for p in tmp_path.iterdir()] == ["token"]  # nothing left beside it
+        with Broker(tmp_path / "broker", PASSWORDS) as local:
+            passwd = local.folder / "passwd"
+            assert mode(passwd) == 0o600
+            assert can_log_in(local, SPACE, PASSWORDS[SPACE])
+            admin = admin_config(tmp_path / "central", local)
+            add_space(admin, "nairobi")
+            add_space(admin, "nairobi", "rotate")
+            assert mode(passwd) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_logins_are_not_written_into_a_password_file_anyone_can_read(tmp_path, broker):
+    admin = admin_config(tmp_path / "central", broker)
+    passwd = broker.folder / "passwd"
+    passwd.chmod(0o644)
+    before = passwd.read_text()
+    result = spacekiosk("space", "add", "madrid", "--config", str(admin))
+    assert result.returncode == 1
+    assert "can be read by every user" in result.stderr and "chmod 0640" in result.stderr
+    assert passwd.read_text() == before
 
 
 # --- the page's logins and the API's tokens ---

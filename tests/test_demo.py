@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from stat import S_IMODE
 
 import requests
 from conftest import ROOT, visitor_form, wait_until
 
 
-def start_demo(tmp_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
+def start_demo(
+    tmp_path: Path, env: dict | None = None, umask: int = 0o022
+) -> tuple[subprocess.Popen, dict]:
     out = tmp_path / "demo.out"
     args = ["demo", "--data", str(tmp_path / "data"), "--sync-interval", "2"]
     with open(out, "wb") as log:
@@ -24,6 +27,7 @@ def start_demo(tmp_path: Path, env: dict | None = None) -> tuple[subprocess.Pope
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env={**os.environ, **(env or {})},
+            preexec_fn=lambda: os.umask(umask),
         )
     started = time.monotonic()
 
@@ -69,8 +73,27 @@ def stop_demo(proc: subprocess.Popen) -> None:
         ), f"{kid} left behind"
 
 
+def assert_private(folder: Path, expected: set[str]) -> None:
+    """Everything the demo wrote is its user's alone (secrets, stores, logs): none of it
+    has a right for the group or others, whatever the umask it was started with."""
+    found = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*")}
+    assert expected <= set(found), sorted(found)
+    open_to_others = {
+        name: oct(S_IMODE(p.stat().st_mode))
+        for name, p in found.items()
+        if S_IMODE(p.stat().st_mode) & 0o077
+    }
+    assert open_to_others == {}
+    assert S_IMODE(folder.stat().st_mode) == 0o700
+    for secret in expected:
+        assert S_IMODE(found[secret].stat().st_mode) == 0o600, secret
+
+
+SECRETS = {"mqtt-password", "collector-password", "collector-secret"}
+
+
 def test_the_demo_shows_a_sign_in_at_the_collector(tmp_path):
-    proc, found = start_demo(tmp_path)
+    proc, found = start_demo(tmp_path, umask=0o000)
     try:
         assert found["broker"].startswith("mqtt://127.0.0.1:")
         kiosk, collector = found["kiosk"], found["collector"]
@@ -93,6 +116,7 @@ def test_the_demo_shows_a_sign_in_at_the_collector(tmp_path):
         assert time.monotonic() - signed < 30
     finally:
         stop_demo(proc)
+    assert_private(tmp_path / "data", SECRETS | {"broker/passwd"})
 
 
 def test_without_mosquitto_the_demo_runs_and_says_data_is_queued(tmp_path):
@@ -117,3 +141,4 @@ def test_without_mosquitto_the_demo_runs_and_says_data_is_queued(tmp_path):
         assert "queued" in requests.get(kiosk, timeout=5).text
     finally:
         stop_demo(proc)
+    assert_private(tmp_path / "data", SECRETS)

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,22 @@ class PasswordFile:
             ) from None
         return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
 
+    def private(self) -> None:
+        """Refuse a password file every user of the server can read: mosquitto_passwd
+        keeps a file's mode, so logins written into it would be open to them too. Its
+        owner and group stay the operator's: the broker must still read it."""
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        if mode & 0o007:
+            raise LoginError(
+                f"{self.path} can be read by every user on this server (mode {mode:04o}); "
+                f"make it the broker's alone first: chown root:mosquitto {self.path} && "
+                f"chmod 0640 {self.path}"
+            )
+
     def set(self, user: str, password: str) -> None:
         """Add the login, or change its password."""
         self.users()  # a missing or unreadable file gets its own message
+        self.private()
         # The password goes in on stdin (twice, as mosquitto_passwd asks for it), not as
         # an argument like `-b` would: any user on the server can read a process's argv.
         self._run([str(self.path), user], input=f"{password}\n{password}\n")
@@ -69,6 +83,7 @@ class PasswordFile:
         """Delete the login; False if there was none."""
         if user not in self.users():
             return False
+        self.private()
         self._run(["-D", str(self.path), user])
         return True
 
