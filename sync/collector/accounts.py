@@ -13,7 +13,8 @@ import math
 import re
 import secrets
 import time
-from decimal import Decimal, InvalidOperation
+import unicodedata
+from decimal import Decimal
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -24,6 +25,9 @@ MIN_PASSWORD = 10
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
+# A month's cost: up to a trillion, with at most 4 decimals; ASCII digits and a point only.
+AMOUNT = re.compile(r"^[0-9]{1,12}(\.[0-9]{0,4})?\Z")
+MAX_AMOUNT = 1e12
 
 
 def check_space_id(space: str) -> str:
@@ -45,6 +49,12 @@ def _check_name(name: str, what: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def visible(text: str) -> bool:
+    """No control, formatting (bidi overrides too), unassigned or line-breaking
+    characters: what a page or a spreadsheet would show as something else, or not at all."""
+    return not any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in text)
 
 
 # --- the page's logins ---
@@ -147,6 +157,8 @@ def set_space_info(db, space: str, name: str | None = None, capacity: int | None
     check_space_id(space)
     if name is not None and not 1 <= len(name.strip()) <= 80:
         raise ValueError("a space's name is 1 to 80 characters")
+    if name is not None and not visible(name):
+        raise ValueError("a space's name may not hold control or invisible formatting characters")
     if capacity is not None and (
         isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 10000
     ):
@@ -241,16 +253,14 @@ def _amount(amount) -> float:
     if isinstance(amount, bool):
         raise bad
     if isinstance(amount, str):
-        # "1,250" is a thousand in one country and one and a quarter in another: refused.
-        if "," in amount:
+        # "1,250" is a thousand in one country and one and a quarter in another, and
+        # Decimal would take "1_000", "1e300" or Arabic-Indic digits: all refused.
+        if not AMOUNT.match(amount.strip()):
             raise bad
-        try:
-            amount = Decimal(amount.strip())
-        except InvalidOperation:
-            raise bad from None
+        amount = Decimal(amount.strip())
     if not isinstance(amount, int | float | Decimal):
         raise bad
     value = float(amount)
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or not 0 <= value < MAX_AMOUNT:
         raise bad
     return value

@@ -294,7 +294,8 @@ def save_info(space: str):
         errors["name"] = "Give the space a name of 1 to 80 characters."
     capacity = None
     if text:
-        if not text.isdigit() or not 1 <= int(text) <= 10000:
+        # ASCII digits only: "²" and "٣" are digits to str.isdigit(), and int() refuses "²".
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 10000:
             errors["capacity"] = "Capacity is a whole number of people from 1 to 10000, e.g. 20."
         else:
             capacity = int(text)
@@ -322,10 +323,7 @@ def save_cost(space: str):
             raise ValueError
     except ValueError:
         errors["month"] = "A month looks like 2026-11."
-    try:
-        if not amount or not float(amount) >= 0:
-            raise ValueError
-    except ValueError:
+    if not accounts.AMOUNT.match(amount):
         errors["amount"] = "The cost is a number of 0 or more, written like 1250.50."
     if len(currency) != 3 or not currency.isalpha() or not currency.isascii():
         errors["currency"] = "The currency is a three-letter code such as EUR, KES or PHP."
