@@ -5,19 +5,32 @@ the test commits."""
 
 from __future__ import annotations
 
+import collections
 import csv
+import hashlib
 import io
 import re
 import stat
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
-from conftest import LOGINS, add_user, http_ready, screenshot, write_collector_config
+import requests
+from conftest import (
+    LOGINS,
+    add_user,
+    http_ready,
+    screenshot,
+    wait_for_port,
+    write_collector_config,
+)
 from playwright.sync_api import expect
 
 from spacekiosk import config
-from sync.collector import accounts, periods, reports, store
+from spacekiosk.web import serve
+from sync.collector import accounts, periods, reports, sessions, store
 from sync.collector.web import create_app
 from sync.protocol import Bucket
 
@@ -315,6 +328,160 @@ def test_the_cookie_secret_is_made_once_readable_by_the_collector_alone(central)
     again = create_app(cfg).test_client()  # a restart: the same secret, the same sessions
     again.set_cookie("spacekiosk_collector", first.get_cookie("spacekiosk_collector").value)
     assert again.get("/").status_code == 200
+
+
+# --- sessions kept on the server, the login throttle, the security headers ---
+
+
+def test_a_copied_cookie_stops_working_at_logout(client, central):
+    log_in(client)
+    copied = client.get_cookie("spacekiosk_collector").value
+    thief = create_app(central[0]).test_client()
+    thief.set_cookie("spacekiosk_collector", copied)
+    assert thief.get("/").status_code == 200
+    out = client.post("/logout", data={"csrf_token": csrf(client, "/")})
+    assert out.status_code == 302
+    assert thief.get("/").status_code == 302  # the server ended it, not just the browser
+    assert thief.get("/api/v1/spaces").status_code == 401
+    assert sessions.count(central[1], "central") == 0
+
+
+def test_the_cookie_holds_only_a_random_id_and_the_store_its_hash(client, central):
+    log_in(client)
+    cookie = client.get_cookie("spacekiosk_collector").value
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie)  # 256 random bits, nothing else
+    ((key, user, data),) = (
+        central[1].execute("SELECT id_sha256, user_name, data FROM sessions").fetchall()
+    )
+    assert key == hashlib.sha256(cookie.encode()).hexdigest() and cookie not in key + data
+    assert user == "central" and "central" not in cookie
+
+
+def test_a_new_password_or_removal_ends_every_session_of_that_user(central):
+    cfg, db = central
+    laptops = [create_app(cfg).test_client() for _ in range(2)]
+    for laptop in laptops:
+        log_in(laptop)
+        assert laptop.get("/").status_code == 200
+    accounts.add_user(db, "central", "a brand new long password")  # `user add --replace`
+    assert [laptop.get("/").status_code for laptop in laptops] == [302, 302]
+    log_in(laptops[0], password="a brand new long password")
+    assert laptops[0].get("/").status_code == 200
+    accounts.remove_user(db, "central")  # `spacekiosk user remove`
+    assert laptops[0].get("/").status_code == 302
+    assert sessions.count(db, "central") == 0
+
+
+def test_a_session_ends_after_its_hours(client, central):
+    db = central[1]
+    long_ago = time.time() - (sessions.SESSION_HOURS * 3600 + 1)
+    token, _ends = sessions.begin(db, "central", {"csrf": "x" * 43}, now=long_ago)
+    client.set_cookie("spacekiosk_collector", token)
+    assert client.get("/").status_code == 302
+    fresh, _ends = sessions.begin(db, "central", {"csrf": "x" * 43})
+    client.set_cookie("spacekiosk_collector", fresh)
+    assert client.get("/").status_code == 200
+    # A new login sweeps out the sessions that have ended.
+    assert (
+        db.execute("SELECT count(*) FROM sessions WHERE expires_at < ?", [time.time()]).fetchone()[
+            0
+        ]
+        == 0
+    )
+
+
+def test_logging_out_needs_the_forms_token(user, central):
+    assert user.post("/logout").status_code == 400
+    assert user.post("/logout", data={"csrf_token": "x" * 43}).status_code == 400
+    assert user.get("/").status_code == 200  # still logged in
+
+
+def test_a_login_form_from_another_page_is_refused(client, central):
+    """The login form's token is bound to a cookie of its own: a token copied from
+    another browser's form does not log this one in."""
+    other = create_app(central[0]).test_client()
+    token = csrf(other)
+    answer = client.post(
+        "/login", data={"name": "central", "password": PASSWORD, "csrf_token": token}
+    )
+    assert answer.status_code == 400 and client.get("/").status_code == 302
+
+
+def serve_collector(cfg):
+    """The collector's web side on waitress in this process, as `spacekiosk collector`
+    serves it: (its base URL, a function that stops it)."""
+    stopping = threading.Event()
+    thread = threading.Thread(
+        target=serve, args=(create_app(cfg), cfg.central.listen, "collector", stopping)
+    )
+    thread.start()
+    assert wait_for_port(cfg.central.listen[1])
+
+    def stop():
+        stopping.set()
+        thread.join(20)
+
+    return f"http://127.0.0.1:{cfg.central.listen[1]}/", stop
+
+
+def test_sixty_wrong_passwords_at_once_get_at_most_ten_checked(central):
+    """The failed-login count is taken in the same statement that checks it, before the
+    password is looked at: however many arrive together, only the limit get checked."""
+    url, stop = serve_collector(central[0])
+    try:
+        browser = requests.Session()
+        token = re.search(
+            r'name="csrf_token" value="([^"]+)"', browser.get(url + "login", timeout=10).text
+        )[1]
+        cookies = browser.cookies.get_dict()
+        start = threading.Barrier(60)
+
+        def guess(i: int) -> int:
+            start.wait()
+            form = {"name": "central", "password": f"guess {i}", "csrf_token": token}
+            return requests.post(url + "login", data=form, cookies=cookies, timeout=60).status_code
+
+        with ThreadPoolExecutor(60) as pool:
+            codes = collections.Counter(pool.map(guess, range(60)))
+        assert set(codes) <= {401, 429} and codes[401] + codes[429] == 60
+        print(f"60 wrong passwords at once: {dict(codes)}")
+        assert codes[401] <= sessions.TRIES, codes  # wrong passwords checked: at most 10
+        right = {"name": "central", "password": PASSWORD, "csrf_token": token}
+        held = requests.post(
+            url + "login", data=right, cookies=cookies, allow_redirects=False, timeout=60
+        )
+        assert held.status_code == 429 and int(held.headers["Retry-After"]) > 0
+    finally:
+        stop()
+
+
+PAGES_WITH_FIGURES = [
+    "/",
+    "/reports?period=2025-03",
+    "/reports/athens?period=2025-03",
+    "/spaces/athens",
+]
+
+
+def test_every_answer_carries_the_security_headers(user, client, token):
+    answers = [user.get(path) for path in PAGES_WITH_FIGURES]
+    answers += [user.get("/api/v1/spaces"), user.get("/api/v1/usage.csv?granularity=day")]
+    answers += [user.get("/reports.csv?period=2025-03"), user.get("/no-such-page")]
+    answers += [client.get("/"), client.get("/login"), client.get("/api/v1/spaces")]
+    answers += [client.post("/login", data={}), client.get("/healthz")]
+    answers += [client.get("/api/v1/spaces", headers={"Authorization": f"Bearer {token}"})]
+    for answer in answers:
+        headers = answer.headers
+        where = (answer.request.path, answer.status_code)
+        policy = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, where
+        assert "script-src" not in policy  # the pages have no script, and say so
+        assert headers["X-Content-Type-Options"] == "nosniff", where
+        assert headers["Referrer-Policy"] == "no-referrer", where
+        assert headers["Cache-Control"] == "no-store", where
+    css = user.get("/static/collector.css")
+    assert css.headers["X-Content-Type-Options"] == "nosniff"
+    assert css.headers.get("Cache-Control") != "no-store"  # the stylesheet may be kept
 
 
 # --- the JSON API ---
@@ -761,9 +928,13 @@ def test_the_dashboard_and_a_report_in_a_browser(tmp_path, broker, services, bro
     add_user(url, "central")
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
     page = context.new_page()
+    refused = []  # what the content security policy blocked: nothing, on any page
+    page.on("console", lambda m: refused.append(m.text) if "Security Policy" in m.text else None)
     try:
         page.goto(url)
         expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+        styled = page.locator("header.top").evaluate("e => getComputedStyle(e).display")
+        assert styled == "flex", styled  # the stylesheet applies under the policy
         page.get_by_label("Name").fill("central")
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
@@ -834,6 +1005,10 @@ def test_the_dashboard_and_a_report_in_a_browser(tmp_path, broker, services, bro
         assert page.locator("header.top").is_hidden()
         page.emulate_media(media="screen")
         screenshot(page, screenshots / "collector-report.png", full_page=True)
+        for path in ("reports", "no-such-page"):
+            page.goto(url + path)
+            expect(page.locator("header.top")).to_be_visible()
+        assert refused == []
     finally:
         context.close()
         db.close()
