@@ -5,11 +5,15 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 from collections.abc import Callable
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger(__name__)
+
+STOP_SECONDS = 1.5  # a stop: in-flight requests get this long to finish
 
 
 def serve(
@@ -53,6 +57,21 @@ def serve(
     if on_ready:
         on_ready()
     stopping.wait()
-    server.close()  # stop accepting; let the workers finish what they hold
-    server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
+    _drain(server, loop)
     return 0
+
+
+def _drain(server, loop: threading.Thread, timeout: float = STOP_SECONDS) -> None:
+    """Stop accepting, let the workers finish the requests they hold and their answers
+    go out, then close — within `timeout` seconds, so that a stop never outlasts what
+    systemd allows. The sockets are closed by the loop's own thread: closed from another
+    one, they would vanish under a worker still answering or under the loop's select()."""
+    deadline = time.monotonic() + timeout
+    server.accepting = False  # the loop no longer accepts; what is in flight goes on
+    server.pull_trigger()
+    server.task_dispatcher.shutdown(cancel_pending=False, timeout=timeout * 0.6)
+    channels = [c for c in list(server._map.values()) if hasattr(c, "total_outbufs_len")]
+    while time.monotonic() < deadline and any(c.total_outbufs_len for c in channels):
+        time.sleep(0.02)  # the loop thread is writing the last answers out
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    loop.join(max(deadline - time.monotonic(), 0.1))

@@ -458,3 +458,153 @@ def usage(url: str, space: str = SPACE) -> list[dict]:
 
 
 __all__ = ["PASSWORDS", "ROOT", "SPACE", "free_port", "wait_for_port", "wait_until"]
+
+
+# --- Services that say when they are ready, on a clock the test can set ---
+
+FAKECLOCK = ROOT / "tests" / "fakeclock.py"
+
+
+class Notified(Service):
+    """A `spacekiosk` service with a NOTIFY_SOCKET of its own (an abstract datagram
+    socket, as systemd gives a Type=notify unit), so the test hears its READY=1 and
+    STOPPING=1. With `clock_file`, its wall clock is off by the seconds written there
+    (tests/fakeclock.py)."""
+
+    def __init__(
+        self, args: list[str], log: Path, env: dict | None = None, clock_file: Path | None = None
+    ):
+        import socket
+
+        self.args, self.log, self.said = list(args), log, []
+        name = f"spacekiosk-test-{uuid.uuid4().hex}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + name)
+        command = [sys.executable, "-m", "spacekiosk", *args]
+        if clock_file is not None:
+            command = [sys.executable, str(FAKECLOCK), str(clock_file), *args]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {}), "NOTIFY_SOCKET": "@" + name},
+                cwd=ROOT,
+            )
+
+    def wait_for(self, message: str = "READY=1", timeout: float = 30) -> None:
+        """Wait until the service has sent `message` (one line of an sd_notify datagram)."""
+        deadline = time.monotonic() + timeout
+        while message not in self.said:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.args[0]} exited early:\n{self.output()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{self.args[0]} never said {message}:\n{self.output()}")
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                self.said += self.sock.recv(4096).decode().splitlines()
+            except TimeoutError:
+                continue
+
+    def stop(self, timeout: float = 20) -> int:
+        try:
+            return super().stop(timeout)
+        finally:
+            self.sock.close()
+
+
+@pytest.fixture
+def notified(tmp_path):
+    """Start `spacekiosk` services that say when they are ready (see Notified); each must
+    stop cleanly (exit 0) on SIGTERM at the end, unless the test ended it."""
+    started: list[Notified] = []
+
+    def start(*args: str, env: dict | None = None, clock_file: Path | None = None) -> Notified:
+        log = tmp_path / f"{args[0]}-{len(started)}.log"
+        service = Notified(list(args), log, env, clock_file)
+        started.append(service)
+        return service
+
+    start.started = started
+    yield start
+    problems = []
+    for service in reversed(started):
+        if service.proc.returncode is not None:
+            service.sock.close()
+            continue
+        code = service.stop()
+        if code != 0:
+            problems.append(f"{service.args[0]} exited {code} on SIGTERM:\n{service.output()}")
+    assert not problems, "\n".join(problems)
+
+
+class SmallDisk:
+    """A tmpfs of `size` bytes mounted on `folder` (the tests run as root in CI), with
+    a ballast file that fills it to the last byte and can be taken away again."""
+
+    def __init__(self, folder: Path, size: int):
+        self.folder, self.size = folder, size
+        self.ballast = folder / "ballast"
+
+    def __enter__(self) -> SmallDisk:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root (CI runs the tests as root)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.folder)],
+            check=True,
+            capture_output=True,
+        )
+        return self
+
+    def fill(self) -> int:
+        """Write the ballast until not a byte more fits; returns its size."""
+        fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for chunk in (1 << 16, 4096, 512, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * chunk)
+                except OSError:
+                    continue
+        finally:
+            os.close(fd)
+        return self.ballast.stat().st_size
+
+    def free(self) -> None:
+        self.ballast.unlink(missing_ok=True)
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["umount", "-l", str(self.folder)], check=False, capture_output=True)
+
+
+# --- The fault table: what each fault scenario of tests/test_faults.py measured ---
+
+FAULT_ROWS: list[dict] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the fault scenarios' table at the end of the run, whatever the verbosity."""
+    if not FAULT_ROWS:
+        return
+    columns = [
+        ("scenario", "scenario", 28),
+        ("operations", "ops", 5),
+        ("acknowledged", "acked", 6),
+        ("refused", "503", 5),
+        ("lost", "lost", 5),
+        ("twice", "twice", 6),
+        ("converge_s", "converge s", 11),
+        ("connected_reported_s", "conn s reported", 16),
+        ("connected_real_s", "conn s real", 12),
+    ]
+    terminalreporter.section("fault scenarios (connected time in seconds: scaled down for CI)")
+    terminalreporter.write_line(" ".join(f"{title:>{width}}" for _, title, width in columns))
+    for row in FAULT_ROWS:
+        cells = []
+        for key, _title, width in columns:
+            value = row.get(key, "")
+            text = f"{value:.1f}" if isinstance(value, float) else str(value)
+            cells.append(f"{text:>{width}}")
+        terminalreporter.write_line(" ".join(cells))

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import signal
 import sqlite3
 import threading
 import time
+import uuid
 
+import paho.mqtt.client as mqtt
 import requests
-from conftest import http_ready, visitor_form, write_space_config
+from conftest import (
+    PASSWORDS,
+    SPACE,
+    http_ready,
+    publisher,
+    visitor_form,
+    wait_until,
+    write_collector_config,
+    write_space_config,
+)
 
+from kiosk import visits
 from spacekiosk import config
+from spacekiosk.db import open_store
+from spacekiosk.migrations import SPACE_MIGRATIONS
+from sync import protocol
 
 SENSORS = """
 [sensors.door]
@@ -86,3 +104,113 @@ def test_sigterm_under_load_leaves_every_confirmed_visit_on_disk(tmp_path, servi
         ).fetchone()[0]
         == 0
     )
+
+
+STOP_SECONDS = 2.0  # every service stops within this long of SIGTERM, whatever it waits on
+TRIES = 3  # SIGTERMs at random moments, per service
+
+
+def _seeded() -> tuple[random.Random, int]:
+    seed = int(os.environ.get("SPACEKIOSK_SEED") or time.time_ns() % 2**32)
+    print(f"SIGTERM moments: SPACEKIOSK_SEED={seed}")
+    return random.Random(seed), seed
+
+
+def _retained_status(port: int) -> dict | None:
+    """The space's retained status on the broker, as a late subscriber gets it."""
+    got: list[bytes] = []
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="collector", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set("collector", PASSWORDS["collector"])
+    client.on_connect = lambda c, *a: c.subscribe(protocol.topic(SPACE, "status"), qos=1)
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        wait_until(lambda: got, timeout=10, what="the retained status")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return protocol.unpack(got[-1])
+
+
+def test_every_service_stops_within_two_seconds_of_sigterm_at_any_moment(
+    tmp_path, broker, notified
+):
+    """Kiosk, sensors, sync and collector, each started and sent SIGTERM at a random
+    moment of its work, TRIES times: each exits 0 within STOP_SECONDS. The agent, whose
+    loop sleeps up to a minute with the shipped interval, also says "offline" and closes
+    its link interval on the way out."""
+    rng, seed = _seeded()
+    toml = write_space_config(tmp_path / "space", broker_port=broker.port, extra=SENSORS)
+    toml.write_text(toml.read_text().replace("interval_seconds = 1", "interval_seconds = 300"))
+    cfg = config.load(toml)
+    central = write_collector_config(tmp_path / "central", broker_port=broker.port)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    for back in range(1, 48):  # a backlog: the agent has work whenever it is stopped
+        visits.sign_in_new(
+            db, visits.NewVisitor(f"Earlier {back}"), "k", now=time.time() - back * 3600
+        )
+    url = f"http://127.0.0.1:{cfg.kiosk.listen[1]}/"
+    work = {
+        "kiosk": ("kiosk", "--config", str(toml)),
+        "sensors": ("sensors", "--simulate", "--speed", "50", "--config", str(toml)),
+        "sync": ("sync", "--config", str(toml)),
+        "collector": ("collector", "--config", str(central)),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in work}
+    for attempt in range(TRIES):
+        for name, args in work.items():
+            service = notified(*args)
+            service.wait_for("READY=1")
+            busy = threading.Event()
+            load = threading.Thread(target=_keep_busy, args=(name, url, broker.port, busy))
+            load.start()
+            time.sleep(rng.uniform(0, 1.5))  # the random moment
+            sent = time.time()
+            started = time.monotonic()
+            service.proc.send_signal(signal.SIGTERM)
+            try:
+                code = service.proc.wait(STOP_SECONDS + 20)
+            finally:
+                busy.set()
+                load.join()
+            took = time.monotonic() - started
+            timings[name].append(took)
+            where = f"{name}, try {attempt + 1}, SPACEKIOSK_SEED={seed}"
+            assert code == 0, f"{where}: exit {code}\n{service.output()}"
+            assert took <= STOP_SECONDS, f"{where}: stopped after {took:.2f} s\n{service.output()}"
+            assert "Traceback" not in service.output(), f"{where}:\n{service.output()}"
+            if name == "sync":
+                (end,) = db.execute("SELECT max(end) FROM link_log").fetchone()
+                assert end is not None and end >= sent - 0.5, f"{where}: link not closed"
+    assert _retained_status(broker.port)["online"] is False  # the agent's goodbye
+    print({name: [round(t, 2) for t in ts] for name, ts in timings.items()})
+
+
+def _keep_busy(name: str, url: str, port: int, stop: threading.Event) -> None:
+    """What each service does while the SIGTERM comes: visitors sign in at the kiosk,
+    batches arrive at the collector; the sensors simulate traffic, the agent has its
+    backlog."""
+    if name == "kiosk":
+        session = requests.Session()
+        while not stop.is_set():
+            with contextlib.suppress(requests.RequestException):
+                session.post(
+                    url + "sign-in/new", data=visitor_form(uuid.uuid4().hex[:12]), timeout=5
+                )
+    elif name == "collector":
+        client = publisher(port, user="otherspace")
+        hour = (int(time.time()) // 3600 - 5) * 3600
+        version = 0
+        while not stop.wait(0.05):
+            version += 1
+            batch = [protocol.Bucket(hour, version, {"signins": 1})]
+            client.publish(
+                protocol.topic("otherspace", "usage"),
+                protocol.usage_message("otherspace", batch),
+                qos=1,
+            )
+        client.disconnect()
+        client.loop_stop()
