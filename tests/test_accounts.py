@@ -7,7 +7,7 @@ import pytest
 from conftest import write_collector_config
 
 from spacekiosk import config
-from sync.collector import accounts, store
+from sync.collector import accounts, sessions, store
 from sync.protocol import Bucket
 
 HOUR = 1795622400  # 2026-11-25T16:00:00Z
@@ -144,3 +144,33 @@ def test_bad_costs_are_refused_with_what_to_write(db, space, month, amount, curr
     with pytest.raises(ValueError, match=words):
         accounts.set_cost(db, space, month, amount, currency)
     assert db.execute("SELECT count(*) FROM costs").fetchone()[0] == 0
+
+
+def test_sessions_end_by_key_by_user_and_by_time(db):
+    accounts.add_user(db, "amina", "correct horse battery")
+    token, ends = sessions.begin(db, "amina", {"csrf": "t"}, now=1000.0)
+    assert ends == 1000.0 + sessions.SESSION_HOURS * 3600
+    key, user, data, _ = sessions.find(db, token, now=1001.0)
+    assert (user, data) == ("amina", {"csrf": "t"})
+    assert token not in key and sessions.find(db, token[:-1] + "x", now=1001.0) is None
+    assert sessions.find(db, token, now=ends) is None  # it has ended
+    sessions.keep(db, key, {"csrf": "t", "_flashes": [["message", "saved"]]})
+    assert sessions.find(db, token, now=1001.0)[2]["_flashes"] == [["message", "saved"]]
+    sessions.end(db, key)
+    assert sessions.find(db, token, now=1001.0) is None
+    others = [sessions.begin(db, "amina", {})[0] for _ in range(3)]
+    assert sessions.end_all(db, "amina") == 3
+    assert all(sessions.find(db, t) is None for t in others)
+
+
+def test_failed_logins_are_counted_before_the_check_and_forgiven_by_a_right_one(db):
+    waits = [sessions.take_try(db, "10.0.0.1", now=5000.0) for _ in range(sessions.TRIES + 2)]
+    assert waits[: sessions.TRIES] == [0] * sessions.TRIES
+    assert waits[sessions.TRIES :] == [sessions.TRIES_WINDOW + 1] * 2
+    assert sessions.take_try(db, "10.0.0.2", now=5000.0) == 0  # another address
+    later = 5000.0 + sessions.TRIES_WINDOW
+    assert sessions.take_try(db, "10.0.0.1", now=later) == 0  # the window has passed
+    # A new window swept out the addresses whose window had passed (10.0.0.2's too).
+    assert db.execute("SELECT address FROM login_tries").fetchall() == [("10.0.0.1",)]
+    sessions.forgive(db, "10.0.0.1")
+    assert db.execute("SELECT count(*) FROM login_tries").fetchone()[0] == 0

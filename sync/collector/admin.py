@@ -223,14 +223,14 @@ def user_add(cfg: CollectorConfig, name: str, from_stdin: bool, replace: bool) -
         new = accounts.add_user(db, name, _password(from_stdin))
     except ValueError as exc:
         raise Refused(str(exc)) from None
-    print(f"user {name} {'added' if new else 'has a new password'}")
+    print(f"user {name} {'added' if new else 'has a new password, and is logged out everywhere'}")
     return 0
 
 
 def user_remove(cfg: CollectorConfig, name: str) -> int:
     if not accounts.remove_user(_connect(cfg), name):
         raise Refused(f"there is no user {name}")
-    print(f"user {name} removed")
+    print(f"user {name} removed, and logged out everywhere")
     return 0
 
 
