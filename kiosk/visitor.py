@@ -73,6 +73,16 @@ def _message(exc: visits.VisitError) -> str:
     return i18n.MESSAGES[exc.code]
 
 
+@bp.before_app_request
+def refuse_undecodable_query():
+    """A query string of raw bytes that are not UTF-8 (not percent-encoded ones, which
+    decode to U+FFFD) would make Werkzeug raise on the first look at `request.args`."""
+    try:
+        request.query_string.decode()
+    except UnicodeDecodeError:
+        abort(400)
+
+
 @bp.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException):
     """Any refusal the app has no page of its own for (a 414, 415, 431...): a plain page

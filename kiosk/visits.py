@@ -101,7 +101,10 @@ def masked(name: str) -> str:
 
 
 def _has_forbidden(text: str) -> bool:
-    return any(unicodedata.category(ch) in _FORBIDDEN and ch not in _ALLOWED_FORMAT for ch in text)
+    # U+FFFD stands where bytes that were not UTF-8 arrived: a mangled name, not a name.
+    return "\ufffd" in text or any(
+        unicodedata.category(ch) in _FORBIDDEN and ch not in _ALLOWED_FORMAT for ch in text
+    )
 
 
 def clean_name(raw: str) -> str:
