@@ -4,6 +4,7 @@ corrected once the offset is known. Clocks and the timesyncd folder are the test
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -14,8 +15,8 @@ from gpiozero.pins.mock import MockFactory
 
 from kiosk import closing, create_app
 from sensors.daemon import EventWriter, Sensors
-from spacekiosk import config
-from spacekiosk.clock import Correction, Watch
+from spacekiosk import EARLIEST, config
+from spacekiosk.clock import Correction, Reckoning, Watch
 from spacekiosk.db import open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 
@@ -282,3 +283,85 @@ def test_visits_taken_before_the_clock_was_set_are_moved(tmp_path, timesync):
     assert rows["Di After"] == (clocks.wall(), None, 1)
     # The earlier boot's visit keeps its times (its sign-out is this boot's, untrusted).
     assert rows["Ama Earlier"] == (SAVED + 120, SAVED + 180, 0)
+
+
+# Which hours are over: the time the Pi can vouch for
+
+
+NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC).timestamp()
+
+
+def reckoning(clocks: Clocks, timesync, record=None, boot="boot-1") -> Reckoning:
+    return Reckoning(
+        record, wall=clocks.wall, monotonic=clocks.monotonic, timesync=timesync, boot=boot
+    )
+
+
+def test_a_trusted_clock_is_the_time(tmp_path):
+    clocks = Clocks(NOW)
+    r = reckoning(clocks, tmp_path / "no-timesyncd")
+    assert r.now() == NOW and r.changed
+    clocks.tick(600)
+    clocks.set(0.5)  # drift is followed
+    assert r.now() == clocks.wall()
+
+
+def test_a_clock_set_an_hour_ahead_is_not_believed_until_timesyncd_vouches(timesync):
+    clocks = Clocks(NOW)
+    (timesync / "synchronized").touch()
+    os.utime(timesync / "synchronized", (NOW - 60, NOW - 60))  # its last sync, a minute ago
+    r = reckoning(clocks, timesync)
+    assert r.now() == NOW
+    clocks.tick(60)
+    clocks.set(3600)  # by hand, or a wrong real-time clock
+    assert r.now() == NOW + 60  # the last trusted reading, carried forward
+    clocks.tick(60)
+    assert r.now() == NOW + 120
+    # timesyncd hears a server that agrees: it touches its file, on the new clock
+    os.utime(timesync / "synchronized", (clocks.wall(), clocks.wall()))
+    assert r.now() == clocks.wall()
+
+
+def test_a_clock_set_back_is_believed_at_once(tmp_path):
+    clocks = Clocks(NOW)
+    r = reckoning(clocks, tmp_path / "no-timesyncd")
+    assert r.now() == NOW
+    clocks.set(-3600)
+    assert r.now() == NOW - 3600
+    clocks.set(3600)  # and forward again, to where it was: ahead of the new anchor
+    assert r.now() == NOW - 3600
+
+
+def test_with_nothing_trusted_in_this_boot_the_last_trusted_reading_is_the_time(timesync):
+    clocks = Clocks(NOW)
+    (timesync / "synchronized").touch()
+    first = reckoning(clocks, timesync)
+    assert first.now() == NOW
+    record = first.record
+    # The next boot starts with fake-hwclock's time, ahead of it (a wrong real-time clock)
+    (timesync / "synchronized").unlink()
+    later = Clocks(NOW + 7200)
+    r = reckoning(later, timesync, record, boot="boot-2")
+    assert r.now() == NOW  # nothing later is known to have happened
+    (timesync / "synchronized").touch()
+    assert r.now() == later.wall()
+    # A first boot knows nothing at all: no hour since the build date is known to be over.
+    assert reckoning(Clocks(NOW), tmp_timesync(timesync)).now() == EARLIEST
+
+
+def tmp_timesync(timesync):
+    folder = timesync.parent / "timesync-new"
+    folder.mkdir()
+    return folder
+
+
+def test_the_agent_started_again_in_the_same_boot_keeps_its_anchor(tmp_path):
+    clocks = Clocks(NOW)
+    first = reckoning(clocks, tmp_path / "no-timesyncd")
+    assert first.now() == NOW
+    clocks.tick(30)
+    clocks.set(3600)  # set ahead while the agent was not running
+    again = reckoning(clocks, tmp_path / "no-timesyncd", first.record)
+    assert again.now() == NOW + 30
+    other_boot = reckoning(clocks, tmp_path / "no-timesyncd", first.record, boot="boot-2")
+    assert other_boot.now() == clocks.wall()  # a new boot, a clock that can be trusted

@@ -7,6 +7,7 @@ import time
 import zlib
 from datetime import UTC, datetime
 
+import pytest
 import requests
 from conftest import (
     PASSWORDS,
@@ -209,3 +210,131 @@ def test_hours_that_cannot_be_real_are_never_published(tmp_path):
     assert compute(db, 0, int(now) + 86400, cfg, now=now) == {}
     later = compute(db, 0, int(now) + 86400, cfg, now=now + 3600)  # that hour is over now
     assert [b["signins"] for b in later.values()] == [1]
+
+
+# Connected minutes, and which hours are over, on clocks that lie (real processes; their
+# wall clock is set through tests/fakeclock.py as timesyncd or a person would set it)
+
+HOUR = 3600
+
+
+def link_rows(db) -> list[tuple]:
+    return db.execute("SELECT id, start, end, clock_synced FROM link_log ORDER BY id").fetchall()
+
+
+def connected_by_hour(db, cfg, since: float, until: float) -> dict[int, int]:
+    """connected_minutes of every hour in [since, until), as the agent will send them."""
+    start, end = int(since) // HOUR * HOUR, (int(until) // HOUR + 1) * HOUR
+    hours = compute(db, start, end, cfg, now=end + HOUR)
+    return {h: c["connected_minutes"] for h, c in hours.items() if "connected_minutes" in c}
+
+
+def test_a_night_switched_off_and_a_boot_without_the_clock_add_no_connected_time(
+    tmp_path, broker, notified
+):
+    """The agent is connected, then the Pi loses power. It boots eight hours later with
+    its clock at 1970 (no real-time clock), and its agent connects before timesyncd has
+    set the clock. That connection is recorded, flagged, and moved to the morning once
+    the clock is set; the first one is never stretched across the night."""
+    toml = write_space_config(tmp_path / "space", broker_port=broker.port)
+    cfg = config.load(toml)
+    clock = tmp_path / "clock-offset"
+    clock.write_text("0")
+    first = notified("sync", "--config", str(toml), clock_file=clock)
+    first.wait_for("READY=1")
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    wait_until(
+        lambda: (rows := link_rows(db)) and rows[-1][2] - rows[-1][1] >= 2,
+        what="two seconds of connection",
+    )
+    first.kill()  # the power cut
+    (evening,) = link_rows(db)
+    assert evening[3] == 1
+
+    night = 8 * HOUR
+    clock.write_text(str(86400 - time.time()))  # the next boot: 1970-01-02
+    second = notified("sync", "--config", str(toml), clock_file=clock)
+    second.wait_for("READY=1")
+    wait_until(
+        lambda: len(rows := link_rows(db)) == 2 and rows[1][2] - rows[1][1] >= 2,
+        what="the connection made before the clock was set",
+    )
+    _, start, _, synced = link_rows(db)[1]
+    assert synced == 0 and start < 2 * 86400  # recorded, on the clock as it was, flagged
+    assert link_rows(db)[0] == evening
+
+    set_at = time.time()
+    clock.write_text(str(night))  # timesyncd sets the clock: it is the next morning
+    wait_until(lambda: link_rows(db)[1][3] == 1, what="the connection's times corrected")
+    moved = link_rows(db)[1]
+    assert set_at + night - 30 <= moved[1] <= set_at + night  # connected this morning
+    assert link_rows(db)[0] == evening  # the evening's interval was never stretched
+    minutes = connected_by_hour(db, cfg, evening[1], moved[2])
+    night_hours = range(int(evening[2]) // HOUR * HOUR + HOUR, int(moved[1]) // HOUR * HOUR, HOUR)
+    assert len(night_hours) >= 6 and not any(minutes.get(h) for h in night_hours), minutes
+    assert sum(minutes.values()) <= 2  # the seconds the two connections lasted
+    assert "Traceback" not in first.output() + second.output()
+
+
+def test_an_agent_started_again_never_extends_the_last_interval(tmp_path, broker, notified):
+    """Killed (no "down"), then started again after a while: the gap is not connected."""
+    toml = write_space_config(tmp_path / "space", broker_port=broker.port)
+    cfg = config.load(toml)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    agent = notified("sync", "--config", str(toml))
+    agent.wait_for("READY=1")
+    wait_until(lambda: (rows := link_rows(db)) and rows[0][2] > rows[0][1], what="a connection")
+    agent.kill()
+    (killed,) = link_rows(db)
+    gap_from = time.time()
+    wait_until(lambda: time.time() - gap_from > 2, what="time to pass with no agent")
+    notified("sync", "--config", str(toml)).wait_for("READY=1")
+    wait_until(lambda: len(link_rows(db)) == 2, what="the second connection")
+    first, second = link_rows(db)
+    assert first == killed
+    assert second[1] >= gap_from + 2  # nothing counted for the gap
+
+
+def test_an_hour_fast_clock_never_sends_the_running_hour_as_over(
+    tmp_path, broker, collector, notified
+):
+    """Finished hours go out as they end (send_every_minutes = 0) and the running one is
+    held back; then the clock is set an hour ahead (by hand, or a wrong real-time
+    clock), with the agent running and again across a restart: the running hour still
+    waits, as it is not over."""
+    toml = write_space_config(tmp_path / "space", broker_port=broker.port)
+    cfg = config.load(toml)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    running = int(time.time()) // HOUR * HOUR
+    visits.sign_in_new(db, visits.NewVisitor("Earlier Visitor"), "k", now=running - 1800)
+    visits.sign_in_new(db, visits.NewVisitor("Now Visitor"), "k", now=time.time())
+    clock = tmp_path / "clock-offset"
+    clock.write_text("0")
+    agent = notified("sync", "--config", str(toml), clock_file=clock)
+    agent.wait_for("READY=1")
+    earlier = protocol.hour_iso(running - HOUR)
+    wait_until(lambda: any(b["start"] == earlier for b in usage(collector)), what="the last hour")
+
+    def held_back(service) -> None:
+        wait_until(lambda: "ahead of its last trusted reading" in service.output(), what="doubt")
+        ahead = wait_until(lambda: [r for r in link_rows(db) if r[1] > time.time() + 1800])
+        row = ahead[-1][0]
+        wait_until(  # two more refreshes on the fast clock
+            lambda: (
+                db.execute("SELECT end - start FROM link_log WHERE id = ?", [row]).fetchone()[0]
+                >= 2
+            ),
+            what="refreshes on the fast clock",
+        )
+        if int(time.time()) // HOUR * HOUR != running:
+            pytest.skip("the hour ended while the test ran; run it again")
+        hours = [h for (h,) in db.execute("SELECT hour_start FROM buckets")]
+        assert running not in hours and running + HOUR not in hours
+        assert protocol.hour_iso(running) not in [b["start"] for b in usage(collector)]
+
+    clock.write_text("3600")
+    held_back(agent)
+    assert agent.stop() == 0
+    again = notified("sync", "--config", str(toml), clock_file=clock)  # same boot, still fast
+    again.wait_for("READY=1")
+    held_back(again)
