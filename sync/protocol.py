@@ -2,19 +2,28 @@
 
 See docs/protocol.md. Payloads are UTF-8 JSON; a usage batch is zlib-compressed when
 that makes it smaller, and the first byte tells which ('{' is plain JSON).
+
+Every reader here decodes against a schema with bounds on the size and on every field,
+and raises ProtocolError (never anything else) for what breaks it: whatever a space or a
+stranger sends, the collector stores only what these readers return.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import re
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
+
+from spacekiosk import BUILD_DATE, EARLIEST
 
 VERSION = 1
 PREFIX = f"spacekiosk/v{VERSION}"
@@ -22,6 +31,20 @@ MAX_WIRE_BYTES = 256 * 1024
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_BUCKETS = 5000
 MAX_DIGEST_DAYS = 400
+MAX_DAY_UNITS = 25  # a day's 24 hours, and the day rolled up
+MAX_DIGEST_BYTES = 32 * 1024  # 400 days of [day, units, crc32] fit in half of it
+MAX_STATUS_BYTES = 8 * 1024  # on the wire and inflated; an agent's status is ~400 bytes
+MAX_FAULTS = 16  # faulty sensors named in one status
+MAX_REASON_CHARS = 200
+MAX_NAME_CHARS = 80  # a space's name, a sensor's name
+CLOCK_STATES = ("synchronized", "unsynchronized", "unknown")
+# How far past the collector's own clock a bucket may begin: the clocks of a Pi and of the
+# centre differ by a little. An hour is taken once it has begun (a space with
+# `sync.send_running_hour` sends the hour still running), never before EARLIEST.
+SKEW_SECONDS = 600
+# How far ahead a time a space states of itself (its last sync) may be: a space whose
+# clock is off by an hour still says it is online; its hours are held to SKEW_SECONDS.
+STATUS_AHEAD_SECONDS = 86400
 
 # Counts a bucket carries; all are non-negative integers (see docs/protocol.md).
 COUNTS = (
@@ -58,6 +81,31 @@ DAY = 86400
 
 class ProtocolError(ValueError):
     """A payload that does not follow the protocol; the message says what is wrong."""
+
+
+def check_hour(start: int, hours: int, where: str, now: float | None = None) -> None:
+    """ProtocolError for a bucket (or a digest's day) that no space can have counted: one
+    that begins before the release's earliest date, or more than SKEW_SECONDS past the
+    collector's clock."""
+    if start < EARLIEST:
+        raise ProtocolError(
+            f"{where} starts at {_iso(start, hours)}, before {BUILD_DATE}: "
+            "no space running this release counted it"
+        )
+    now = time.time() if now is None else now
+    if start > now + SKEW_SECONDS:
+        raise ProtocolError(
+            f"{where} starts at {_iso(start, hours)}, more than {SKEW_SECONDS // 60} minutes "
+            f"past the collector's clock ({_iso(int(now) // 60 * 60, 0)}): it has not begun"
+        )
+
+
+def _iso(start: int, hours: int) -> str:
+    if hours == 24:
+        return day_iso(start)
+    if hours == 0:  # a moment, to the minute
+        return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%MZ")
+    return hour_iso(start)
 
 
 TOO_DEEP = "not JSON this reader takes: nested too deeply"
@@ -188,21 +236,26 @@ def unpack(payload: bytes) -> dict:
     return message
 
 
-def _inflate(payload: bytes) -> bytes:
-    """The JSON text of a payload, inflated if it came compressed, within the limits."""
+def _inflate(payload: bytes, wire: int = MAX_WIRE_BYTES, inflated: int = MAX_JSON_BYTES) -> bytes:
+    """The JSON text of a payload, inflated if it came compressed, within the limits:
+    `wire` bytes as it came, `inflated` bytes of JSON."""
     if not payload:
         raise ProtocolError("empty payload")
-    if len(payload) > MAX_WIRE_BYTES:
-        raise ProtocolError(f"payload of {len(payload)} bytes is over {MAX_WIRE_BYTES}")
+    if len(payload) > wire:
+        raise ProtocolError(f"payload of {len(payload)} bytes is over {wire}")
     if payload[:1] == b"{":
+        if len(payload) > inflated:
+            raise ProtocolError(f"payload of {len(payload)} bytes is over {inflated}")
         return payload
     inflater = zlib.decompressobj()
     try:
-        text = inflater.decompress(payload, MAX_JSON_BYTES)
+        text = inflater.decompress(payload, inflated)
     except zlib.error as exc:
         raise ProtocolError(f"neither JSON nor zlib data ({exc})") from None
     if inflater.unconsumed_tail:
-        raise ProtocolError(f"payload inflates to more than {MAX_JSON_BYTES} bytes")
+        raise ProtocolError(f"payload inflates to more than {inflated} bytes")
+    if not inflater.eof:
+        raise ProtocolError("zlib data that ends before its end")
     return text
 
 
@@ -210,22 +263,18 @@ def usage_message(space: str, buckets: list[Bucket]) -> bytes:
     return pack({"v": VERSION, "space": space, "buckets": [b.to_wire() for b in buckets]})
 
 
-def read_hours(payload: bytes, topic_space: str) -> list[tuple[int, Hour]]:
+def read_hours(
+    payload: bytes, topic_space: str, now: float | None = None
+) -> list[tuple[int, Hour]]:
     """(start in seconds, bucket) of each bucket in a usage batch, or ProtocolError:
     every bucket must be well-formed, or the whole batch is refused.
 
     The collector's reader: a compiled decoder checks the shape and every count as it
     parses, so a collector reads thousands of batches a second; what a schema cannot
-    say (a real date, whole days, minutes within the span) is checked after it."""
+    say (a real date, whole days, minutes within the span, an hour that can have been
+    counted by `now`) is checked after it."""
     text = _inflate(payload)
-    try:
-        message = _USAGE.decode(text)
-    except msgspec.ValidationError as exc:
-        raise ProtocolError(_usage_problem(text, exc)) from None
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
-    except RecursionError:  # a few hundred compressed bytes can nest 100,000 deep
-        raise ProtocolError(TOO_DEEP) from None
+    message = _decode(_USAGE, text, _RULES)
     if message.v != VERSION:
         raise ProtocolError(f"unsupported protocol version {message.v!r}")
     if message.space != topic_space:
@@ -233,10 +282,12 @@ def read_hours(payload: bytes, topic_space: str) -> list[tuple[int, Hour]]:
             f"payload names space {message.space!r} but was sent on {topic_space!r}'s topic"
         )
     found = []
+    now = time.time() if now is None else now
     for index, hour in enumerate(message.buckets):
         start = _hour_epoch(hour.start)
         if hour.hours == 24 and start % DAY:
             raise ProtocolError(f"buckets[{index}] is a day, so it must start at 00:00Z")
+        check_hour(start, hour.hours, f"buckets[{index}]", now)
         longest = max(
             hour.occupied_minutes, hour.open_minutes, hour.connected_minutes,
             hour.sensor_fault_minutes,
@@ -250,29 +301,49 @@ def read_hours(payload: bytes, topic_space: str) -> list[tuple[int, Hour]]:
     return found
 
 
-def _usage_problem(text: bytes, exc: msgspec.ValidationError) -> str:
-    """The reason to give, in the protocol's words, with the decoder's own after it. A
-    newer protocol's message is refused for its version, not for fields this one lacks."""
+def _decode(decoder: msgspec.json.Decoder, text: bytes, rules: dict[str, str], what: str = ""):
+    """`text` decoded by a compiled schema, or ProtocolError with the reason (after
+    `what`). Invalid UTF-8, a lone surrogate and nesting too deep are refusals too."""
+    try:
+        return decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(what + _schema_problem(text, exc, rules, bool(what))) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what}not JSON: {exc}") from None
+    except RecursionError:  # a few hundred compressed bytes can nest 100,000 deep
+        raise ProtocolError(what + TOO_DEEP) from None
+
+
+def _schema_problem(
+    text: bytes, exc: msgspec.ValidationError, rules: dict[str, str], quote: bool = False
+) -> str:
+    """The reason to give, in the protocol's words, with the decoder's own after it
+    (`quote`: the field's path in quotes). A newer protocol's message is refused for its
+    version, not for fields this one lacks."""
     try:
         version = json.loads(text).get("v")
     except (ValueError, AttributeError, RecursionError):
         version = VERSION
     if version != VERSION:
-        return f"unsupported protocol version {version!r}"
+        return f"unsupported protocol version {repr(version)[:40]}"
     detail, _, where = str(exc).rpartition(" - at ")
     path = re.sub(r"^(`key` in )?`\$\.?|`$", "", where)
-    field = path.removesuffix("[...]").rsplit(".", 1)[-1]  # "[...]": in a breakdown
-    if re.fullmatch(r"buckets\[\d+\]", field) and "unknown field" not in detail:
-        field = "buckets[]"  # an item that is not an object at all
-    rule = _RULES.get(field) or ("must be a non-negative integer" if field in COUNTS else None)
+    field = re.sub(r"\[\d+\]", "[]", path.removesuffix("[...]")).rsplit(".", 1)[-1]
+    while field not in rules and field.endswith("[]"):  # in an entry of a list
+        field = field[:-2]
+    if "unknown field" in detail:  # the field is named in the detail
+        field = "unknown"
+    rule = rules.get(field) or ("must be a non-negative integer" if field in COUNTS else None)
     if rule is None:
         return str(exc)
+    shown = f"'{path}'" if quote else path
     if "regex" in detail:  # the rule says it better than a pattern
-        return f"{path} {rule}"
-    return f"{path} {rule} ({detail})"
+        return f"{shown} {rule}"
+    return f"{shown} {rule} ({detail})"
 
 
 _RULES = {
+    "v": "must be the protocol's version, 1",
     "buckets": f"must be a list of 1 to {MAX_BUCKETS} buckets",
     "buckets[]": "must be an object",
     "space": "must be the space's id",
@@ -280,14 +351,18 @@ _RULES = {
     "version": "must be a positive integer",
     "hours": "must be 1 or 24",
     **dict.fromkeys(
-        BREAKDOWNS, f"must map at most {MAX_LABELS} labels of 1-{MAX_LABEL_CHARS} chars to counts"
+        BREAKDOWNS,
+        f"must map at most {MAX_LABELS} labels of 1-{MAX_LABEL_CHARS} characters, none of "
+        "them a control character, to counts",
     ),
 }
 
 
 _MAX_COUNT = 2**31 - 1
 Count = Annotated[int, msgspec.Meta(ge=0, le=_MAX_COUNT)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LABEL_CHARS)]
+# No control character in a label: it is shown on pages, written to CSV and to jsonb.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*\Z"
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LABEL_CHARS, pattern=_NO_CONTROL)]
 Breakdown = Annotated[dict[Label, Count], msgspec.Meta(max_length=MAX_LABELS)]
 
 
@@ -380,11 +455,16 @@ def ack_message(buckets: list[Bucket] = (), resend: list[int] = ()) -> bytes:
 
 
 def read_ack(payload: bytes) -> Ack:
+    """The agent's reader of the collector's ack."""
     message = unpack(payload)
     committed = message.get("committed", [])
     resend = message.get("resend", [])
     if not isinstance(committed, list) or not isinstance(resend, list):
         raise ProtocolError("'committed' and 'resend' must be lists")
+    if len(committed) > MAX_BUCKETS or len(resend) > MAX_DIGEST_DAYS:
+        raise ProtocolError(
+            f"an ack names at most {MAX_BUCKETS} buckets and {MAX_DIGEST_DAYS} days to resend"
+        )
     units = []
     for unit in committed:
         if not (
@@ -393,7 +473,7 @@ def read_ack(payload: bytes) -> Ack:
             and _count(unit[1])
             and (len(unit) == 2 or unit[2] in SPANS)
         ):
-            raise ProtocolError(f"bad [start, version(, hours)] entry: {unit!r}")
+            raise ProtocolError(f"bad [start, version(, hours)] entry: {str(unit)[:80]}")
         units.append((hour_epoch(unit[0]), unit[1], unit[2] if len(unit) == 3 else 1))
     return Ack(units, [day_epoch(day) for day in resend])
 
@@ -402,21 +482,43 @@ def digest_message(space: str, days: list[list]) -> bytes:
     return pack({"v": VERSION, "space": space, "days": days})
 
 
-def read_digest(payload: bytes, topic_space: str) -> dict[int, tuple[int, int]]:
-    """{day start: (units, crc32)} from a space's digest of what it believes delivered."""
-    message = unpack(payload)
-    if message.get("space") != topic_space:
+_Day = Annotated[str, msgspec.Meta(pattern=_DAY.pattern)]
+_Units = Annotated[int, msgspec.Meta(ge=0, le=MAX_DAY_UNITS)]
+_Crc = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+
+
+class _Digest(msgspec.Struct):
+    v: int
+    space: str
+    days: Annotated[list[tuple[_Day, _Units, _Crc]], msgspec.Meta(max_length=MAX_DIGEST_DAYS)]
+
+
+_DIGEST = msgspec.json.Decoder(_Digest)
+_DIGEST_RULES = {
+    "v": "must be the protocol's version, 1",
+    "space": "must be the space's id",
+    "days": f"must be a list of at most {MAX_DIGEST_DAYS} [day, units, crc32] entries",
+    "days[]": f"must be [day like 2026-11-25, 0-{MAX_DAY_UNITS} units, a crc32]",
+}
+
+
+def read_digest(
+    payload: bytes, topic_space: str, now: float | None = None
+) -> dict[int, tuple[int, int]]:
+    """{day start: (units, crc32)} from a space's digest of what it believes delivered;
+    every day one that can have been counted by `now`, or ProtocolError."""
+    text = _inflate(payload, MAX_DIGEST_BYTES)
+    message = _decode(_DIGEST, text, _DIGEST_RULES, "digest: ")
+    if message.v != VERSION:
+        raise ProtocolError(f"unsupported protocol version {message.v!r}")
+    if message.space != topic_space:
         raise ProtocolError("the digest names another space than its topic")
-    days = message.get("days")
-    if not isinstance(days, list) or len(days) > MAX_DIGEST_DAYS:
-        raise ProtocolError(f"'days' must be a list of at most {MAX_DIGEST_DAYS} entries")
     found = {}
-    for entry in days:
-        if not (isinstance(entry, list) and len(entry) == 3 and _count(entry[1])):
-            raise ProtocolError(f"bad [day, units, crc32] entry: {entry!r}")
-        if not (isinstance(entry[2], int) and 0 <= entry[2] < 2**32):
-            raise ProtocolError(f"bad crc32 in {entry!r}")
-        found[day_epoch(entry[0])] = (entry[1], entry[2])
+    now = time.time() if now is None else now
+    for index, (day, units, crc) in enumerate(message.days):
+        start = day_epoch(day)
+        check_hour(start, 24, f"digest: days[{index}]", now)
+        found[start] = (units, crc)
     return found
 
 
@@ -424,20 +526,114 @@ def status_message(**fields) -> bytes:
     return pack({"v": VERSION, **fields})
 
 
-def read_status(payload: bytes) -> dict:
-    message = unpack(payload)
-    if not isinstance(message.get("online"), bool):
-        raise ProtocolError("'online' must be true or false")
-    about = message.get("about", {})
-    if not (
-        isinstance(about, dict)
-        and _text(about.get("name", "-"), MAX_LABEL_CHARS)
-        and _text(about.get("timezone", "-"), 64)
-        and (about.get("capacity") is None or _count(about["capacity"]))
-    ):
-        raise ProtocolError("'about' must give a name, a time zone and a capacity, or none")
-    return message
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+_Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CHARS)]
+_Zone = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+\Z")]
+_HourText = Annotated[str, msgspec.Meta(pattern=_HOUR.pattern)]
 
 
-def _text(value: object, limit: int) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= limit
+class _Sensors(msgspec.Struct):
+    faults: Annotated[dict[_Name, _Reason | None], msgspec.Meta(max_length=MAX_FAULTS)] = {}
+    door_alert: bool = False
+
+
+class _About(msgspec.Struct, omit_defaults=True):
+    name: _Name | msgspec.UnsetType = msgspec.UNSET
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=10000)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
+    timezone: _Zone | msgspec.UnsetType = msgspec.UNSET
+
+
+class _Status(msgspec.Struct, omit_defaults=True):
+    """A space's retained status. A field it leaves out stays out (the last will is
+    short); a field this version does not know is dropped, never stored."""
+
+    v: int
+    online: bool
+    backlog: Count | msgspec.UnsetType = msgspec.UNSET
+    oldest_pending: _HourText | msgspec.UnsetType | None = msgspec.UNSET
+    last_sync: float | msgspec.UnsetType | None = msgspec.UNSET
+    agent: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    clock: Literal[CLOCK_STATES] | msgspec.UnsetType = msgspec.UNSET
+    sensors: _Sensors | msgspec.UnsetType = msgspec.UNSET
+    about: _About | msgspec.UnsetType = msgspec.UNSET
+
+
+_STATUS = msgspec.json.Decoder(_Status)
+_STATUS_RULES = {
+    "v": "must be the protocol's version, 1",
+    "online": "must be true or false",
+    "backlog": "must be a non-negative integer",
+    "oldest_pending": "must be an hour like 2026-11-25T16:00:00Z, or null",
+    "last_sync": "must be seconds since the epoch, or null",
+    "agent": "must be a version of 1-40 characters",
+    "clock": f"must be one of {', '.join(CLOCK_STATES)}",
+    "sensors": "must be an object with 'faults' and 'door_alert'",
+    "faults": f"must map at most {MAX_FAULTS} sensors (1-{MAX_NAME_CHARS} characters) to "
+    f"reasons (1-{MAX_REASON_CHARS} characters)",
+    "door_alert": "must be true or false",
+    "about": "must be an object giving a name, a capacity and a time zone, or none of them",
+    "name": f"must be 1-{MAX_NAME_CHARS} characters",
+    "capacity": "must be a whole number of people from 1 to 10000, or null",
+    "timezone": "must be an IANA time zone such as Africa/Nairobi",
+}
+
+
+def read_status(payload: bytes, now: float | None = None) -> dict:
+    """A space's status, decoded and within bounds, as the collector stores it: only the
+    fields the protocol knows, each of the right type, with printable text, and times
+    that can be real by `now`. ProtocolError, with the reason, for anything else."""
+    text = _inflate(payload, MAX_STATUS_BYTES, MAX_STATUS_BYTES)
+    status = _decode(_STATUS, text, _STATUS_RULES, "status: ")
+    if status.v != VERSION:
+        raise ProtocolError(f"status: unsupported protocol version {status.v!r}")
+    now = time.time() if now is None else now
+    found = msgspec.to_builtins(status)
+    synced = status.last_sync
+    if isinstance(synced, float) and not (math.isfinite(synced) and _plausible(synced, now)):
+        raise ProtocolError(
+            f"status: 'last_sync' must be a time from {BUILD_DATE} to a day past the "
+            f"collector's clock (seconds since the epoch), or null, not {synced!r}"
+        )
+    if isinstance(status.oldest_pending, str):
+        pending = _hour_epoch(status.oldest_pending)
+        if not _plausible(pending, now):
+            raise ProtocolError(
+                f"status: 'oldest_pending' must be an hour from {BUILD_DATE} to a day past the "
+                f"collector's clock, not {status.oldest_pending!r}"
+            )
+    _printable("agent", status.agent)
+    if status.sensors is not msgspec.UNSET:
+        for name, reason in status.sensors.faults.items():
+            _printable("sensors.faults", name)
+            _printable(f"sensors.faults.{name}", reason)
+        # A fault the sensor gave no reason for is still a fault.
+        found["sensors"]["faults"] = {
+            name: reason or "faulty" for name, reason in status.sensors.faults.items()
+        }
+    if status.about is not msgspec.UNSET:
+        _printable("about.name", status.about.name)
+        if isinstance(status.about.timezone, str) and not _zone(status.about.timezone):
+            raise ProtocolError(f"status: 'about.timezone' {_STATUS_RULES['timezone']}")
+    return found
+
+
+def _plausible(moment: float, now: float) -> bool:
+    return EARLIEST <= moment <= now + STATUS_AHEAD_SECONDS
+
+
+def _printable(where: str, value: object) -> None:
+    if isinstance(value, str) and not value.isprintable():
+        raise ProtocolError(f"status: '{where}' must not hold a control or formatting character")
+
+
+@functools.lru_cache(maxsize=1024)  # a few zones, named in every status
+def _zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except Exception:  # not found, not a key, or a path: not a zone either way
+        return False
+    return True

@@ -15,6 +15,7 @@ import multiprocessing
 import queue
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -42,7 +43,9 @@ class Arrivals:
     acks: list[tuple[str, bytes]] = field(default_factory=list)  # sent once rows commit
     statuses: list[tuple[str, dict]] = field(default_factory=list)
     rejects: list[tuple[str, str]] = field(default_factory=list)
-    digests: list[tuple[str, bytes, str]] = field(default_factory=list)
+    digests: list[tuple[str, dict[int, tuple[int, int]]]] = field(default_factory=list)
+    contacts: set[str] = field(default_factory=set)  # spaces heard from, live
+    now: float = field(default_factory=time.time)  # what a message's hours are judged by
 
 
 @dataclass
@@ -108,8 +111,15 @@ class Ingest:
         log.info("collector subscribed on %s:%d", self.config.mqtt.host, self.config.mqtt.port)
 
     def _on_message(self, client, userdata, message) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker checks topics are UTF-8; never trust it
+            log.warning("dropped a message whose topic is not UTF-8")
+            return
         with self.batch:
-            self.pending.append((message.topic, message.payload))
+            # Whether it is a retained copy the broker handed over on subscribing: that
+            # is an old message, not the space speaking now.
+            self.pending.append((topic, message.payload, message.retain))
             if len(self.pending) == 1:
                 self.waiting.set()  # a new batch begins: the flusher's clock starts
             elif len(self.pending) >= BATCH:
@@ -205,7 +215,7 @@ class Committer:
         self.process.start()
         theirs.close()
 
-    def send(self, items: list[tuple[str, bytes]] | None) -> None:
+    def send(self, items: list[tuple[str, bytes, bool]] | None) -> None:
         # If it is gone, the answer thread starts another, and this batch comes again.
         with contextlib.suppress(OSError):
             self.conn.send(items)
@@ -284,12 +294,13 @@ def _reconnect(central: Central, lost):
     return db
 
 
-def arrive(items: list[tuple[str, bytes]]) -> Arrivals:
-    """Read and validate each message of a batch: its rows to store and its ack, ready
-    to go once they are committed. A bad one is logged and counted, never fatal."""
+def arrive(items: list[tuple[str, bytes, bool]]) -> Arrivals:
+    """Read and validate each message of a batch — (topic, payload, retained) — into its
+    rows to store and its ack, ready to go once they are committed. A bad one is logged
+    and counted, never fatal."""
     arrivals = Arrivals()
-    for topic, payload in items:
-        read(arrivals, topic, payload)
+    for topic, payload, retained in items:
+        read(arrivals, topic, payload, retained)
     return arrivals
 
 
@@ -297,20 +308,22 @@ def settle(db, arrivals: Arrivals) -> Answer:
     """Commit a batch in one transaction and say what to acknowledge: nothing, if the
     commit fails (a full disk, PostgreSQL gone); the spaces then send it all again."""
     try:
-        store.commit(db, usage=arrivals.rows, statuses=arrivals.statuses, rejects=arrivals.rejects)
+        store.commit(
+            db,
+            usage=arrivals.rows,
+            statuses=arrivals.statuses,
+            rejects=arrivals.rejects,
+            contacts=arrivals.contacts,
+        )
     except Exception:
         log.exception("could not commit a batch of %d bucket(s)", len(arrivals.rows))
         return Answer()
     answer = Answer(acks=arrivals.acks, buckets=len(arrivals.rows))
-    for space, payload, topic in arrivals.digests:
+    for space, claimed in arrivals.digests:
         try:
-            ack = take_digest(db, space, payload)
-        except protocol.ProtocolError as exc:
-            log.warning("rejected a message on %s: %s", topic, exc)
-            store.reject(db, topic, str(exc))
-            continue
+            ack = compare_digest(db, space, claimed)
         except Exception:  # the store gone, or a bug: the next digest comes in a week
-            log.exception("could not compare the digest on %s", topic)
+            log.exception("could not compare the digest of %s", space)
             continue
         if ack is not None:
             answer.acks.append((protocol.topic(space, "ack"), ack))
@@ -329,20 +342,27 @@ def subscriptions(shared: bool) -> list[str]:
 SHARE_GROUP = "spacekiosk-collectors"
 
 
-def read(arrivals: Arrivals, topic: str, payload: bytes) -> None:
-    """File one message under what it asks for, or under rejects with the reason."""
+def read(arrivals: Arrivals, topic: str, payload: bytes, retained: bool = False) -> None:
+    """File one message under what it asks for, or under rejects with the reason. Any
+    valid message is contact with its space, but for a status that is a retained copy
+    or a last will (the broker speaking for a space it lost)."""
     try:
         space, kind = protocol.parse_topic(topic)
         if kind == "usage":
-            hours = protocol.read_hours(payload, space)
+            hours = protocol.read_hours(payload, space, arrivals.now)
             arrivals.rows += store.wire_rows(space, hours)
             ack = protocol.hours_ack([hour for _, hour in hours])
             arrivals.acks.append((protocol.topic(space, "ack"), ack))
+            arrivals.contacts.add(space)
         elif kind == "digest":
-            arrivals.digests.append((space, payload, topic))
+            arrivals.digests.append((space, protocol.read_digest(payload, space, arrivals.now)))
+            arrivals.contacts.add(space)
         elif kind == "status":
             if payload:  # an empty retained message clears the topic
-                arrivals.statuses.append((space, protocol.read_status(payload)))
+                status = protocol.read_status(payload, arrivals.now)
+                arrivals.statuses.append((space, status))
+                if status["online"] and not retained:
+                    arrivals.contacts.add(space)
         else:
             raise protocol.ProtocolError(f"unexpected topic kind {kind!r}")
     except protocol.ProtocolError as exc:
@@ -362,8 +382,16 @@ def take_usage(db, space: str, payload: bytes) -> bytes:
 
 
 def take_digest(db, space: str, payload: bytes) -> bytes | None:
-    """Compare a space's digest with what is here; ask for the days that differ."""
-    lacking = store.lacking(db, space, protocol.read_digest(payload, space))
+    """Compare a space's digest with what is here (the HTTPS route): it is contact with
+    the space, recorded first; then ask for the days that differ."""
+    claimed = protocol.read_digest(payload, space)
+    store.commit(db, contacts=[space])
+    return compare_digest(db, space, claimed)
+
+
+def compare_digest(db, space: str, claimed: dict[int, tuple[int, int]]) -> bytes | None:
+    """The ack asking again for the days of a digest that differ here, or None."""
+    lacking = store.lacking(db, space, claimed)
     if lacking:
         log.warning("%s: asking again for %d day(s) that differ", space, len(lacking))
         return protocol.ack_message(resend=lacking)

@@ -87,8 +87,17 @@ _M001 = [
 
 # Numbered steps, like SQLite's; a step that ships is never edited. A change to the store
 # adds a step here and one in store.py's COLLECTOR_MIGRATIONS.
-# When the collector itself last heard from each space (m004_contact in store.py).
-_M002: list[str] = []
+# When the collector itself last heard from each space, and last committed its usage
+# (m004_contact in store.py, the same statements). A store that had buckets before
+# takes the time it last changed one as both, the best it knows.
+CONTACT_STEPS = [
+    "ALTER TABLE spaces ADD COLUMN last_contact DOUBLE PRECISION",
+    "ALTER TABLE spaces ADD COLUMN last_delivery DOUBLE PRECISION",
+    """UPDATE spaces SET last_delivery =
+        (SELECT max(received_at) FROM usage WHERE usage.space = spaces.id)""",
+    "UPDATE spaces SET last_contact = last_delivery",
+]
+_M002: list[str] = CONTACT_STEPS
 # Page sessions kept on the server, and failed logins counted where every collector
 # sees them (m005_sessions in store.py, the same statements; sessions.py writes them).
 SESSION_TABLES = [

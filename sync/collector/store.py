@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
+from collections.abc import Iterable
 
 from sqlite_utils import Database
 
 from spacekiosk.config import Central
 from spacekiosk.db import open_store, write
-from sync.collector.pg import CENTRAL_TEAM_TABLES, PgDatabase, open_pg
+from sync.collector.pg import CENTRAL_TEAM_TABLES, CONTACT_STEPS, PgDatabase, open_pg
 from sync.protocol import DAY, Bucket, Hour, counts_json, day_epoch, digest
 
 
@@ -72,6 +74,8 @@ def m003_central_team(db: Database) -> None:
 
 def m004_contact(db: Database) -> None:
     """When the collector itself last heard from each space, and last committed its usage."""
+    for statement in CONTACT_STEPS:  # the same statements in both databases
+        db.execute(statement)
 
 
 def m005_sessions(db: Database) -> None:
@@ -166,27 +170,32 @@ def commit(
     statuses: list[tuple[str, dict]] = (),
     rejects: list[tuple[str, str]] = (),
     now: float | None = None,
+    contacts: Iterable[str] | None = None,
 ) -> None:
     """Everything that arrived together, in one transaction: one commit (one fsync) for
-    many messages is what lets a collector keep up with thousands of spaces."""
+    many messages is what lets a collector keep up with thousands of spaces.
+
+    Each space of `contacts` was heard from now, and each space with usage here has
+    delivered now. Without `contacts`, those are the spaces with usage or a status that
+    says it is online (a last will is the broker speaking, not the space)."""
     now = time.time() if now is None else now
-    seen = sorted({row[0] for row in usage} | {space for space, _ in statuses})
+    delivered = {row[0] for row in usage}
+    if contacts is None:
+        contacts = delivered | {space for space, status in statuses if status.get("online")}
+    heard = set(contacts)
+    seen = sorted(delivered | heard | {space for space, _ in statuses})
     pg = isinstance(db, PgDatabase)
     with transaction(db):
         # In a fixed order, so two collectors never wait on each other in a circle.
+        if seen:
+            contact = [now if space in heard else None for space in seen]
+            delivery = [now if space in delivered else None for space in seen]
         if seen and pg:  # one statement for the batch, not a round trip per row
-            db.execute(
-                """INSERT INTO spaces (id, first_seen, last_seen)
-                   SELECT id, ?, ? FROM unnest(?::text[]) AS batch(id)
-                   ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen""",
-                [now, now, seen],
-                binary=True,
-            )
+            db.execute(_UPSERT_SPACES_ARRAYS, [now, now, seen, contact, delivery], binary=True)
         elif seen:
             db.conn.executemany(
-                """INSERT INTO spaces (id, first_seen, last_seen) VALUES (?, ?, ?)
-                   ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen""",
-                [(space, now, now) for space in seen],
+                _UPSERT_SPACES,
+                [(*row, now, now) for row in zip(seen, contact, delivery, strict=True)],
             )
         if usage and pg:
             # A statement may not upsert one row twice: keep each bucket's newest version.
@@ -198,20 +207,71 @@ def commit(
         for space, status in statuses:
             if "about" not in status:  # the last will is short: keep what the space said
                 row = db.execute("SELECT status FROM spaces WHERE id = ?", [space]).fetchone()
-                about = json.loads(row[0]).get("about") if row else None
+                about = _stored_about(row[0] if row else None)
                 status = {**status, "about": about} if about else status
             db.execute("UPDATE spaces SET status = ? WHERE id = ?", [json.dumps(status), space])
         if rejects:
             _executemany(
                 db,
                 "INSERT INTO rejects (at, topic, reason) VALUES (?, ?, ?)",
-                [(now, topic[:200], reason[:500]) for topic, reason in rejects],
+                [(now, _plain(topic, 200), _plain(reason, 500)) for topic, reason in rejects],
             )
+
+
+# Every space heard from or stored for in a batch: last_seen is when the collector last
+# stored anything of it; last_contact and last_delivery change only when given.
+_UPSERT_SPACES = """INSERT INTO spaces (id, last_contact, last_delivery, first_seen, last_seen)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,
+        last_contact = coalesce(excluded.last_contact, spaces.last_contact),
+        last_delivery = coalesce(excluded.last_delivery, spaces.last_delivery)"""
+_UPSERT_SPACES_ARRAYS = """INSERT INTO spaces
+        (id, last_contact, last_delivery, first_seen, last_seen)
+    SELECT id, contact, delivery, ?, ?
+    FROM unnest(?::text[], ?::float8[], ?::float8[]) AS batch(id, contact, delivery)
+    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,
+        last_contact = coalesce(excluded.last_contact, spaces.last_contact),
+        last_delivery = coalesce(excluded.last_delivery, spaces.last_delivery)"""
+
+
+def _stored_about(text) -> dict | None:
+    """The `about` of a stored status, if it is one: a status stored before statuses
+    were checked may be anything, and must not stop a commit."""
+    try:
+        about = json.loads(text).get("about") if isinstance(text, str) else None
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return about if isinstance(about, dict) else None
+
+
+def _plain(text: str, limit: int) -> str:
+    """`text` with no control character, formatting character or lone surrogate (each
+    written as its escape), at most `limit` characters: a reason may quote a payload."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[: limit * 2])
+    return text[:limit]
+
+
+def contacts(db) -> dict[str, tuple[float | None, float | None]]:
+    """{space: (last contact, last delivery)}: when the collector itself last heard from
+    each space (any valid message), and last committed usage from it."""
+    rows = db.execute("SELECT id, last_contact, last_delivery FROM spaces").fetchall()
+    return {space: (_moment(contact), _moment(delivery)) for space, contact, delivery in rows}
+
+
+def _moment(value) -> float | None:
+    """A time the collector wrote (with its own clock), if it is one a page can show."""
+    ok = isinstance(value, int | float) and math.isfinite(value) and 0 < value < _YEAR_2100
+    return float(value) if ok else None
+
+
+_YEAR_2100 = 4102444800
 
 
 def spaces(db: Database) -> list[dict]:
     rows = db.execute("""SELECT s.id, s.first_seen, s.last_seen, s.status,
-                                (SELECT count(*) FROM usage u WHERE u.space = s.id)
+                                (SELECT count(*) FROM usage u WHERE u.space = s.id),
+                                s.last_contact, s.last_delivery
                          FROM spaces s ORDER BY s.id""").fetchall()
     return [
         {
@@ -220,6 +280,8 @@ def spaces(db: Database) -> list[dict]:
             "last_seen": r[2],
             "status": json.loads(r[3]),
             "hours": r[4],
+            "last_contact": r[5],
+            "last_delivery": r[6],
         }
         for r in rows
     ]
