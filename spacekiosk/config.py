@@ -105,7 +105,7 @@ def non_empty(value: str, ctx: Context) -> str:
 def timezone(value: str, ctx: Context) -> ZoneInfo:
     try:
         return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe", a long name
         raise Invalid(
             f"{value!r} is not a known time zone; use an IANA name such as "
             "'Africa/Nairobi' or 'Europe/Athens' (list them with `timedatectl list-timezones`)"
@@ -138,7 +138,8 @@ def gpio_pin(value: int, ctx: Context) -> int:
 
 def listen_address(value: str, ctx: Context) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    digits = port.isascii() and port.isdigit()  # not "²", which isdigit() but int() refuses
+    if not sep or not host or not digits or not 0 <= int(port) <= 65535:
         raise Invalid(f"{value!r} is not HOST:PORT; write e.g. '127.0.0.1:8080' or '0.0.0.0:8080'")
     return host.strip("[]"), int(port)
 
@@ -163,6 +164,8 @@ def readable_file(value: Path, ctx: Context) -> Path:
         ) from None
     except IsADirectoryError:
         raise Invalid(f"{str(value)!r} is a folder; give the path of a file") from None
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise Invalid(f"file {str(value)!r} cannot be opened ({exc.strerror})") from None
     return value
 
 
@@ -482,6 +485,8 @@ def load(path: str | os.PathLike | None = None, *, secrets: bool = True) -> Conf
         raise ConfigError(name, [Problem("", "the file is not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, [Problem("", f"not valid TOML: {exc}")]) from None
+    except RecursionError:  # tomllib reads nested lists and tables by recursion
+        raise ConfigError(name, [Problem("", "not valid TOML here: nested too deeply")]) from None
     ctx = Context(source.resolve().parent, secrets)
     if "space" in data:
         cls: type = SpaceConfig

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -74,10 +76,17 @@ class Context:
         self.path = ""
 
     def add(self, path: str, message: str) -> None:
+        if len(message) > MAX_MESSAGE:  # a long value quoted: keep the start and the fix
+            message = message[: MAX_MESSAGE // 2] + " … " + message[-MAX_MESSAGE // 2 :]
         self.problems.append(Problem(path, message))
 
     def fail(self, message: str) -> None:
         self.add(self.path, message)
+
+
+MAX_MESSAGE = 600  # characters of one problem's message
+MAX_TEXT = 4096  # characters of any string setting: a path's most, far beyond any name
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Invalid(Exception):
@@ -110,7 +119,7 @@ def build(cls: type, data: Any, ctx: Context, path: str = "") -> Any:
     before = len(ctx.problems)
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
+            close = difflib.get_close_matches(key, fields, n=1) if len(key) <= 64 else []
             hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(fields)}"
             ctx.add(_join(path, key), f"unknown key; {hint}")
     values = {}
@@ -136,6 +145,10 @@ def build(cls: type, data: Any, ctx: Context, path: str = "") -> Any:
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not _PLAIN_KEY.fullmatch(key):
+        # Quoted as TOML would, with every control, formatting (bidi) and non-ASCII
+        # character escaped: a key is shown to a person, never acted out by a terminal.
+        key = json.dumps(key if len(key) <= 64 else key[:60] + "…")
     return f"{path}.{key}" if path else key
 
 
@@ -169,7 +182,16 @@ def _convert(hint: Any, value: Any, check: Check | None, ctx: Context, path: str
             f"expected {_TOML_NAMES.get(raw_type, raw_type.__name__)}, found {_describe(value)}",
         )
         return None
+    if raw_type is str and len(value) > MAX_TEXT:
+        ctx.add(path, f"too long ({len(value)} characters); at most {MAX_TEXT}")
+        return None
     if expected is Path:
+        if not value.strip():
+            ctx.add(path, "empty; give a file's path")
+            return None
+        if "\x00" in value:
+            ctx.add(path, "a path cannot hold a NUL character (\\u0000); give a file's path")
+            return None
         value = Path(value) if Path(value).is_absolute() else ctx.base_dir / value
     if check is not None:
         ctx.path = path
