@@ -507,7 +507,7 @@ def test_no_form_gets_a_5xx_or_stores_out_of_bounds(walk, form, space, data, tok
             walk.login_token = csrf(client)
 
 
-@settings(WALK, max_examples=1000)
+@settings(WALK, max_examples=2000)
 @given(method=st.sampled_from(METHODS), path=st.sampled_from(ANY_PATH), space=space_in_path(),
        headers=st.sampled_from([{}, {"Authorization": "Bearer " + "x" * 43},
                                 {"Authorization": "Basic \x00"}, {"Content-Length": "5"},
