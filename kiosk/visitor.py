@@ -30,7 +30,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import format_date, format_time, get_locale
+from flask_babel import format_date, format_datetime, format_time, get_locale
 from flask_babel import gettext as _
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -180,19 +180,24 @@ def sign_in():
 
 
 def _labels(found: list[visits.Match]) -> list[str]:
-    """Each match's masked name; two people whose masks are the same are told apart by
-    when they first came (the month, or the day if that is the same too)."""
-    labels = [m.label for m in found]
-    for pattern in ("MMM y", "medium"):
-        clash = {label for label in labels if labels.count(label) > 1}
-        if not clash:
-            break
+    """Each match's masked name; people whose masks are the same are told apart by when
+    they first came: the month, else the day, else the day and time."""
+    masks = [m.label for m in found]
+    clash = {mask for mask in masks if masks.count(mask) > 1}
+    if not clash:
+        return masks
+    firsts = [datetime.fromtimestamp(m.first_seen, UTC) for m in found]
+    for when in (
+        lambda at: format_date(at, "MMM y"),
+        lambda at: format_date(at, "medium"),
+        lambda at: format_datetime(at, "short"),
+    ):
         labels = [
-            f"{label} · {format_date(datetime.fromtimestamp(m.first_seen, UTC), pattern)}"
-            if label in clash
-            else label
-            for label, m in zip(labels, found, strict=True)
+            f"{mask} · {when(at)}" if mask in clash else mask
+            for mask, at in zip(masks, firsts, strict=True)
         ]
+        if len(set(labels)) == len(labels):
+            break
     return labels
 
 

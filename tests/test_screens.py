@@ -287,6 +287,60 @@ def test_a_phone_signs_in_and_the_kiosk_greets(
     phone_ctx.close()
 
 
+def test_two_people_of_one_name_each_sign_in_as_themselves(
+    kiosk_url, touch_page, tmp_path, screenshots, record_property
+):
+    """The second Ana Perez types her whole name, is asked whether she is the Ana who
+    came before, and says she is new; then each finds her own entry and PIN."""
+    page, you = touch_page, Visitor(touch_page)
+    for pin in ("1111", "2222"):
+        page.goto(kiosk_url + "sign-in")
+        page.get_by_label("Name", exact=True).fill("Ana Perez")
+        page.locator("#keyboard").get_by_role("button", name="Done").tap()
+        if pin == "2222":
+            expect(page.get_by_role("heading", level=1)).to_have_text("Have you been here before?")
+            expect(page.get_by_role("link", name=re.compile("•••"))).to_have_count(1)
+            assert page.evaluate(NAMELESS) == [] and page.evaluate(CONTRAST) == []
+            assert page.evaluate(SMALL_TARGETS) == []
+            shot(page, screenshots, "same-name-en")
+            page.get_by_role("button", name="No, I'm new here").tap()
+        page.get_by_label("Choose a 4-digit PIN for next time (optional)").fill(pin)
+        page.get_by_label("The same PIN again").fill(pin)
+        page.get_by_label("I accept the participation guidelines").check()
+        page.get_by_role("button", name="Sign in", exact=True).tap()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")
+    page.goto(kiosk_url + "sign-out")
+    people = page.locator("ul.people button")
+    expect(people).to_have_count(2)
+    assert all(label.startswith("Ana P. · ") for label in people.all_inner_texts())
+    people.first.tap()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Goodbye, Ana")
+
+    # The first Ana, signed out, comes back another day: two entries, told apart.
+    db = sqlite3.connect(tmp_path / "space.db")
+    with db:
+        db.execute("UPDATE visitors SET created_at = created_at - 40 * 86400 WHERE id = 1")
+    you.taps = 0
+    page.goto(kiosk_url + "sign-in")
+    you.type("An")
+    matches = page.get_by_role("link", name=re.compile("•••"))
+    expect(matches).to_have_count(2)
+    labels = matches.all_inner_texts()
+    assert labels[0] != labels[1], labels
+    you.tap(matches.first)
+    you.pin("2222")  # the other Ana's PIN: not hers
+    expect(page.get_by_role("alert")).to_contain_text("PIN is not right")
+    you.pin("1111")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")
+    record_property("same_name_returning_taps", you.taps)
+
+
+SMALL_TARGETS = """() => [...document.querySelectorAll('a, button, input, summary')]
+  .filter(e => e.offsetParent !== null)
+  .map(e => [e.textContent.trim() || e.name || e.id, e.getBoundingClientRect()])
+  .filter(([_, r]) => r.height < 47.5 || r.width < 47.5).map(([n]) => n)"""
+
+
 def test_a_double_tap_and_hostile_names_in_the_browser(kiosk_url, touch_page, tmp_path):
     page = touch_page
     page.goto(kiosk_url + "sign-in")
