@@ -189,7 +189,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD is a GET without the body, not a try
         return render_template("login.html", next=request.args.get("next", "")[:500])
     address = request.remote_addr or "?"
     name = request.form.get("name", "").strip()[:64]
