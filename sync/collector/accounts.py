@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from spacekiosk.config import SPACE_ID
+from spacekiosk.config import SPACE_ID, is_collector_login
 from sync.collector import sessions, store
 
 MIN_PASSWORD = 10
@@ -32,8 +32,8 @@ MAX_AMOUNT = 1e12
 
 def check_space_id(space: str) -> str:
     """The space id, or ValueError saying what a space id looks like."""
-    if space == "collector":
-        raise ValueError("'collector' is the collector's own broker login, not a space id")
+    if isinstance(space, str) and is_collector_login(space):
+        raise ValueError(f"{space!r} is kept for the collectors' own broker logins, not a space id")
     if not isinstance(space, str) or not SPACE_ID.match(space):
         raise ValueError(
             f"{space!r} is not a space id: use 2-32 lowercase letters, digits and dashes, "

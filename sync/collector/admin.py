@@ -11,7 +11,7 @@ import socket
 import sys
 from datetime import UTC, datetime
 
-from spacekiosk.config import CollectorConfig, broker_address
+from spacekiosk.config import CollectorConfig, broker_address, is_collector_login
 from spacekiosk.service import EX_CONFIG, EX_DATAERR
 from sync.collector import accounts, store
 from sync.collector.logins import (
@@ -181,7 +181,7 @@ def space_list(cfg: CollectorConfig) -> int:
         users = None
     spaces = {s["id"]: s for s in accounts.list_spaces(_connect(cfg))}
     for space in users or ():
-        if space != "collector":
+        if not is_collector_login(space):
             spaces.setdefault(space, {"id": space, "token": False, "hours": 0})
     row = "{:<32}  {:<24}  {:>8}  {:<5}  {:<5}  {:<16}  {:>6}"
     print(row.format("space", "name", "capacity", "login", "token", "last seen (UTC)", "hours"))
