@@ -28,6 +28,7 @@ from sync.broker import Broker, find_mosquitto, free_port
 log = logging.getLogger("spacekiosk.demo")
 
 SPACE = "demo"
+WATCHER = "collector-watch"  # a login that sees all the traffic, beside the collector
 
 
 def space_config(folder: Path, kiosk_port: int, broker_port: int, sync_interval: int) -> str:
@@ -214,13 +215,17 @@ def _run(
     space_password, collector_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     write_secret(folder / "mqtt-password", space_password)
     write_secret(folder / "collector-password", collector_password)
-    broker = Broker(folder / "broker", {SPACE: space_password, "collector": collector_password})
+    # The broker names each client after its login, so watching the traffic as `collector`
+    # would take the collector's place: the watcher has a collector's login of its own.
+    watch_password = secrets.token_urlsafe(12)
+    logins = {SPACE: space_password, "collector": collector_password, WATCHER: watch_password}
+    broker = Broker(folder / "broker", logins)
     if find_mosquitto():
         broker.start()
         demo.broker = broker
         broker_line = (
             f"broker: mqtt://127.0.0.1:{broker.port}  (watch it: mosquitto_sub -p "
-            f"{broker.port} -u collector -P {collector_password} -t 'spacekiosk/#' -v)"
+            f"{broker.port} -u {WATCHER} -P {watch_password} -t 'spacekiosk/#' -v)"
         )
     else:
         broker_line = (

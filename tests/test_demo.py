@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from stat import S_IMODE
 
+import paho.mqtt.client as mqtt
 import requests
 from conftest import ROOT, visitor_form, wait_until
 
@@ -41,6 +42,25 @@ def start_demo(
     found = wait_until(addresses, timeout=60, what="the demo's addresses")
     assert time.monotonic() - started < 60
     return proc, found
+
+
+class Watcher:
+    def __init__(self, port: int, user: str, password: str):
+        self.topics: list[str] = []
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="watch", protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(user, password)
+        self.client.on_connect = lambda c, *_: c.subscribe("spacekiosk/#", qos=1)
+        self.client.on_message = lambda c, u, m: self.topics.append(m.topic)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+
+def watch(tmp_path: Path, broker: str) -> Watcher:
+    """The `mosquitto_sub` the demo prints, as a paho client with the same login."""
+    user, password = re.search(r" -u (\S+) -P (\S+) ", (tmp_path / "demo.out").read_text()).groups()
+    return Watcher(int(broker.rsplit(":", 1)[1]), user, password)
 
 
 def children_of(pid: int) -> list[int]:
@@ -94,8 +114,10 @@ SECRETS = {"mqtt-password", "collector-password", "collector-secret"}
 
 def test_the_demo_shows_a_sign_in_at_the_collector(tmp_path):
     proc, found = start_demo(tmp_path, umask=0o000)
+    watcher = None
     try:
         assert found["broker"].startswith("mqtt://127.0.0.1:")
+        watcher = watch(tmp_path, found["broker"])
         kiosk, collector = found["kiosk"], found["collector"]
         response = requests.post(
             kiosk + "sign-in/new", data=visitor_form("Demo Visitor"), timeout=10
@@ -114,7 +136,13 @@ def test_the_demo_shows_a_sign_in_at_the_collector(tmp_path):
 
         wait_until(counted, timeout=30, what="the sign-in at the collector")
         assert time.monotonic() - signed < 30
+        # The watch command it printed sees the traffic, acks too, beside the collector.
+        wait_until(lambda: any(t.endswith("/ack") for t in watcher.topics), what="an ack")
+        assert any(t.endswith("/usage") for t in watcher.topics)
     finally:
+        if watcher is not None:
+            watcher.client.disconnect()
+            watcher.client.loop_stop()
         stop_demo(proc)
     assert_private(tmp_path / "data", SECRETS | {"broker/passwd"})
 
