@@ -63,6 +63,7 @@ class Space:
     def __init__(self, port: int):
         self.acked: set[tuple[int, int]] = set()
         self.disconnects: list[str] = []
+        self.session_present: bool | None = None
         self.ready = threading.Event()
         self.lock = threading.Lock()
         self.client = mqtt.Client(
@@ -82,6 +83,7 @@ class Space:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         assert not reason_code.is_failure, reason_code
+        self.session_present = flags.session_present
         client.subscribe(protocol.topic(SPACE, "ack"), qos=1)
         self.ready.set()
 
@@ -175,6 +177,10 @@ def test_a_space_cannot_take_the_collector_s_place_nor_another_space_s(broker, c
     assert sum(" as collector " in line for line in connected) == 1
     assert sum(f" as {SPACE} " in line for line in connected) == 1
     assert sum(f" as {THIEF} " in line for line in connected) == len(thief.logins)
+    # Its session is kept under its login, as the agent's is: it finds it again.
+    again = Space(broker.port)
+    again.close()
+    assert again.session_present is True
 
 
 @pytest.mark.parametrize("broker", [False], indirect=True)
