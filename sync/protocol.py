@@ -303,7 +303,12 @@ def read_hours(
 
 def _decode(decoder: msgspec.json.Decoder, text: bytes, rules: dict[str, str], what: str = ""):
     """`text` decoded by a compiled schema, or ProtocolError with the reason (after
-    `what`). Invalid UTF-8, a lone surrogate and nesting too deep are refusals too."""
+    `what`). Invalid UTF-8 (even in a field the schema skips), a lone surrogate and
+    nesting too deep are refusals too."""
+    try:
+        text.decode()  # the decoder checks only the strings it keeps
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{what}not UTF-8: {exc}") from None
     try:
         return decoder.decode(text)
     except msgspec.ValidationError as exc:

@@ -293,3 +293,97 @@ def test_two_collectors_share_the_spaces_and_survive_losing_one(
 
     wait_until(totals, timeout=90, what="every hour, exactly once, after losing a collector")
     assert all(b["version"] == 1 for b in usage(urls[0]))
+
+
+# --- when the collector itself last heard from a space, and last had its usage ---
+
+
+def heard(db, space: str) -> tuple:
+    return store.contacts(db).get(space)
+
+
+def test_contact_and_delivery_are_what_the_collector_received(central):
+    """Usage is contact and delivery; a status saying online is contact; a last will is
+    the broker speaking, and a retained copy is old news: neither is contact."""
+    _cfg, db = central
+    store.commit_usage(db, "athens", [Bucket(HOUR, 1, {"signins": 1})], now=HOUR + 3600)
+    assert heard(db, "athens") == (HOUR + 3600, HOUR + 3600)
+    store.commit(db, usage=store.bucket_rows("athens", [Bucket(HOUR, 1, {})]), now=HOUR + 3700)
+    assert heard(db, "athens") == (HOUR + 3700, HOUR + 3700)  # a repeat is a delivery too
+    store.commit_status(db, "athens", {"v": 1, "online": True}, now=HOUR + 4000)
+    assert heard(db, "athens") == (HOUR + 4000, HOUR + 3700)
+    store.commit_status(db, "athens", {"v": 1, "online": False}, now=HOUR + 5000)
+    assert heard(db, "athens") == (HOUR + 4000, HOUR + 3700)
+    status = ("athens", {"v": 1, "online": True})
+    store.commit(db, statuses=[status], contacts=[], now=HOUR + 6000)  # a retained copy
+    assert heard(db, "athens") == (HOUR + 4000, HOUR + 3700)
+    store.commit(db, contacts=["athens"], now=HOUR + 7000)  # a digest
+    assert heard(db, "athens") == (HOUR + 7000, HOUR + 3700)
+    store.commit_status(db, "bogota", {"v": 1, "online": False}, now=HOUR)  # only its will
+    assert heard(db, "bogota") == (None, None)
+    assert {s["id"]: s["last_contact"] for s in store.spaces(db)}["athens"] == HOUR + 7000
+
+
+def test_a_store_from_before_knows_when_each_space_last_delivered(tmp_path, pg_url):
+    """An older store learns the last contact and delivery from its buckets' arrival."""
+    old = store.COLLECTOR_MIGRATIONS[:3]
+    db = open_store(tmp_path / "central.db", old)
+    db.execute("INSERT INTO spaces (id, first_seen, last_seen) VALUES ('taipei', 1, 2)")
+    for start, at in ((HOUR, HOUR + 60), (HOUR + 3600, HOUR + 9000)):
+        db.execute(
+            "INSERT INTO usage (space, hour_start, hours, version, counts, received_at)"
+            " VALUES ('taipei', ?, 1, 1, '{}', ?)",
+            [start, at],
+        )
+    db.conn.commit()
+    db.close()
+    db = open_store(tmp_path / "central.db", store.COLLECTOR_MIGRATIONS)
+    assert heard(db, "taipei") == (HOUR + 9000, HOUR + 9000)
+    db.close()
+    from sync.collector import pg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # a store at schema version 1
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in pg._M001:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute("INSERT INTO spaces (id, first_seen, last_seen) VALUES ('taipei', 1, 2)")
+        conn.execute(
+            "INSERT INTO usage (space, hour_start, hours, version, counts, received_at)"
+            " VALUES ('taipei', %s, 1, 1, '{}', %s)",
+            [HOUR, HOUR + 60],
+        )
+    db = pg.open_pg(pg_url)
+    assert heard(db, "taipei") == (HOUR + 60, HOUR + 60)
+    db.close()
+
+
+def test_a_status_stored_before_checks_cannot_stop_a_commit(central):
+    """A last will keeps the `about` the space said before; when what is stored is not a
+    status at all, the will is stored alone and the batch with it commits."""
+    _cfg, db = central
+    for stored in ("not json", "[1, 2]", '{"about": 3}', '"x"'):
+        store.commit_status(db, "lagos", {"v": 1, "online": True}, now=HOUR)
+        db.execute("UPDATE spaces SET status = ? WHERE id = 'lagos'", [stored])
+        store.commit(
+            db,
+            usage=store.bucket_rows("athens", [Bucket(HOUR, 1, {"signins": 2})]),
+            statuses=[("lagos", {"v": 1, "online": False})],
+        )
+        assert {s["id"]: s["status"] for s in store.spaces(db)}["lagos"] == {
+            "v": 1,
+            "online": False,
+        }
+    assert store.usage(db, "athens") == [Bucket(HOUR, 1, {"signins": 2})]
+
+
+def test_a_reason_that_quotes_a_payload_is_stored_plain(central):
+    """NUL, control and bidi characters and lone surrogates in a topic or a reason are
+    stored as their escapes: PostgreSQL refuses a NUL, and SQLite a lone surrogate."""
+    _cfg, db = central
+    hostile = "a\x00b\x1b[31m\u202e\ud800c" + "x" * 1000
+    store.reject(db, "spacekiosk/v1/x\x00/usage", hostile)
+    ((topic, reason),) = db.execute("SELECT topic, reason FROM rejects").fetchall()
+    assert topic == "spacekiosk/v1/x\\x00/usage"
+    assert reason.startswith("a\\x00b\\x1b[31m\\u202e\\ud800c") and len(reason) == 500
+    assert reason.isprintable()
