@@ -27,19 +27,25 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 @bp.get("/spaces")
 def spaces():
-    return jsonify({"spaces": [space_json(s) for s in reports.spaces(g.db)]})
+    heard = store.contacts(g.db)
+    return jsonify({"spaces": [space_json(s, heard.get(s.id)) for s in reports.spaces(g.db)]})
 
 
-def space_json(space: reports.Space) -> dict:
-    """What the API says about a space: names, times in UTC ISO-8601, its last status."""
+def space_json(space: reports.Space, heard: tuple | None = None) -> dict:
+    """What the API says about a space: names, times in UTC ISO-8601, its last status.
+    `heard`: when the collector itself last heard from it and last committed its usage
+    (`last_sync` is the space's own word, from its status)."""
     status = space.status
     sensors = status.get("sensors") or {}
+    last_contact, last_delivery = heard or (None, None)
     return {
         "id": space.id,
         "name": space.name,
         "capacity": space.capacity,
         "first_seen": iso(space.first_seen),
         "last_seen": iso(space.last_seen),
+        "last_contact": iso(last_contact),
+        "last_delivery": iso(last_delivery),
         "online": bool(status.get("online")),
         "backlog": status.get("backlog"),
         "oldest_pending": status.get("oldest_pending"),

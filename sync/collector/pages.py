@@ -79,6 +79,7 @@ def dashboard():
         since=since,
         until=until,
         rejects=store.reject_count(g.db),
+        heard=store.contacts(g.db),  # what the collector itself received and committed
     )
 
 
