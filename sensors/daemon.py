@@ -130,8 +130,9 @@ class EventWriter:
             except Exception:
                 log.exception("could not write sensor events")
                 return False
-            if self.store.failures:
-                self.store.ok()
+            failing = self.store.failures
+            self.store.ok()
+            if failing:
                 status("running")
             return True
 

@@ -200,14 +200,18 @@ def reclaim(conn: sqlite3.Connection) -> bool:
 class StoreHealth:
     """Whether a service's writes reach the store, for its status and its log.
 
-    `failed()` after a write raised: the first failure of a run logs one warning (a full
-    disk says so plainly), later ones only count, and the answer is how long to wait
-    before trying again (doubling up to MAX_BACKOFF). `ok()` after a write went through:
-    it logs once that the store took writes again. Thread-safe.
+    `failed()` after a write raised, `ok()` after one went through; `state` follows
+    them ("ok", "full" for no space left, "error" for anything else). The log hears of
+    a bad spell once: one warning at its start and one line once writes have gone
+    through for QUIET_SECONDS — on a full disk, writes can succeed now and then (each
+    truncated WAL gives a little space back), and that is still the same spell.
+    `failed()` answers how long to wait before trying again (doubling up to
+    MAX_BACKOFF). Thread-safe.
     """
 
     FIRST_BACKOFF = 0.5
     MAX_BACKOFF = 30.0
+    QUIET_SECONDS = 60.0
     ROOM_BYTES = 256 * 1024  # free space that counts as "room again" when idle
 
     def __init__(self, path: Path | str, service: str):
@@ -215,15 +219,16 @@ class StoreHealth:
         self.service = service
         self.state = "ok"  # or "full" (no space left), or "error" (another write error)
         self.failures = 0  # since the last write that went through
-        self.since: float | None = None  # time.monotonic() of the first failure
+        self._spell: tuple[float, float, int] | None = None  # began, last failure, failures
         self._lock = threading.Lock()
 
     def failed(self, exc: BaseException) -> float:
         with self._lock:
             self.failures += 1
-            if self.failures == 1:
-                self.since = time.monotonic()
-                self.state = "full" if is_full(exc) else "error"
+            self.state = "full" if is_full(exc) else "error"
+            now = time.monotonic()
+            if self._spell is None:
+                self._spell = (now, now, 1)
                 if self.state == "full":
                     log.warning(
                         "the disk holding %s is full: %s keeps running and tries again, "
@@ -234,6 +239,8 @@ class StoreHealth:
                 else:
                     log.warning("%s cannot write to %s (%s); it will try again",
                                 self.service, self.path, exc)  # fmt: skip
+            else:
+                self._spell = (self._spell[0], now, self._spell[2] + 1)
         return self.retry_in()
 
     def retry_in(self) -> float:
@@ -254,15 +261,17 @@ class StoreHealth:
 
     def ok(self) -> None:
         with self._lock:
-            if self.failures:
+            self.state, self.failures = "ok", 0
+            if self._spell and time.monotonic() - self._spell[1] >= self.QUIET_SECONDS:
+                began, last, failures = self._spell
                 log.warning(
-                    "%s writes to %s again, after %d failed attempt(s) over %.0f s",
+                    "%s writes to %s again: %d write(s) failed over %.0f s",
                     self.service,
                     self.path,
-                    self.failures,
-                    time.monotonic() - self.since,
+                    failures,
+                    last - began,
                 )
-            self.state, self.failures, self.since = "ok", 0, None
+                self._spell = None
 
 
 def _savepoint(conn: sqlite3.Connection, db: Database) -> Iterator[Database]:

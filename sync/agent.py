@@ -492,8 +492,9 @@ class Agent:
         return delay
 
     def recovered(self) -> None:
-        if self.store.failures:
-            self.store.ok()
+        failing = self.store.failures
+        self.store.ok()
+        if failing:
             status("running")
 
 

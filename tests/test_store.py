@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, write_space_config
+from conftest import ROOT, SmallDisk, wait_until, write_space_config
 
-from spacekiosk.db import StoreError, migrate, open_store, write
+from spacekiosk.db import (
+    JOURNAL_LIMIT,
+    WAL_PAGES,
+    GroupWriter,
+    StoreError,
+    connect,
+    is_full,
+    migrate,
+    open_store,
+    write,
+)
 from spacekiosk.migrations import SPACE_MIGRATIONS
 
 TABLES = {"visitors", "visits", "sensor_events", "buckets", "outbox", "sync_state"}
@@ -116,3 +127,50 @@ def test_processes_starting_together_migrate_once(tmp_path):
         assert proc.returncode == 0, err.decode()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS)
+
+
+def test_every_connection_bounds_its_wal(tmp_path):
+    db = open_store(tmp_path / "space.db", SPACE_MIGRATIONS)
+    assert db.execute("PRAGMA journal_size_limit").fetchone()[0] == JOURNAL_LIMIT
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_PAGES
+
+
+def test_a_writer_on_a_full_disk_recovers_by_itself_once_space_is_back(tmp_path, caplog):
+    """A 1 MB file system filled to the last byte: writes fail with the store's health
+    saying "full" (logged once); once the ballast goes, the idle writer gives the WAL
+    back and finds room without anyone writing, and the next write goes through."""
+    with SmallDisk(tmp_path / "disk", 1 << 20) as disk:
+        path = disk.folder / "space.db"
+        open_store(path, SPACE_MIGRATIONS).close()
+        writer = GroupWriter(path, service="the test's writer")
+
+        def visitor(db, name):
+            db.execute(
+                "INSERT INTO visitors (name, name_key, created_at) VALUES (?, ?, 0)", [name, name]
+            )
+
+        writer.run(visitor, "Before")
+        disk.fill()
+        failures = 0
+        for i in range(40):  # now and then one fits, in what a truncated WAL gave back
+            try:
+                writer.run(visitor, f"Full {i} " + "x" * 60)
+            except sqlite3.OperationalError as exc:
+                assert is_full(exc)
+                assert writer.health.state == "full"
+                failures += 1
+        assert failures >= 20
+        assert caplog.text.count("is full") == 1  # once, not once per attempt
+        with contextlib.suppress(sqlite3.OperationalError):
+            for i in range(40):  # end on a failure: then only the idle writer can see room
+                writer.run(visitor, f"Last {i} " + "x" * 60)
+        assert writer.health.state == "full"
+        disk.free()
+        wait_until(lambda: writer.health.state == "ok", what="the idle writer to find room")
+        writer.run(visitor, "After")
+        db = connect(path)
+        names = [n for (n,) in db.execute("SELECT name FROM visitors")]
+        assert names[0] == "Before" and names[-1] == "After"
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.close()
+        writer.close()
