@@ -264,3 +264,82 @@ def test_a_status_may_say_what_the_space_is_and_nothing_odd():
     for bad in ({"name": ""}, {"capacity": -1}, {"timezone": 3}, ["x"], {"name": "x" * 81}):
         with pytest.raises(ProtocolError, match="about"):
             protocol.read_status(protocol.status_message(online=True, about=bad))
+
+
+@pytest.mark.parametrize(
+    ("start", "words"),
+    [
+        ("0001-01-01T00:00:00Z", "before 2026-10-01"),
+        ("1970-01-01T00:00:00Z", "before 2026-10-01"),
+        ("2026-09-30T23:00:00Z", "before 2026-10-01"),
+        ("2100-01-01T00:00:00Z", "past the collector's clock"),
+        ("9999-12-31T23:00:00Z", "past the collector's clock"),
+    ],
+)
+def test_an_hour_no_space_can_have_counted_is_refused(start, words):
+    batch = raw({"v": 1, "space": "nairobi", "buckets": [{"start": start, "version": 1}]})
+    with pytest.raises(ProtocolError, match=words):
+        protocol.read_hours(batch, "nairobi", now=HOUR)
+    digest = protocol.digest_message("nairobi", [[start[:10], 1, 1]])
+    with pytest.raises(ProtocolError, match=words):
+        protocol.read_digest(digest, "nairobi", now=HOUR)
+
+
+def test_an_hour_is_taken_once_it_has_begun_by_the_collectors_clock_give_or_take():
+    """The running hour (`sync.send_running_hour`) and a Pi's clock a few minutes ahead
+    are fine; an hour that begins more than SKEW_SECONDS from now is not."""
+    batch = protocol.usage_message("nairobi", [Bucket(HOUR, 1, {"signins": 1})])
+    for now in (HOUR - protocol.SKEW_SECONDS, HOUR, HOUR + 3599, HOUR + 86400 * 30):
+        assert protocol.read_hours(batch, "nairobi", now=now)[0][0] == HOUR
+    with pytest.raises(ProtocolError, match="more than 10 minutes past"):
+        protocol.read_hours(batch, "nairobi", now=HOUR - protocol.SKEW_SECONDS - 1)
+    day = protocol.usage_message("nairobi", [Bucket(HOUR - 16 * 3600, 1, {}, hours=24)])
+    assert protocol.read_hours(day, "nairobi", now=HOUR)
+
+
+def test_a_status_as_the_agent_sends_it_is_stored_as_sent_and_nothing_more():
+    sent = {
+        "online": True,
+        "backlog": 3,
+        "oldest_pending": "2026-11-25T13:00:00Z",
+        "last_sync": HOUR + 10.5,
+        "agent": "0.1.0",
+        "clock": "unsynchronized",
+        "sensors": {
+            "faults": {"motion:hall": "in motion for 6 h", "door": None},
+            "door_alert": True,
+        },
+        "about": {"name": "Ελληνικό Makerspace ☕", "capacity": None, "timezone": "Europe/Athens"},
+    }
+    found = protocol.read_status(protocol.status_message(**sent, later="a newer field"), HOUR)
+    assert found == {"v": 1, **sent} | {
+        "sensors": {
+            "faults": {"motion:hall": "in motion for 6 h", "door": "faulty"},
+            "door_alert": True,
+        }
+    }
+    will = protocol.read_status(protocol.status_message(online=False, agent="0.1.0"), HOUR)
+    assert will == {"v": 1, "online": False, "agent": "0.1.0"}  # nothing it did not say
+
+
+def test_what_a_message_lacks_is_named_in_the_protocols_words():
+    with pytest.raises(ProtocolError, match=r"^status: 'online' must be true or false"):
+        protocol.read_status(b'{"v":1}')
+    with pytest.raises(ProtocolError, match=r"^buckets\[0\].start must be an hour"):
+        read_usage(raw({"v": 1, "space": "nairobi", "buckets": [{"version": 1}]}), "nairobi")
+    with pytest.raises(ProtocolError, match=r"^digest: 'days' must be a list"):
+        protocol.read_digest(b'{"v":1,"space":"nairobi"}', "nairobi")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"v":1,"committed":[],"resend":' + b"1" * 5000 + b"}",
+        b'{"v":1,"committed":"\xff"}',
+        b'{"v":1,"committed":[' + b",".join([b'["2026-11-25T16:00:00Z",1]'] * 5001) + b"]}",
+        b'{"v":1,"resend":["2026-11-25"' + b',"2026-11-25"' * 400 + b"]}",
+    ],
+)
+def test_the_agents_reader_of_acks_refuses_what_is_not_an_ack(payload):
+    with pytest.raises(ProtocolError):
+        protocol.read_ack(payload)
