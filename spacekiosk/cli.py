@@ -165,7 +165,8 @@ def cmd_init_config(args) -> int:
         print(f"{path} exists; pass --force to overwrite it", file=sys.stderr)
         return 1
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    # It holds no secret (those are files of their own), but no one else may change it.
+    config.write_file(path, text, 0o644)
     print(f"wrote {path}; check it with `spacekiosk check-config {path}`")
     return 0
 

@@ -42,18 +42,17 @@ COLLECTOR_LOGIN = re.compile(r"^collector(-[a-z0-9][a-z0-9-]{0,21})?$")
 SPACE_ID = re.compile(r"^(?!collector(-|$))[a-z0-9][a-z0-9-]{1,31}$")
 
 
-def write_secret(path: str | os.PathLike, text: str) -> Path:
-    """Write a secret (a password, a token, a login file) readable by its owner alone:
-    mode 0600 whatever the umask, and never a moment with looser rights. It replaces
-    the file whole (a file beside it, renamed over it), so a reader sees the old
-    secret or the new one."""
+def write_file(path: str | os.PathLike, text: str, mode: int) -> Path:
+    """Write a file with exactly `mode`, whatever the umask, and never a moment with looser
+    rights. It replaces the file whole (a file beside it, renamed over it), so a reader
+    sees the old text or the new one."""
     path = Path(path)
     part = path.with_name(f".{path.name}.{os.getpid()}.part")
     part.unlink(missing_ok=True)
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o600)  # a umask can only take rights away: be sure
+            os.fchmod(out.fileno(), mode)  # a umask can take rights away, or leave too many
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
@@ -62,6 +61,11 @@ def write_secret(path: str | os.PathLike, text: str) -> Path:
         part.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_secret(path: str | os.PathLike, text: str) -> Path:
+    """Write a secret (a password, a token, a login file): its owner's alone, mode 0600."""
+    return write_file(path, text, 0o600)
 
 
 # --- checks: each takes the parsed value and returns the converted one or raises Invalid ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -49,6 +50,21 @@ def test_pilot_configs_are_what_init_config_writes(pilot, tmp_path):
     loaded = config.load(out)
     assert loaded.space.id == pilot
     assert loaded.space.timezone.key == pilots.PILOTS[pilot].timezone
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_init_config_writes_a_file_no_one_else_may_change(tmp_path, umask):
+    out = tmp_path / "space.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "spacekiosk", "init-config", "--pilot", "athens", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.umask(umask),
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["space.toml"]
 
 
 def test_init_config_will_not_overwrite_without_force(tmp_path):
