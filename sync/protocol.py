@@ -38,6 +38,9 @@ MAX_FAULTS = 16  # faulty sensors named in one status
 MAX_REASON_CHARS = 200
 MAX_NAME_CHARS = 80  # a space's name, a sensor's name
 CLOCK_STATES = ("synchronized", "unsynchronized", "unknown")
+# Whether the space's store takes writes: "full" (no space left) or "error" (another
+# write failure). A status leaves it out while all is well.
+STORE_STATES = ("ok", "full", "error")
 # How far past the collector's own clock a bucket may begin: the clocks of a Pi and of the
 # centre differ by a little. An hour is taken once it has begun (a space with
 # `sync.send_running_hour` sends the hour still running), never before EARLIEST.
@@ -584,6 +587,7 @@ class _Status(msgspec.Struct, omit_defaults=True):
         msgspec.UNSET
     )
     clock: Literal[CLOCK_STATES] | msgspec.UnsetType = msgspec.UNSET
+    store: Literal[STORE_STATES] | msgspec.UnsetType = msgspec.UNSET
     sensors: _Sensors | msgspec.UnsetType = msgspec.UNSET
     about: _About | msgspec.UnsetType = msgspec.UNSET
 
@@ -597,6 +601,7 @@ _STATUS_RULES = {
     "last_sync": "must be seconds since the epoch, or null",
     "agent": "must be a version of 1-40 characters",
     "clock": f"must be one of {', '.join(CLOCK_STATES)}",
+    "store": f"must be one of {', '.join(STORE_STATES)}",
     "sensors": "must be an object with 'faults' and 'door_alert'",
     "faults": f"must map at most {MAX_FAULTS} sensors (1-{MAX_NAME_CHARS} characters) to "
     f"reasons (1-{MAX_REASON_CHARS} characters)",

@@ -196,6 +196,18 @@ def test_a_status_of_the_wrong_types_breaks_no_page(central, name):
     assert spaces["bad"]["last_sync"] is None
 
 
+def test_a_space_whose_disk_is_full_says_so_on_the_page(central):
+    cfg, db = central
+    store.commit_status(db, "bad", {"online": True, "store": "full"})
+    client = logged_in(cfg)
+    spaces = assert_pages_answer(client)
+    assert spaces["bad"]["store"] == "full" and spaces["athens"]["store"] == "ok"
+    assert "disk full: not recording" in client.get("/").text
+    store_status(db, "bad", json.dumps({"online": True, "store": 7}))
+    assert assert_pages_answer(client)["bad"]["store"] == "ok"  # unsaid, not shown
+    assert "disk full" not in client.get("/").text
+
+
 @pytest.mark.parametrize("name", sorted(BAD_STATUS_TEXTS))
 def test_a_status_that_is_not_json_breaks_no_page(central, name):
     cfg, db = central

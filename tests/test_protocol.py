@@ -305,6 +305,7 @@ def test_a_status_as_the_agent_sends_it_is_stored_as_sent_and_nothing_more():
         "last_sync": HOUR + 10.5,
         "agent": "0.1.0",
         "clock": "unsynchronized",
+        "store": "full",
         "sensors": {
             "faults": {"motion:hall": "in motion for 6 h", "door": None},
             "door_alert": True,
@@ -320,6 +321,11 @@ def test_a_status_as_the_agent_sends_it_is_stored_as_sent_and_nothing_more():
     }
     will = protocol.read_status(protocol.status_message(online=False, agent="0.1.0"), HOUR)
     assert will == {"v": 1, "online": False, "agent": "0.1.0"}  # nothing it did not say
+
+
+def test_a_store_state_is_one_the_protocol_names():
+    with pytest.raises(ProtocolError, match=r"^status: 'store' must be one of ok, full, error"):
+        protocol.read_status(protocol.status_message(online=True, store="mostly fine"), HOUR)
 
 
 def test_what_a_message_lacks_is_named_in_the_protocols_words():

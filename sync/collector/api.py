@@ -52,6 +52,7 @@ def space_json(space: reports.Space, heard: tuple | None = None) -> dict:
         "last_sync": iso(status.get("last_sync")),
         "agent": status.get("agent"),
         "clock": status.get("clock"),
+        "store": status.get("store", "ok" if status else None),
         "sensors": {
             "faults": sensors.get("faults") or {},
             "door_alert": bool(sensors.get("door_alert")),

@@ -270,6 +270,8 @@ def status(space: str, text, now: float | None = None) -> dict:
     keep("agent", agent, _text(agent, 40))
     clock = raw.get("clock")
     keep("clock", clock, _text(clock, 40))
+    store = raw.get("store")
+    keep("store", store, store in protocol.STORE_STATES)
     if "sensors" in raw:  # what can be kept of them, even if some were wrong
         out["sensors"], bad = _sensors(raw["sensors"])
         if bad:
