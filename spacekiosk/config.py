@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
@@ -104,6 +105,28 @@ def non_empty(value: str, ctx: Context) -> str:
     if not value.strip():
         raise Invalid("must not be empty")
     return value.strip()
+
+
+# What a space's status and buckets may carry (sync/protocol.py's bounds): a space name
+# or an event of up to 80 characters, a PIR's fault named "motion:<location>" likewise.
+SPACE_NAME_CHARS = 80
+EVENT_NAME_CHARS = 80
+LOCATION_CHARS = 80 - len("motion:")
+
+
+def label(most: int):
+    """Text shown on the collector's pages: at most `most` characters, none of them a
+    control or formatting character (which the collector refuses, whole status and all)."""
+
+    def check(value: str, ctx: Context) -> str:
+        value = non_empty(value, ctx)
+        if len(value) > most:
+            raise Invalid(f"must be at most {most} characters, not {len(value)}")
+        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
+            raise Invalid("must not hold a control or formatting character")
+        return value
+
+    return check
 
 
 def timezone(value: str, ctx: Context) -> ZoneInfo:
@@ -250,7 +273,7 @@ def iso_date(value: str, ctx: Context) -> str:
 @dataclass(frozen=True, kw_only=True)
 class Space:
     id: str = setting(check=space_id, doc='the space\'s id, e.g. id = "nairobi"')
-    name: str = setting(check=non_empty, doc="the space's name shown on the kiosk")
+    name: str = setting(check=label(SPACE_NAME_CHARS), doc="the space's name shown on the kiosk")
     timezone: ZoneInfo = setting(
         check=timezone, raw=str, doc='an IANA time zone, e.g. "Africa/Nairobi"'
     )
@@ -288,7 +311,7 @@ class Kiosk:
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    name: str = setting(check=non_empty, doc="the event's name, shown to visitors")
+    name: str = setting(check=label(EVENT_NAME_CHARS), doc="the event's name, shown to visitors")
     date: str = setting(check=iso_date, doc="the day, as YYYY-MM-DD")
     hours: tuple[tuple[time, time], ...] = setting(
         check=opening_hours, raw=str, doc='the time, e.g. "18:00-21:00"'
@@ -313,7 +336,7 @@ class Door:
 @dataclass(frozen=True, kw_only=True)
 class Motion:
     pin: int = setting(check=gpio_pin, doc="BCM GPIO number of the PIR sensor")
-    location: str = setting("main room", check=non_empty)
+    location: str = setting("main room", check=label(LOCATION_CHARS))
     pull_up: bool = setting(False)
     # Motion without a break for this long: stuck on, or aimed at a heater, fan or curtain.
     stuck_hours: int = setting(4, check=at_least(1, 24 * 14))

@@ -13,8 +13,10 @@ from conftest import ROOT, write_collector_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sensors import health
 from spacekiosk import config, pilots
 from spacekiosk.schema import ConfigError
+from sync import protocol
 
 CONFIGS = sorted((ROOT / "config").glob("*.toml"))
 
@@ -339,3 +341,35 @@ def test_the_https_route_needs_its_token(tmp_path):
         config.load(path, secrets=False)
     assert [p.path for p in info.value.problems] == ["sync.token_file"]
     assert "spacekiosk space add" in info.value.problems[0].message
+
+
+def test_what_a_space_s_status_carries_is_held_to_the_protocol_s_bounds(tmp_path):
+    """A name or a PIR location the collector would refuse must be refused here first, or
+    every status the space sends would be refused, whole."""
+    base = (ROOT / "config" / "athens.toml").read_text()
+    name, location = "N" * config.SPACE_NAME_CHARS, "L" * config.LOCATION_CHARS
+    path = tmp_path / "space.toml"
+    path.write_text(
+        base.replace('"Mozilla Community Space Athens"', f'"{name}"').replace(
+            'location = "main room"', f'location = "{location}"'
+        )
+    )
+    cfg = config.load(path)
+    motion = health.motion_name(cfg.sensors.motion[0])
+    sent = protocol.status_message(
+        online=True,
+        sensors={"faults": {motion: "in motion for 6 h"}, "door_alert": False},
+        about={"name": cfg.space.name, "capacity": cfg.space.capacity, "timezone": "UTC"},
+    )
+    assert protocol.read_status(sent)["about"]["name"] == name
+    path.write_text(
+        base.replace('"Mozilla Community Space Athens"', f'"{name}N"').replace(
+            'location = "main room"', 'location = "main\\u202eroom"'
+        )
+    )
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert {p.path: p.message for p in info.value.problems} == {
+        "space.name": "must be at most 80 characters, not 81",
+        "sensors.motion[0].location": "must not hold a control or formatting character",
+    }
