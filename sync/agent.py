@@ -92,6 +92,7 @@ class Agent:
         self.link_trusted = True  # that row's times were taken on a trusted clock
         self.link_base = 0.0  # and its clock, as (wall - monotonic)
         self.link = Link()
+        self.stopping = threading.Event()  # set by a stop: no POST holds it up
         self.last_status: dict | None = None
         self.told_backlog = False
         self.down_since = time.monotonic()
@@ -350,7 +351,7 @@ class Agent:
         failure is in the log and the state the status reports."""
         url = f"{self.config.sync.http_url}/api/v1/{route}"
         try:
-            response = self.http.post(url, data=body, timeout=HTTP_TIMEOUT)
+            response = self._post_until_stopped(url, body)
         except requests.RequestException as exc:
             log.warning("could not send %s over HTTPS to %s: %s", what, url, exc)
             outbox.set_state(self.db, http="unreachable")
@@ -362,6 +363,29 @@ class Agent:
             return None
         outbox.set_state(self.db, http="ok")
         return response.content
+
+    def _post_until_stopped(self, url: str, body: bytes) -> requests.Response:
+        """The POST, in a thread of its own: a slow or silent collector can hold a POST
+        for HTTP_TIMEOUT, longer than systemd waits for a stop. A stop abandons it; what
+        it carried stays in the outbox, unacknowledged, and goes again after a restart."""
+        answer: list = []
+        done = threading.Event()
+
+        def post() -> None:
+            try:
+                answer.append(self.http.post(url, data=body, timeout=HTTP_TIMEOUT))
+            except Exception as exc:  # handed to the loop, which logs it
+                answer.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=post, name="https", daemon=True).start()
+        while not done.wait(0.1):
+            if self.stopping.is_set():
+                raise requests.ConnectionError("stopped while the collector was answering")
+        if isinstance(answer[0], Exception):
+            raise answer[0]
+        return answer[0]
 
     def _http_due(self) -> bool:
         """MQTT has been down (or refused) long enough to try the HTTPS route."""
@@ -382,10 +406,8 @@ class Agent:
             acked += self._take_ack(ack)
         if acked:  # let the central team see the space, its backlog and its sensors
             with contextlib.suppress(requests.RequestException):
-                self.http.post(
-                    f"{self.config.sync.http_url}/api/v1/status",
-                    data=self._status(online=True),
-                    timeout=HTTP_TIMEOUT,
+                self._post_until_stopped(
+                    f"{self.config.sync.http_url}/api/v1/status", self._status(online=True)
                 )
         return acked
 
@@ -504,6 +526,7 @@ def run(config: SpaceConfig, stopping: threading.Event) -> int:
     interval = config.sync.interval_seconds
     watchdog = watchdog_interval()
     with Agent(config) as agent:
+        agent.stopping = stopping
         # The loop sleeps on the link's wake event; a stop must end that sleep at once.
         threading.Thread(
             target=lambda: stopping.wait() and agent.link.wake.set(), name="stop", daemon=True

@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ import requests
 from conftest import (
     PASSWORDS,
     SPACE,
+    free_port,
     http_ready,
     publisher,
     visitor_form,
@@ -214,3 +216,48 @@ def _keep_busy(name: str, url: str, port: int, stop: threading.Event) -> None:
             )
         client.disconnect()
         client.loop_stop()
+
+
+def test_a_collector_that_never_answers_an_https_post_does_not_hold_up_a_stop(tmp_path, notified):
+    """The MQTT port is blocked, so the agent POSTs its backlog; the collector takes the
+    connection and says nothing. A SIGTERM then ends the agent at once, not after the
+    POST's 30 s read timeout (longer than systemd waits), and the batch stays queued."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    posted = threading.Event()
+
+    def take() -> None:
+        conn, _ = silent.accept()
+        accepted.append(conn)
+        conn.recv(65536)  # the request begins; no answer ever comes
+        posted.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    folder = tmp_path / "space"
+    folder.mkdir()
+    (folder / "token").write_text("t0k3n\n")
+    toml = write_space_config(
+        folder,
+        broker_port=free_port(),  # nothing listens: the MQTT port is blocked
+        sync=f'http_url = "http://127.0.0.1:{silent.getsockname()[1]}"\n'
+        'token_file = "token"\nhttp_after_seconds = 0',
+    )
+    db = open_store(config.load(toml).database.path, SPACE_MIGRATIONS)
+    visits.sign_in_new(db, visits.NewVisitor("Earlier Visitor"), "k", now=time.time() - 7200)
+    try:
+        service = notified("sync", "--config", str(toml))
+        service.wait_for("READY=1")
+        assert posted.wait(30), service.output()
+        started = time.monotonic()
+        service.proc.send_signal(signal.SIGTERM)
+        code = service.proc.wait(STOP_SECONDS + 40)
+        took = time.monotonic() - started
+        assert code == 0, service.output()
+        assert took <= STOP_SECONDS, f"stopped after {took:.2f} s\n{service.output()}"
+        assert "Traceback" not in service.output(), service.output()
+        (queued,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+        assert queued >= 1  # nothing acknowledged, nothing released
+    finally:
+        for conn in accepted:
+            conn.close()
+        silent.close()
