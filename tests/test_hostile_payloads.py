@@ -761,6 +761,8 @@ def test_last_contact_is_what_the_collector_heard_not_what_the_space_said(
         session = log_in(url)
         row = re.search(r"<tr>\s*<th scope=\"row\">.*?</tr>", session.get(url).text, re.S)[0]
         assert "never" in row and "never delivered" in row
+        details = session.get(f"{url}spaces/{SPACE}").text
+        assert "last contact never" in details and "usage last delivered never" in details
         before = time.time()
         settle(space, url)  # a delivery, with no status
         found = spaces_api(url)[SPACE]
@@ -771,6 +773,9 @@ def test_last_contact_is_what_the_collector_heard_not_what_the_space_said(
             )
         row = re.search(r"<tr>\s*<th scope=\"row\">.*?</tr>", session.get(url).text, re.S)[0]
         assert "just now" in row and "usage delivered" in row and "never" not in row
+        details = session.get(f"{url}spaces/{SPACE}").text
+        assert "last contact never" not in details and "usage last delivered never" not in details
+        assert "last contact " in details and "usage last delivered " in details
         assert_collector_fine(url, service, before - 60)
     finally:
         space.close()

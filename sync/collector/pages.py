@@ -276,6 +276,7 @@ def _details(space: reports.Space, status: int = 200, errors: dict | None = None
     page = render_template(
         "space.html",
         space=space,
+        heard=store.contacts(g.db).get(space.id) or (None, None),
         costs=entered,
         errors=errors or {},
         form=form or {},
