@@ -73,5 +73,10 @@ def _drain(server, loop: threading.Thread, timeout: float = STOP_SECONDS) -> Non
     channels = [c for c in list(server._map.values()) if hasattr(c, "total_outbufs_len")]
     while time.monotonic() < deadline and any(c.total_outbufs_len for c in channels):
         time.sleep(0.02)  # the loop thread is writing the last answers out
-    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    try:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    except OSError:
+        # A connection that arrived as accepting was turned off reads, to wasyncore, as
+        # the listening socket closing: the loop closed the server and its trigger itself.
+        log.debug("the server's loop had already closed the listening socket")
     loop.join(max(deadline - time.monotonic(), 0.1))
