@@ -457,13 +457,7 @@ def correct_clock(db: Database, clock: Watch, after_id: int) -> tuple[Correction
             "clock_synced = :synced "
             "WHERE clock_synced = 0 AND id > :after_id "
             "AND (signed_in_at BETWEEN :start AND :end OR signed_out_at BETWEEN :start AND :end)",
-            {
-                "start": fix.start,
-                "end": fix.end,
-                "offset": fix.offset,
-                "synced": int(fix.synced),
-                "after_id": after_id,
-            },
+            fix.params(after_id),
         ).rowcount
     return fix, moved
 

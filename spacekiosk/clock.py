@@ -47,6 +47,17 @@ class Correction:
     end: float
     synced: bool
 
+    def params(self, after_id: int) -> dict[str, float | int]:
+        """The named parameters of an UPDATE that moves the flagged times it covers, in
+        rows after `after_id` (those of the process that took them)."""
+        return {
+            "start": self.start,
+            "end": self.end,
+            "offset": self.offset,
+            "synced": int(self.synced),
+            "after_id": after_id,
+        }
+
 
 class Watch:
     """The wall clock, watched against the monotonic one for one writing process.

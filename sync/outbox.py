@@ -273,13 +273,7 @@ def link_correct(db: Database, fix: Correction, after_id: int) -> int:
             "clock_synced = :synced "
             "WHERE clock_synced = 0 AND id > :after_id "
             "AND start BETWEEN :start AND :end AND end BETWEEN :start AND :end",
-            {
-                "start": fix.start,
-                "end": fix.end,
-                "offset": fix.offset,
-                "synced": int(fix.synced),
-                "after_id": after_id,
-            },
+            fix.params(after_id),
         ).rowcount
 
 
