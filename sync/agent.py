@@ -155,7 +155,10 @@ class Agent:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if not self.link.connected.is_set():
             return  # a connection attempt that failed; nothing was up
-        log.warning("disconnected from the broker: %s", reason_code)
+        if reason_code == 0:  # our own goodbye, at a stop or the end of `sync --once`
+            log.info("disconnected from the broker")
+        else:
+            log.warning("disconnected from the broker: %s", reason_code)
         self.link.connected.clear()
         self.link.inbox.put(("disconnected", None))
         self.link.wake.set()
