@@ -37,6 +37,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from kiosk import i18n, visits
+from kiosk.lookups import Lookups
 from spacekiosk import hours
 from sync import outbox
 
@@ -204,7 +205,13 @@ def _labels(found: list[visits.Match]) -> list[str]:
 @bp.get("/sign-in/matches")
 def matches():
     """Returning visitors with a PIN whose name starts with what was typed (two letters
-    at least), masked, a few at most."""
+    at least), masked, a few at most; a few dozen lookups a minute from any one address
+    on the network (see lookups.py)."""
+    lookups = current_app.extensions.get("lookups")
+    if lookups is None:
+        lookups = current_app.extensions.setdefault("lookups", Lookups())
+    if not lookups.allow(request.remote_addr):
+        return jsonify([]), 429
     q = request.args.get("q", "")
     found = [] if len(q) > visits.MAX_NAME else visits.matches(g.db, q)
     return jsonify(

@@ -13,6 +13,7 @@ import requests
 from conftest import http_ready, visitor_form, write_space_config
 
 from kiosk import create_app, visits
+from kiosk.lookups import LOOKUPS_PER_MINUTE, Lookups
 from spacekiosk import config
 
 EVENT_TODAY = """
@@ -124,6 +125,34 @@ def test_matches_need_two_letters_show_only_pin_holders_and_escape_wildcards(app
     ]
     assert kiosk.client.get("/sign-in/matches?q=%25%25").get_json() == []
     assert kiosk.client.get("/sign-in/matches?q=__").get_json() == []
+
+
+def test_a_script_on_the_network_cannot_try_every_start_of_a_name(app, kiosk):
+    """A phone typing a name looks up a handful of times; a script trying "aa", "ab", …
+    gets nothing once its address passes the minute's allowance. The kiosk's own screen,
+    on loopback, is never held back."""
+    kiosk.first_visit("Amani Otieno", pin="1111")
+    lan = {"REMOTE_ADDR": "192.168.1.30"}
+    answers = [
+        kiosk.client.get(f"/sign-in/matches?q=a{chr(97 + i % 26)}", environ_base=lan)
+        for i in range(LOOKUPS_PER_MINUTE + 5)
+    ]
+    assert [a.status_code for a in answers].count(200) == LOOKUPS_PER_MINUTE
+    assert [m["label"] for m in answers[12].get_json()] == ["Amani O•••"]  # "am", in time
+    assert all(a.status_code == 429 and a.get_json() == [] for a in answers[-5:])
+    other = kiosk.client.get("/sign-in/matches?q=am", environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    assert [m["label"] for m in other.get_json()] == ["Amani O•••"]
+    for _ in range(LOOKUPS_PER_MINUTE + 5):
+        screen = kiosk.client.get("/sign-in/matches?q=am")
+        assert screen.status_code == 200 and screen.get_json() != []
+
+
+def test_the_lookup_allowance_comes_back_after_a_minute():
+    lookups = Lookups(limit=3, window=60)
+    assert [lookups.allow("10.0.0.5", now=t) for t in (0, 1, 2, 3)] == [True] * 3 + [False]
+    assert lookups.allow("10.0.0.5", now=59) is False
+    assert lookups.allow("10.0.0.5", now=60.5) is True  # the first has left the window
+    assert all(lookups.allow("127.0.0.1", now=5) for _ in range(10))
 
 
 def test_wrong_pins_make_the_pin_rest(app, kiosk):
