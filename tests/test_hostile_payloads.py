@@ -133,6 +133,7 @@ good_status = st.fixed_dictionaries(
         "last_sync": st.none() | st.floats(EARLIEST, NOW),
         "agent": st.just("0.1.0"),
         "clock": st.sampled_from(protocol.CLOCK_STATES),
+        "store": st.sampled_from(protocol.STORE_STATES),
         "sensors": st.fixed_dictionaries(
             {
                 "faults": st.dictionaries(name_text, name_text | st.none(), max_size=3),
@@ -305,7 +306,7 @@ def assert_hour_within_bounds(start: int, hours: int, now: float) -> None:
 
 
 def assert_status_within_bounds(found: dict, now: float) -> None:
-    known = {"v", "online", "backlog", "oldest_pending", "last_sync", "agent", "clock"}
+    known = {"v", "online", "backlog", "oldest_pending", "last_sync", "agent", "clock", "store"}
     assert set(found) <= known | {"sensors", "about"}, found
     assert found["v"] == 1 and type(found["online"]) is bool
     assert type(found.get("backlog", 0)) is int and 0 <= found.get("backlog", 0) <= MAX_COUNT
@@ -317,6 +318,7 @@ def assert_status_within_bounds(found: dict, now: float) -> None:
     if pending is not None:
         assert EARLIEST <= protocol.hour_epoch(pending) <= now + 86400
     assert found.get("clock", "unknown") in protocol.CLOCK_STATES
+    assert found.get("store", "ok") in protocol.STORE_STATES
     assert plain(found.get("agent", "0"), 40)
     sensors = found.get("sensors", {})
     assert set(sensors) <= {"faults", "door_alert"}
