@@ -66,7 +66,7 @@ def connect(
         )
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
+            _wal(conn, busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_LIMIT}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -76,6 +76,21 @@ def connect(
     db = Database(conn)
     db.write_lock = _write_lock(path)
     return db
+
+
+def _wal(conn: sqlite3.Connection, patience: float) -> None:
+    """Put the file in WAL mode. Switching needs a moment alone with the file, and SQLite
+    answers "database is locked" at once, without its busy handler, when services start
+    together and another is doing the same: try again until `patience` is spent."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def open_store(
