@@ -216,6 +216,10 @@ def mutated(draw):
         for done in [d for d in named if d[: len(path)] == path]:
             del named[done]
 
+    def forget_inside(path: tuple) -> None:
+        for done in [d for d in named if len(d) > len(path) and d[: len(path)] == path]:
+            del named[done]
+
     for _ in range(draw(st.integers(1, 3))):
         spots = places(data)
         op = draw(st.sampled_from(["set", "set", "add", "delete"]))
@@ -242,8 +246,11 @@ def mutated(draw):
                 named[(*path, key)] = "unknown key"
         elif op == "delete" and spots:
             path = draw(st.sampled_from(spots))
-            del at(data, path[:-1])[path[-1]]
+            container = at(data, path[:-1])
+            del container[path[-1]]
             forget(path)
+            if isinstance(container, list):  # the items after it moved up: their places
+                forget_inside(path[:-1])  # named before no longer say where they are
     return name, data, [(joined(path), words) for path, words in named.items()]
 
 
