@@ -41,9 +41,9 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sync import protocol  # noqa: E402
-from sync.broker import Broker, free_port  # noqa: E402
-from sync.protocol import Bucket  # noqa: E402
+from spacekiosk import protocol  # noqa: E402
+from spacekiosk.broker import Broker, free_port  # noqa: E402
+from spacekiosk.protocol import Bucket  # noqa: E402
 
 DAY = 1795564800  # 2026-11-25T00:00:00Z
 PER_MESSAGE = 6

@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from collector import accounts, periods, store  # noqa: E402
+from collector.web import create_app  # noqa: E402
 from spacekiosk import config  # noqa: E402
-from sync.collector import accounts, periods, store  # noqa: E402
-from sync.collector.web import create_app  # noqa: E402
-from sync.protocol import Bucket  # noqa: E402
+from spacekiosk.protocol import Bucket  # noqa: E402
 
 ZONES = [
     "Europe/Athens",

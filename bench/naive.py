@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sync import protocol  # noqa: E402
+from spacekiosk import protocol  # noqa: E402
 from tests.tcpproxy import TcpProxy  # noqa: E402
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sync.broker import free_port, wait_for_port  # noqa: E402
+from spacekiosk.broker import free_port, wait_for_port  # noqa: E402
 
 BASELINE = """
 import sqlite3, sys, threading

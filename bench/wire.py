@@ -39,11 +39,11 @@ from bench import naive  # noqa: E402
 from kiosk import visits  # noqa: E402
 from sensors import simulate  # noqa: E402
 from spacekiosk import config  # noqa: E402
+from spacekiosk.broker import Broker, free_port  # noqa: E402
 from spacekiosk.db import open_store, write  # noqa: E402
 from spacekiosk.migrations import SPACE_MIGRATIONS  # noqa: E402
 from sync import outbox  # noqa: E402
 from sync.agent import Agent  # noqa: E402
-from sync.broker import Broker, free_port  # noqa: E402
 from tests.tcpproxy import TcpProxy  # noqa: E402
 
 SPACE = "nairobi"

@@ -7,9 +7,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from sensors import occupancy, state
-from spacekiosk import hours
-from sync import outbox
+from spacekiosk import hours, occupancy, sensorstate, syncstate
 
 bp = Blueprint("status", __name__)
 
@@ -31,9 +29,9 @@ def status():
             "capacity": cfg.space.capacity,
             "people": people.as_dict(),
             "people_signed_in": people.signed_in,
-            "door": state.door(g.db, cfg, _now),
-            "sensors": state.health(g.db, cfg, _now),
-            "sync": outbox.health(g.db),
+            "door": sensorstate.door(g.db, cfg, _now),
+            "sensors": sensorstate.health(g.db, cfg, _now),
+            "sync": syncstate.health(g.db),
             "store": current_app.extensions["writer"].health.state,
         }
     )

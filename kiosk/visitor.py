@@ -38,8 +38,7 @@ from werkzeug.routing import RequestRedirect
 
 from kiosk import i18n, visits
 from kiosk.lookups import Lookups
-from spacekiosk import hours
-from sync import outbox
+from spacekiosk import hours, syncstate
 
 bp = Blueprint("visitor", __name__)
 
@@ -121,7 +120,7 @@ def welcome():
         languages=[(code, i18n.native_name(code)) for code in cfg.space.languages],
         current=str(get_locale()),
         qr=_qr_svg(),
-        sync=outbox.health(g.db),
+        sync=syncstate.health(g.db),
         greet_since=now,
     )
 

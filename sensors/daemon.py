@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from gpiozero import GPIOZeroError
 
-from sensors import health, state
+from sensors import health
 from sensors.devices import Beam, DoorContact, PeopleCounter, motion_sensor
 from sensors.doorway import Doorway
 from sensors.health import Health
-from spacekiosk import clock
+from spacekiosk import clock, sensorstate
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import StoreHealth, open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
@@ -219,9 +219,9 @@ class Sensors:
     ):
         cfg = config.sensors
         now = time.time()
-        before = state.health(store, config, now) if store else {}
-        door_before = state.door(store, config, now) if store else None
-        self.recorded = state.recorded(store, config, now) if store else {}
+        before = sensorstate.health(store, config, now) if store else {}
+        door_before = sensorstate.door(store, config, now) if store else None
+        self.recorded = sensorstate.recorded(store, config, now) if store else {}
         self.writer = writer
         self.devices: list = []
         self.counter: WatchedCounter | None = None
@@ -249,7 +249,7 @@ class Sensors:
             self.devices.append(door)
         for m in cfg.motion:
             pir = motion_sensor(m.pin, pull_up=m.pull_up, pin_factory=pin_factory)
-            name = health.motion_name(m)
+            name = sensorstate.motion_name(m)
             watch(name, pir.motion_detected)
             pir.when_motion = lambda name=name: self._change(name, "motion", True)
             pir.when_no_motion = lambda name=name: self._change(name, "still", False)

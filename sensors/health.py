@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spacekiosk import config
+from spacekiosk.sensorstate import ALERT, BEAMS, FAULT, OK, motion_name
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ FLICKER_SECONDS = 5.0  # a sensor's flicker_edges changes within this many secon
 CALM_SECONDS = 120.0  # without flicker for this long, a flickering sensor is ok again
 CHECK_SECONDS = 15.0  # how often the stuck, blocked and open-door checks run
 
-FAULT, OK, ALERT = "fault", "ok", "alert"
 STUCK, FLICKER, EARLIER = "stuck", "flicker", "earlier"  # why a sensor is faulty
 
 Report = Callable[[str, str, str | None], None]  # (sensor, kind, detail); must not block
@@ -109,10 +109,6 @@ class Watch:
         return self.cause != EARLIER or self.active_since is None
 
 
-def motion_name(motion: config.Motion) -> str:
-    return f"motion:{motion.location}"
-
-
 def watches(cfg: config.Sensors) -> list[Watch]:
     """A watch for each sensor the config names, under the name its events are stored as."""
     found = []
@@ -145,7 +141,7 @@ def watches(cfg: config.Sensors) -> list[Watch]:
         )
     if cfg.counter:
         c = cfg.counter
-        for beam in ("beam_a", "beam_b"):
+        for beam in BEAMS:
             found.append(
                 Watch(
                     beam,

@@ -1,4 +1,7 @@
-"""spacekiosk: what the kiosk, sensors and sync services share — config, store, command line."""
+"""spacekiosk: the core the four services share (config, store, wire protocol, clock and
+hours, read models, charts) and, in `cli` and `demo`, the command on top of them.
+
+See docs/architecture.md for the layers; `lint-imports` checks them."""
 
 from datetime import datetime
 

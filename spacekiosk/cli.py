@@ -69,7 +69,7 @@ def cmd_sync(args) -> int:
 
 
 def cmd_collector(args) -> int:
-    from sync import collector
+    import collector
 
     cfg = _load(args, config.CollectorConfig)
     return collector.run(cfg, stop_event())
@@ -108,7 +108,7 @@ def cmd_check_config(args) -> int:
 
 def _admin(args, action) -> int:
     """Run one of the central team's commands against the collector's config and store."""
-    from sync.collector import admin
+    from collector import admin
 
     # On the central server the collector's config is the one to find.
     args.config = args.config or os.environ.get("SPACEKIOSK_CONFIG") or CENTRAL_PATH

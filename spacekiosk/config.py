@@ -17,7 +17,7 @@ from datetime import date, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from spacekiosk.schema import ConfigError, Context, Invalid, Problem, build, setting
+from spacekiosk.validation import ConfigError, Context, Invalid, Problem, build, setting
 
 DEFAULT_PATH = Path("/etc/spacekiosk/space.toml")
 
@@ -107,7 +107,7 @@ def non_empty(value: str, ctx: Context) -> str:
     return value.strip()
 
 
-# What a space's status and buckets may carry (sync/protocol.py's bounds): a space name
+# What a space's status and buckets may carry (spacekiosk/protocol.py's bounds): a space name
 # or an event of up to 80 characters, a PIR's fault named "motion:<location>" likewise.
 SPACE_NAME_CHARS = 80
 EVENT_NAME_CHARS = 80

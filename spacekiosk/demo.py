@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
+from spacekiosk.broker import Broker, find_mosquitto, free_port
 from spacekiosk.config import write_secret
-from sync.broker import Broker, find_mosquitto, free_port
 
 log = logging.getLogger("spacekiosk.demo")
 
@@ -101,8 +101,8 @@ password_file = "{folder / "collector-password"}"
 def _central_logins(central_toml: Path) -> tuple[str, str]:
     """A login for the collector's page and a token for its API: nothing there is
     readable without one. Made fresh for each demo, in the collector's store."""
+    from collector import accounts, store
     from spacekiosk import config
-    from sync.collector import accounts, store
 
     db = store.connect(config.load(central_toml).central)
     try:

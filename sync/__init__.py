@@ -1,4 +1,5 @@
-"""Sync: hourly aggregation, the durable outbox, the MQTT agent, and the central collector.
+"""Sync: hourly aggregation, the durable outbox and the MQTT agent, on the Pi.
 
-Nothing here imports Flask except sync.collector.web, which only the collector loads.
+A daemon: nothing here imports Flask. It speaks the wire protocol of
+`spacekiosk.protocol` to the central server (`collector`), which it never imports.
 """

@@ -41,13 +41,12 @@ import requests
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sensors import state
-from spacekiosk import __version__, clock
+from spacekiosk import __version__, clock, protocol, sensorstate, syncstate
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import StoreHealth, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from spacekiosk.service import notify, status, watchdog_interval
-from sync import outbox, protocol
+from sync import outbox
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class Agent:
         self.config = config
         self.space = config.space.id
         self.db = open_store(config.database.path, SPACE_MIGRATIONS)
-        known = outbox.state(self.db)
+        known = syncstate.state(self.db)
         self.stamps = {k: known.get(k, 0) for k in ("last_send_at", "last_digest_at")}
         self.store = StoreHealth(config.database.path, "the sync agent")
         # Times of the link, and which hours are over: see the module's docstring.
@@ -458,14 +457,14 @@ class Agent:
         now = time.time()
         faults = {
             name: h["reason"]
-            for name, h in state.health(self.db, self.config, now).items()
+            for name, h in sensorstate.health(self.db, self.config, now).items()
             if not h["ok"]
         }
-        door = state.door(self.db, self.config, now)
+        door = sensorstate.door(self.db, self.config, now)
         return {"faults": faults, "door_alert": bool(door and door["alert"])}
 
     def _status(self, online: bool, sensors: dict | None = None) -> bytes:
-        health = outbox.health(self.db)
+        health = syncstate.health(self.db)
         return protocol.status_message(
             sensors=self._sensors() if sensors is None else sensors,
             online=online,
@@ -503,7 +502,7 @@ class Agent:
             self.told_backlog = backlog > 0
 
     def backlog(self) -> int:
-        return outbox.health(self.db)["backlog"]
+        return syncstate.health(self.db)["backlog"]
 
     def troubled(self, exc: sqlite3.OperationalError) -> float:
         """A write failed: say so (once) and return how long to wait before trying again."""

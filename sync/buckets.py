@@ -10,11 +10,10 @@ from collections import defaultdict
 
 from sqlite_utils import Database
 
-from sensors import occupancy
-from spacekiosk import EARLIEST
+from spacekiosk import EARLIEST, occupancy
 from spacekiosk.config import SpaceConfig
 from spacekiosk.hours import open_intervals
-from sync.protocol import MAX_LABEL_CHARS
+from spacekiosk.protocol import MAX_LABEL_CHARS
 
 HOUR = 3600
 

@@ -15,8 +15,8 @@ from sqlite_utils import Database
 from spacekiosk.clock import Correction
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import write
+from spacekiosk.protocol import DAY, Bucket, add_counts
 from sync.buckets import compute, earliest_activity, hour_of
-from sync.protocol import DAY, Bucket, add_counts
 
 MAX_BACKOFF = 3600.0
 
@@ -289,38 +289,3 @@ def _set(db: Database, key: str, value: object) -> None:
         "DO UPDATE SET value = excluded.value",
         [key, json.dumps(value)],
     )
-
-
-def state(db: Database) -> dict:
-    return {
-        key: json.loads(value) for key, value in db.execute("SELECT key, value FROM sync_state")
-    }
-
-
-def health(db: Database) -> dict:
-    """What the kiosk and the status message say about sync, read without writing."""
-    backlog, oldest = db.execute(
-        """SELECT sum(n), min(start) FROM (
-           SELECT count(*) AS n, min(hour_start) AS start FROM outbox
-           UNION ALL SELECT 24 * count(*), min(day_start) FROM day_outbox
-                     WHERE delivered_version < version)"""
-    ).fetchone()
-    known = state(db)
-    broker = known.get("broker", "not started")
-    if backlog == 0:
-        summary = "Usage data is up to date."
-        status = "idle"
-    elif broker == "connected":
-        summary = f"Sending usage data ({backlog} hours)."
-        status = "sending"
-    else:
-        summary = f"Usage data is queued ({backlog} hours) until the network is back."
-        status = "queued"
-    return {
-        "state": status,
-        "backlog": backlog,
-        "oldest_pending": oldest,
-        "broker": broker,
-        "last_delivery_at": known.get("last_delivery_at"),
-        "summary": summary,
-    }

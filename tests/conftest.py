@@ -18,10 +18,9 @@ import postgres
 import pytest
 import requests
 
-from spacekiosk import config
-from sync import protocol
-from sync.broker import Broker, free_port, wait_for_port
-from sync.protocol import Bucket
+from spacekiosk import config, protocol
+from spacekiosk.broker import Broker, free_port, wait_for_port
+from spacekiosk.protocol import Bucket
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = "testspace"
@@ -391,14 +390,14 @@ _API_TOKENS: dict[int, str] = {}
 
 
 def _central_store(url: str):
-    from sync.collector import store
+    from collector import store
 
     return store.connect(config.load(_COLLECTORS[urlsplit(url).port]).central)
 
 
 def api_token(url: str) -> str:
     """A token for the API of the collector at `url`, made in its store the first time."""
-    from sync.collector import accounts
+    from collector import accounts
 
     port = urlsplit(url).port
     if port not in _API_TOKENS:
@@ -418,7 +417,7 @@ def api_get(url: str, path: str, **params) -> requests.Response:
 
 def add_user(url: str, name: str = "central") -> None:
     """A login for the page of the collector at `url`, in its store (password LOGINS[name])."""
-    from sync.collector import accounts
+    from collector import accounts
 
     db = _central_store(url)
     try:

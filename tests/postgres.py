@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from sync.broker import free_port, wait_for_port
+from spacekiosk.broker import free_port, wait_for_port
 
 RUNNING = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from conftest import write_collector_config
 
+from collector import accounts, sessions, store
 from spacekiosk import config
-from sync.collector import accounts, sessions, store
-from sync.protocol import Bucket
+from spacekiosk.protocol import Bucket
 
 HOUR = 1795622400  # 2026-11-25T16:00:00Z
 

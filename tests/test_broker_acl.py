@@ -25,15 +25,14 @@ import pytest
 import requests
 from conftest import PASSWORDS, ROOT, SPACE, wait_until, write_collector_config
 
+from collector import accounts, store
 from kiosk import visits
-from spacekiosk import config
+from spacekiosk import config, protocol
+from spacekiosk.broker import Broker
 from spacekiosk.config import write_secret
 from spacekiosk.db import open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from spacekiosk.service import EX_CONFIG, EX_DATAERR
-from sync import protocol
-from sync.broker import Broker
-from sync.collector import accounts, store
 
 OTHER = "otherspace"
 NOT_AUTHORISED = 0x87

@@ -26,13 +26,12 @@ from conftest import (
     write_space_config,
 )
 
+from collector import accounts, reports, store
 from kiosk import visits
-from spacekiosk import config
+from spacekiosk import config, protocol
 from spacekiosk.db import StoreError, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from sync import protocol
-from sync.collector import accounts, reports, store
-from sync.protocol import Bucket
+from spacekiosk.protocol import Bucket
 
 HOUR = 1795622400  # 2026-11-25T16:00:00Z
 DAY = HOUR - 16 * 3600
@@ -340,7 +339,7 @@ def test_a_store_from_before_knows_when_each_space_last_delivered(tmp_path, pg_u
     db = open_store(tmp_path / "central.db", store.COLLECTOR_MIGRATIONS)
     assert heard(db, "taipei") == (HOUR + 9000, HOUR + 9000)
     db.close()
-    from sync.collector import pg
+    from collector import pg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:  # a store at schema version 1
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")

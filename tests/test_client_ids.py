@@ -20,9 +20,9 @@ from conftest import PASSWORDS, SPACE, usage, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sync import protocol
-from sync.broker import BINDING, Broker
-from sync.protocol import Bucket
+from spacekiosk import protocol
+from spacekiosk.broker import BINDING, Broker
+from spacekiosk.protocol import Bucket
 
 THIEF = "otherspace"
 # The collector's login and the id it asks for (central.client_id), the agent's id for

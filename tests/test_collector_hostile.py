@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
+from collector import accounts, reading, store
+from collector.web import create_app
 from spacekiosk import config
-from sync.collector import accounts, reading, store
-from sync.collector.web import create_app
-from sync.protocol import COUNTS, Bucket
+from spacekiosk.protocol import COUNTS, Bucket
 
 PASSWORD = LOGINS["central"]
 NOW = time.time()
@@ -257,7 +257,7 @@ def test_each_problem_is_logged_once_not_on_every_page(central, caplog):
     store_status(db, "loud", json.dumps(BAD_STATUSES["last_sync NaN"]))
     reading.problems.seen.clear()
     client = logged_in(cfg)
-    with caplog.at_level(logging.WARNING, logger="sync.collector.reading"):
+    with caplog.at_level(logging.WARNING, logger="collector.reading"):
         for _ in range(3):
             assert client.get("/").status_code == 200
             assert client.get("/api/v1/spaces").status_code == 200

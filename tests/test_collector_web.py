@@ -28,11 +28,11 @@ from conftest import (
 )
 from playwright.sync_api import expect
 
+from collector import accounts, periods, reports, sessions, store
+from collector.web import create_app
 from spacekiosk import config
+from spacekiosk.protocol import Bucket
 from spacekiosk.web import serve
-from sync.collector import accounts, periods, reports, sessions, store
-from sync.collector.web import create_app
-from sync.protocol import Bucket
 
 PASSWORD = LOGINS["central"]
 

@@ -13,10 +13,8 @@ from conftest import ROOT, write_collector_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensors import health
-from spacekiosk import config, pilots
-from spacekiosk.schema import ConfigError
-from sync import protocol
+from spacekiosk import config, pilots, protocol, sensorstate
+from spacekiosk.validation import ConfigError
 
 CONFIGS = sorted((ROOT / "config").glob("*.toml"))
 
@@ -355,7 +353,7 @@ def test_what_a_space_s_status_carries_is_held_to_the_protocol_s_bounds(tmp_path
         )
     )
     cfg = config.load(path)
-    motion = health.motion_name(cfg.sensors.motion[0])
+    motion = sensorstate.motion_name(cfg.sensors.motion[0])
     sent = protocol.status_message(
         online=True,
         sensors={"faults": {motion: "in motion for 6 h"}, "door_alert": False},

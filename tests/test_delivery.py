@@ -21,13 +21,13 @@ from conftest import (
 from tcpproxy import TcpProxy
 
 import spacekiosk
+from collector import store
 from kiosk import visits
-from spacekiosk import config
+from spacekiosk import config, protocol, syncstate
+from spacekiosk.broker import Broker, free_port
 from spacekiosk.db import connect, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from sync import outbox, protocol
-from sync.broker import Broker, free_port
-from sync.collector import store
+from sync import outbox
 
 HOUR = 3600
 PURPOSES = ("cowork", "workshop", "meeting")
@@ -83,7 +83,7 @@ def status(tmp_path) -> dict:
 
 
 def backlog(db) -> int:
-    return outbox.health(db)["backlog"]
+    return syncstate.health(db)["backlog"]
 
 
 def space_config(tmp_path, port: int, sync: str = "", mqtt: str = "") -> tuple[Path, object]:
@@ -291,7 +291,7 @@ def test_reconciliation_resends_what_the_collector_lacks(tmp_path, broker, colle
     truth = seed(db, 72)
     agent = services("sync", "--config", str(toml))
     wait_until(lambda: totals_match(collector, truth), what="three days at the collector")
-    wait_until(lambda: "last_digest_at" in outbox.state(db), what="the first digest")
+    wait_until(lambda: "last_digest_at" in syncstate.state(db), what="the first digest")
     assert agent.stop() == 0
 
     lose_day(tmp_path / "central" / "central.db", min(truth) // 86400 * 86400 + 86400)
@@ -318,7 +318,7 @@ def test_reconciliation_over_https_when_the_mqtt_port_is_blocked(
     truth = seed(db, 72)
     agent = services("sync", "--config", str(toml))
     wait_until(lambda: totals_match(collector, truth), what="three days over HTTPS")
-    wait_until(lambda: "last_digest_at" in outbox.state(db), what="the first digest")
+    wait_until(lambda: "last_digest_at" in syncstate.state(db), what="the first digest")
     assert agent.stop() == 0
 
     lost_day = min(truth) // 86400 * 86400 + 86400

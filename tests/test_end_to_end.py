@@ -20,8 +20,7 @@ from conftest import (
 )
 from playwright.sync_api import expect
 
-from spacekiosk import config
-from sync import protocol
+from spacekiosk import config, protocol
 
 
 def test_a_sign_in_on_the_kiosk_reaches_the_collector(

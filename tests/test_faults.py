@@ -39,9 +39,8 @@ from conftest import (
 )
 
 from kiosk import i18n
-from spacekiosk import config
-from sync import protocol
-from sync.broker import Broker
+from spacekiosk import config, protocol
+from spacekiosk.broker import Broker
 
 HOUR = 3600
 CONVERGE_SECONDS = 90

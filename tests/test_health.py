@@ -1,5 +1,5 @@
 """Sensor health on gpiozero's MockFactory: stuck, blocked and flickering pins, the door
-left open, and what sensors.state reads back. Hours pass on an injected clock."""
+left open, and what spacekiosk.sensorstate reads back. Hours pass on an injected clock."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from conftest import SENSORS, wait_until, write_space_config
 from gpiozero.pins.mock import MockFactory
 
-from sensors import health, state
+from sensors import health
 from sensors.daemon import EventWriter, Sensors
 from spacekiosk import config
+from spacekiosk import sensorstate as state
 from spacekiosk.db import connect, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 

@@ -38,12 +38,11 @@ from conftest import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spacekiosk import EARLIEST, config
+from collector import accounts, store
+from collector.web import create_app
+from spacekiosk import EARLIEST, config, protocol
 from spacekiosk.config import SPACE_ID
-from sync import protocol
-from sync.collector import accounts, store
-from sync.collector.web import create_app
-from sync.protocol import BREAKDOWNS, COUNTS, MINUTES, ProtocolError
+from spacekiosk.protocol import BREAKDOWNS, COUNTS, MINUTES, ProtocolError
 
 NOW = time.time()
 THIS_HOUR = int(NOW) // 3600 * 3600

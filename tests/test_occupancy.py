@@ -13,8 +13,7 @@ import pytest
 from conftest import ROOT, SENSORS, visitor_form, write_space_config
 
 from kiosk import create_app, visits
-from sensors import occupancy
-from spacekiosk import config
+from spacekiosk import config, occupancy
 from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync.buckets import compute

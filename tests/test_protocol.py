@@ -11,8 +11,8 @@ from conftest import read_usage
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync import protocol
-from sync.protocol import Bucket, ProtocolError
+from spacekiosk import protocol
+from spacekiosk.protocol import Bucket, ProtocolError
 
 HOUR = 1795622400  # 2026-11-25T16:00:00Z
 

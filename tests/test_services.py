@@ -27,10 +27,9 @@ from conftest import (
 )
 
 from kiosk import visits
-from spacekiosk import config
+from spacekiosk import config, protocol
 from spacekiosk.db import open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from sync import protocol
 
 SENSORS = """
 [sensors.door]

@@ -24,13 +24,13 @@ from conftest import (
 )
 
 from kiosk import visits
-from spacekiosk import config
+from spacekiosk import config, protocol
+from spacekiosk.broker import Broker
 from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from sync import outbox, protocol
-from sync.broker import Broker
+from spacekiosk.protocol import Bucket
+from sync import outbox
 from sync.buckets import compute
-from sync.protocol import Bucket
 
 
 def test_a_backlog_from_an_outage_is_delivered_once(tmp_path, broker, collector):

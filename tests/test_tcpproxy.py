@@ -14,7 +14,7 @@ import pytest
 from conftest import PASSWORDS, ROOT, SPACE, wait_until
 from tcpproxy import TcpProxy
 
-from sync import protocol
+from spacekiosk import protocol
 
 sys.path.insert(0, str(ROOT))  # bench/ is not an installed package
 

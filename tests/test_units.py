@@ -22,12 +22,11 @@ from pathlib import Path
 
 import pytest
 
+import collector
 import sensors.daemon
 import sync.agent
-import sync.collector
-from spacekiosk import cli, config, web
+from spacekiosk import broker, cli, config, web
 from spacekiosk.service import EX_CONFIG
-from sync import broker
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
@@ -48,7 +47,7 @@ CODE = {
     "kiosk": [cli.cmd_kiosk, web.serve],
     "sensors": [sensors.daemon.run],
     "sync": [sync.agent.run],
-    "collector": [sync.collector.run, web.serve],
+    "collector": [collector.run, web.serve],
 }
 STATE_DIRECTORY = {"kiosk": "spacekiosk", "sensors": "spacekiosk", "sync": "spacekiosk"}
 STATE_DIRECTORY["collector"] = "spacekiosk-collector"

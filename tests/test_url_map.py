@@ -20,11 +20,10 @@ import pytest
 from conftest import LOGINS, ROOT, visitor_form, write_collector_config, write_space_config
 
 import kiosk
-from spacekiosk import config
-from sync import protocol
-from sync.collector import accounts, store
-from sync.collector.web import create_app as collector_app
-from sync.protocol import Bucket
+from collector import accounts, store
+from collector.web import create_app as collector_app
+from spacekiosk import config, protocol
+from spacekiosk.protocol import Bucket
 
 DOC = ROOT / "docs" / "security.md"
 ROW = re.compile(r"^\| (kiosk|collector) \| ([A-Z]+) \| `([^`]+)` \| (\w+) \|$")

@@ -32,8 +32,8 @@ from flask import (
     url_for,
 )
 
+from collector import accounts, sessions
 from spacekiosk.config import Central
-from sync.collector import accounts, sessions
 
 bp = Blueprint("auth", __name__)
 

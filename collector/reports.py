@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sync.collector import periods, reading
-from sync.collector.periods import DAY, Period, Row
+from collector import periods, reading
+from collector.periods import DAY, Period, Row
 
 WEEKS_SHOWN = 26  # the charts' window: about six months
 

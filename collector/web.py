@@ -9,11 +9,11 @@ import threading
 from flask import Flask, Response, abort, g, jsonify, render_template, request
 from werkzeug.exceptions import ServiceUnavailable
 
+from collector import api, auth, formats, pages, store
+from collector.ingest import take_digest, take_usage
+from spacekiosk import protocol
 from spacekiosk.config import CollectorConfig
 from spacekiosk.db import StoreError
-from sync import protocol
-from sync.collector import api, auth, formats, pages, store
-from sync.collector.ingest import take_digest, take_usage
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sync import protocol
-from sync.collector import reading
+from collector import reading
+from spacekiosk import protocol
 
 HOUR = 3600
 DAY = 86400

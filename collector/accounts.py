@@ -18,8 +18,8 @@ from decimal import Decimal
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from collector import sessions, store
 from spacekiosk.config import SPACE_ID, is_collector_login
-from sync.collector import sessions, store
 
 MIN_PASSWORD = 10
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")

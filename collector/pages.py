@@ -18,9 +18,10 @@ from flask import (
     url_for,
 )
 
-from sync.collector import accounts, charts, periods, reports, store
-from sync.collector.api import safe_cell
-from sync.collector.periods import DAY
+from collector import accounts, periods, reports, store
+from collector.api import safe_cell
+from collector.periods import DAY
+from spacekiosk import charts
 
 bp = Blueprint("pages", __name__)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
-from sync.collector.periods import iso
+from collector.periods import iso
 
 NONE = "—"
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from spacekiosk.config import is_collector_login, write_secret
-from sync.protocol import PREFIX
+from spacekiosk.protocol import PREFIX
 
 # The collectors' logins the shipped ACL grants: one per collector process, since the
 # broker names each client after its login (see BINDING) and two clients of one name

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from spacekiosk.db import StoreError
-from sync.protocol import COUNTS
+from spacekiosk.protocol import COUNTS
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class PgDatabase:
             import psycopg
         except ImportError:
             raise StoreError(
-                "central.database_url needs psycopg: pip install 'spacekiosk[postgres]'"
+                "central.database_url needs psycopg: pip install 'spacekiosk[central]'"
             ) from None
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)

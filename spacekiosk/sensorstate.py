@@ -1,7 +1,8 @@
 """What the sensors say at a moment, read from sensor_events: the door, and whether each
-sensor can be trusted.
+sensor can be trusted, as the sensors daemon recorded it.
 
-Read-only, for the kiosk's status API and the sync agent's status message. Every answer
+A read model: the sensors daemon writes these events, and the kiosk's status API, the
+sync agent's status message and the daemon itself (at start) read them through here. Every answer
 is a few lookups of a sensor's latest event of a kind, each one index seek
 (sensor_events_sensor_kind, from migration m003) however long the log has grown.
 """
@@ -10,11 +11,26 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from sensors.health import ALERT, FAULT, OK, motion_name, watches
+from spacekiosk import config as configuration
 from spacekiosk.config import SpaceConfig
 
 OPEN, CLOSE = "open", "close"
 MOTION, STILL = "motion", "still"
+FAULT, OK, ALERT = "fault", "ok", "alert"  # a sensor's health as the daemon judged it
+BEAMS = ("beam_a", "beam_b")
+
+
+def motion_name(motion: configuration.Motion) -> str:
+    """The name a PIR's events are stored under."""
+    return f"motion:{motion.location}"
+
+
+def sensor_names(sensors: configuration.Sensors) -> list[str]:
+    """The name of each sensor the config names, as its events are stored."""
+    names = ["door"] if sensors.door else []
+    names += [motion_name(m) for m in sensors.motion]
+    names += list(BEAMS) if sensors.counter else []
+    return names
 
 
 def latest(db: Database, sensor: str, kinds: tuple[str, ...], now: float) -> tuple | None:
@@ -56,13 +72,13 @@ def health(db: Database, config: SpaceConfig, now: float) -> dict[str, dict]:
     """{"ok", "reason", "since"} for each configured sensor ("door", "motion:<location>",
     "beam_a", "beam_b"): its last "fault" or "ok" event; ok with since None if neither."""
     found = {}
-    for watch in watches(config.sensors):
-        last = latest(db, watch.name, (FAULT, OK), now)
+    for name in sensor_names(config.sensors):
+        last = latest(db, name, (FAULT, OK), now)
         if last is None:
-            found[watch.name] = {"ok": True, "reason": None, "since": None}
+            found[name] = {"ok": True, "reason": None, "since": None}
         else:
             kind, at, detail = last
-            found[watch.name] = {"ok": kind == OK, "reason": detail, "since": at}
+            found[name] = {"ok": kind == OK, "reason": detail, "since": at}
     return found
 
 

@@ -27,8 +27,8 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
+from collector import store
 from spacekiosk.db import StoreError
-from sync.collector import store
 
 SESSION_HOURS = 12
 TRIES = 10  # failed logins per address ...

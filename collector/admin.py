@@ -11,10 +11,8 @@ import socket
 import sys
 from datetime import UTC, datetime
 
-from spacekiosk.config import CollectorConfig, broker_address, is_collector_login
-from spacekiosk.service import EX_CONFIG, EX_DATAERR
-from sync.collector import accounts, store
-from sync.collector.logins import (
+from collector import accounts, store
+from collector.logins import (
     Credentials,
     LoginError,
     PasswordFile,
@@ -23,6 +21,8 @@ from sync.collector.logins import (
     new_token,
     reload_broker,
 )
+from spacekiosk.config import CollectorConfig, broker_address, is_collector_login
+from spacekiosk.service import EX_CONFIG, EX_DATAERR
 
 
 class Refused(Exception):

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 
 from sqlite_utils import Database
 
+from collector.pg import CENTRAL_TEAM_TABLES, CONTACT_STEPS, PgDatabase, open_pg
 from spacekiosk.config import Central
 from spacekiosk.db import open_store, write
-from sync.collector.pg import CENTRAL_TEAM_TABLES, CONTACT_STEPS, PgDatabase, open_pg
-from sync.protocol import DAY, Bucket, Hour, counts_json, day_epoch, digest
+from spacekiosk.protocol import DAY, Bucket, Hour, counts_json, day_epoch, digest
 
 
 def m001_initial(db: Database) -> None:
@@ -81,7 +81,7 @@ def m004_contact(db: Database) -> None:
 def m005_sessions(db: Database) -> None:
     """Page sessions kept on the server, so that logging out ends them everywhere, and
     failed logins counted in the store, so that counting and checking are one step."""
-    from sync.collector.pg import SESSION_TABLES  # the same statements in both databases
+    from collector.pg import SESSION_TABLES  # the same statements in both databases
 
     for statement in SESSION_TABLES:
         db.execute(statement)

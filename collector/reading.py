@@ -20,7 +20,7 @@ from typing import Annotated, NamedTuple
 
 import msgspec
 
-from sync import protocol
+from spacekiosk import protocol
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import io
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
+from collector import periods, reading, reports, store
+from collector.periods import GRANULARITIES, iso
+from spacekiosk import protocol
 from spacekiosk.config import SPACE_ID
-from sync import protocol
-from sync.collector import periods, reading, reports, store
-from sync.collector.periods import GRANULARITIES, iso
-from sync.protocol import Bucket
+from spacekiosk.protocol import Bucket
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -22,10 +22,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from collector import store
+from spacekiosk import protocol
 from spacekiosk.config import Central, CollectorConfig
 from spacekiosk.db import StoreError
-from sync import protocol
-from sync.collector import store
 
 log = logging.getLogger(__name__)
 
