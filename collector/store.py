@@ -130,11 +130,8 @@ def _executemany(db: Database | PgDatabase, sql: str, rows: list) -> None:
 def commit_usage(db, space: str, buckets: list[Bucket], now: float | None = None) -> None:
     """Upsert each (space, hour), keeping the highest version: duplicates and reordering
     change nothing. Returns after the commit, so an ack sent afterwards is true."""
-    commit(db, usage=bucket_rows(space, buckets), now=now)
-
-
-def bucket_rows(space: str, buckets: list[Bucket]) -> list[Row]:
-    return [(space, b.start, b.hours, b.version, counts_json(b.counts)) for b in buckets]
+    rows = [(space, b.start, b.hours, b.version, counts_json(b.counts)) for b in buckets]
+    commit(db, usage=rows, now=now)
 
 
 def wire_rows(space: str, hours: list[tuple[int, Hour]]) -> list[Row]:

@@ -4,6 +4,7 @@ SQLite and on PostgreSQL, since the SQL is written once for both."""
 from __future__ import annotations
 
 import pytest
+from central import commit_usage
 from conftest import write_collector_config
 
 from collector import accounts, sessions, store
@@ -98,7 +99,7 @@ def test_removing_a_space_keeps_its_stats(db):
     accounts.set_space_info(db, "nairobi", "Nairobi Hub", 30)
     store.set_token(db, "nairobi", "its-token")
     accounts.set_cost(db, "nairobi", "2026-11", 1200, "KES")
-    store.commit_usage(db, "nairobi", [Bucket(HOUR, 1, {"signins": 4})])
+    commit_usage(db, "nairobi", [Bucket(HOUR, 1, {"signins": 4})])
     assert accounts.remove_space(db, "nairobi") is True
     assert store.token_space(db, "its-token") is None
     assert accounts.space_info(db, "nairobi") is None

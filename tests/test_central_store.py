@@ -13,6 +13,7 @@ from collections import Counter
 import psycopg
 import pytest
 import requests
+from central import bucket_rows, commit_usage
 from conftest import (
     PASSWORDS,
     ROOT,
@@ -50,8 +51,8 @@ def central(request, tmp_path):
 def test_the_highest_version_wins_whatever_the_order(central):
     _cfg, db = central
     for version, signins in ((2, 5), (1, 3), (3, 7), (2, 5)):
-        store.commit_usage(db, "nairobi", [Bucket(HOUR, version, {"signins": signins})])
-    store.commit_usage(db, "nairobi", [Bucket(DAY - 86400, 1, {"signins": 40}, hours=24)])
+        commit_usage(db, "nairobi", [Bucket(HOUR, version, {"signins": signins})])
+    commit_usage(db, "nairobi", [Bucket(DAY - 86400, 1, {"signins": 40}, hours=24)])
     got = store.usage(db, "nairobi")
     assert got == [
         Bucket(DAY - 86400, 1, {"signins": 40}, 24),
@@ -62,8 +63,8 @@ def test_the_highest_version_wins_whatever_the_order(central):
 def test_buckets_are_stored_alike_from_the_wire_or_from_code():
     bucket = Bucket(HOUR, 2, {"signins": 3, "by_purpose": {"work": 2, "art": 1}, "exits": 1})
     wire = protocol.read_hours(protocol.usage_message("nairobi", [bucket]), "nairobi")
-    assert store.wire_rows("nairobi", wire) == store.bucket_rows("nairobi", [bucket])
-    counts = store.bucket_rows("nairobi", [bucket])[0][4]
+    assert store.wire_rows("nairobi", wire) == bucket_rows("nairobi", [bucket])
+    counts = bucket_rows("nairobi", [bucket])[0][4]
     assert counts == '{"by_purpose":{"art":1,"work":2},"exits":1,"signins":3}'
 
 
@@ -71,8 +72,8 @@ def test_versions_of_one_hour_in_one_batch_leave_the_highest(central):
     """One transaction may carry a bucket more than once (a resend beside its update)."""
     _cfg, db = central
     versions = [Bucket(HOUR, v, {"signins": v}) for v in (2, 1, 3, 2)]
-    store.commit(db, usage=store.bucket_rows("nairobi", versions))
-    store.commit(db, usage=store.bucket_rows("nairobi", versions[:2]))  # older: no change
+    store.commit(db, usage=bucket_rows("nairobi", versions))
+    store.commit(db, usage=bucket_rows("nairobi", versions[:2]))  # older: no change
     assert store.usage(db, "nairobi") == [Bucket(HOUR, 3, {"signins": 3})]
 
 
@@ -81,12 +82,8 @@ def test_a_batch_of_messages_commits_together(central):
     store.commit(
         db,
         usage=[
-            *store.bucket_rows(
-                "athens", [Bucket(HOUR, 1, {"signins": 2}), Bucket(HOUR + 3600, 1, {})]
-            ),
-            *store.bucket_rows(
-                "madrid", [Bucket(HOUR, 1, {"signins": 4, "by_purpose": {"cowork": 4}})]
-            ),
+            *bucket_rows("athens", [Bucket(HOUR, 1, {"signins": 2}), Bucket(HOUR + 3600, 1, {})]),
+            *bucket_rows("madrid", [Bucket(HOUR, 1, {"signins": 4, "by_purpose": {"cowork": 4}})]),
         ],
         statuses=[("athens", {"v": 1, "online": True, "backlog": 0})],
         rejects=[("spacekiosk/v1/athens/usage", "not JSON")],
@@ -115,7 +112,7 @@ def test_a_space_names_itself_until_the_central_team_says_otherwise(central):
 
 def test_digests_find_what_is_missing_or_different(central):
     _cfg, db = central
-    store.commit_usage(db, "bogota", [Bucket(HOUR, 2, {}), Bucket(HOUR + 3600, 1, {})])
+    commit_usage(db, "bogota", [Bucket(HOUR, 2, {}), Bucket(HOUR + 3600, 1, {})])
     units = [(HOUR, 1, 2), (HOUR + 3600, 1, 1)]
     claimed = {protocol.day_epoch(d): (n, crc) for d, n, crc in protocol.digest(units)}
     assert store.lacking(db, "bogota", claimed) == []
@@ -139,7 +136,7 @@ def test_postgresql_gives_bi_tools_a_flat_view(pg_url, tmp_path):
     cfg = config.load(write_collector_config(tmp_path, broker_port=1, database_url=pg_url))
     db = store.connect(cfg.central)
     counts = {"signins": 3, "open_minutes": 60, "by_event": {"Repair café": 2}}
-    store.commit_usage(db, "taipei", [Bucket(HOUR, 1, counts)])
+    commit_usage(db, "taipei", [Bucket(HOUR, 1, counts)])
     db.close()
     with psycopg.connect(pg_url) as conn:
         row = conn.execute(
@@ -305,9 +302,9 @@ def test_contact_and_delivery_are_what_the_collector_received(central):
     """Usage is contact and delivery; a status saying online is contact; a last will is
     the broker speaking, and a retained copy is old news: neither is contact."""
     _cfg, db = central
-    store.commit_usage(db, "athens", [Bucket(HOUR, 1, {"signins": 1})], now=HOUR + 3600)
+    commit_usage(db, "athens", [Bucket(HOUR, 1, {"signins": 1})], now=HOUR + 3600)
     assert heard(db, "athens") == (HOUR + 3600, HOUR + 3600)
-    store.commit(db, usage=store.bucket_rows("athens", [Bucket(HOUR, 1, {})]), now=HOUR + 3700)
+    store.commit(db, usage=bucket_rows("athens", [Bucket(HOUR, 1, {})]), now=HOUR + 3700)
     assert heard(db, "athens") == (HOUR + 3700, HOUR + 3700)  # a repeat is a delivery too
     store.commit_status(db, "athens", {"v": 1, "online": True}, now=HOUR + 4000)
     assert heard(db, "athens") == (HOUR + 4000, HOUR + 3700)
@@ -366,7 +363,7 @@ def test_a_status_stored_before_checks_cannot_stop_a_commit(central):
         db.execute("UPDATE spaces SET status = ? WHERE id = 'lagos'", [stored])
         store.commit(
             db,
-            usage=store.bucket_rows("athens", [Bucket(HOUR, 1, {"signins": 2})]),
+            usage=bucket_rows("athens", [Bucket(HOUR, 1, {"signins": 2})]),
             statuses=[("lagos", {"v": 1, "online": False})],
         )
         assert {s["id"]: s["status"] for s in store.spaces(db)}["lagos"] == {

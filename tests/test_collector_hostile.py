@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 import pytest
+from central import commit_usage
 from conftest import LOGINS, write_collector_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,7 +57,7 @@ def open_store(tmp_path, database_url: str = ""):
     )
     db = store.connect(cfg.central)
     good = [Bucket(THIS_HOUR - 24 * 3600, 1, {"signins": 3, "open_minutes": 60})]
-    store.commit_usage(db, "athens", good)
+    commit_usage(db, "athens", good)
     store.commit_status(db, "athens", {"online": True, "last_sync": NOW - 60})
     accounts.add_user(db, "central", PASSWORD)
     return cfg, db

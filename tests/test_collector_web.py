@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+from central import commit_usage
 from conftest import (
     LOGINS,
     add_user,
@@ -153,8 +154,8 @@ def central(tmp_path):
     """A collector config and its store, with Athens and Nairobi's March 2025 in it."""
     cfg = config.load(write_collector_config(tmp_path / "central", broker_port=1))
     db = store.connect(cfg.central)
-    store.commit_usage(db, "athens", ATHENS, now=at("2025-04-01T00:10"))
-    store.commit_usage(db, "nairobi", NAIROBI, now=at("2025-04-01T00:10"))
+    commit_usage(db, "athens", ATHENS, now=at("2025-04-01T00:10"))
+    commit_usage(db, "nairobi", NAIROBI, now=at("2025-04-01T00:10"))
     store.commit_status(db, "athens", STATUS, now=at("2025-04-01T00:10"))
     accounts.set_space_info(db, "athens", "Athens Makerspace", 20)
     accounts.set_cost(db, "athens", "2025-03", 620, "EUR")
@@ -679,7 +680,7 @@ def test_spaces_are_compared_by_size(user, central):
     ):
         accounts.set_space_info(db, space, name, capacity)
         counts = {"signins": signins, "open_minutes": 60, "occupied_minutes": 30}
-        store.commit_usage(db, space, [Bucket(hour, 1, counts | {"occupancy_peak": 4})])
+        commit_usage(db, space, [Bucket(hour, 1, counts | {"occupancy_peak": 4})])
     march = periods.parse_period("2025-03")
     sizes = {b.label: b for b in reports.report(db, march, at("2025-04-02T00:00")).sizes}
     assert list(sizes) == ["up to 20 people", "21 to 50 people", "size not given"]
@@ -733,13 +734,13 @@ def test_the_hour_of_the_week_is_each_spaces_own(user, central):
     _cfg, db = central
     monday_3pm_utc, tuesday_2am_utc = at("2025-03-10T15:00"), at("2025-03-11T02:00")
     for space, zone in (("bogota", "America/Bogota"), ("bangalore", "Asia/Kolkata")):
-        store.commit_usage(
+        commit_usage(
             db,
             space,
             [Bucket(monday_3pm_utc, 1, {"signins": 3}), Bucket(tuesday_2am_utc, 1, {"signins": 2})],
         )
         store.commit_status(db, space, STATUS | {"about": {"name": space, "timezone": zone}})
-    store.commit_usage(db, "nowhere", [Bucket(monday_3pm_utc, 1, {"signins": 1})])
+    commit_usage(db, "nowhere", [Bucket(monday_3pm_utc, 1, {"signins": 1})])
     store.commit_status(db, "nowhere", STATUS | {"about": {"timezone": "Mars/Olympus_Mons"}})
 
     spaces = {s.id: s for s in reports.spaces(db)}
@@ -832,8 +833,8 @@ def test_the_same_pages_and_figures_from_postgresql(tmp_path, pg_url):
     cfg = config.load(write_collector_config(tmp_path, broker_port=1, database_url=pg_url))
     db = store.connect(cfg.central)
     try:
-        store.commit_usage(db, "athens", ATHENS)
-        store.commit_usage(db, "nairobi", NAIROBI)
+        commit_usage(db, "athens", ATHENS)
+        commit_usage(db, "nairobi", NAIROBI)
         accounts.set_space_info(db, "athens", "Athens Makerspace", 20)
         accounts.set_cost(db, "athens", "2025-03", 620, "EUR")
         accounts.add_user(db, "central", PASSWORD)
@@ -900,7 +901,7 @@ def recent_visits(db) -> dict[str, list[Bucket]]:
             week = this_week - back * 7 * 86400
             made.setdefault(space, []).extend(weekly_pattern(week, base, (16 - back) // 5))
     for space, buckets in made.items():
-        store.commit_usage(db, space, buckets)
+        commit_usage(db, space, buckets)
     now = time.time()
     caught_up = {"backlog": 0, "oldest_pending": None, "sensors": {}}
     statuses = {

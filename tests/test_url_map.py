@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from central import commit_usage
 from conftest import LOGINS, ROOT, visitor_form, write_collector_config, write_space_config
 
 import kiosk
@@ -161,7 +162,7 @@ class Central:
 def central(tmp_path):
     cfg = config.load(write_collector_config(tmp_path / "central", broker_port=1))
     db = store.connect(cfg.central)
-    store.commit_usage(db, "athens", [Bucket(THIS_HOUR - 7200, 1, {"signins": 2})])
+    commit_usage(db, "athens", [Bucket(THIS_HOUR - 7200, 1, {"signins": 2})])
     space_token = "s" * 43
     store.set_token(db, "athens", space_token)
     accounts.add_user(db, "central", PASSWORD)
