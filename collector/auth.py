@@ -6,7 +6,7 @@ SameSite=Lax, 12 hours, ended by logging out); every form carries a CSRF token c
 each POST (the session's, or before logging in one bound to a cookie of the login form's
 own); failed logins are counted per address in the store before a password is checked.
 The spaces' own routes (/api/v1/ingest, /api/v1/digest, POST /api/v1/status) check a
-space's token instead, in web.py.
+space's token instead, in spaces.py.
 """
 
 from __future__ import annotations
@@ -41,7 +41,14 @@ SECRET_NAME = "collector-secret"  # noqa: S105 (a file name, not a secret)
 FORM_COOKIE = "spacekiosk_login_form"
 # Routes anyone may call: the health check, the login page, the stylesheet, and the
 # spaces' own routes (which check a space's token themselves).
-PUBLIC = {"healthz", "ingest_api", "digest_api", "status_api", "auth.login", "static"}
+PUBLIC = {
+    "health.healthz",
+    "spaces.ingest",
+    "spaces.digest",
+    "spaces.status",
+    "auth.login",
+    "static",
+}
 
 
 def load_secret(central: Central) -> bytes:
