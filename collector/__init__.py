@@ -1,5 +1,9 @@
 """The central server: MQTT ingest and the central team's web page in one process, and
-the committer that validates and commits what arrives in a second (see ingest.py)."""
+the committer that validates and commits what arrives in a second (see ingest.py).
+
+Both processes write the central store: the committer what arrives over MQTT, the web
+process what the spaces send over HTTPS, what the central team enters and the page's
+sessions. Starting, the store is migrated before either begins."""
 
 from __future__ import annotations
 

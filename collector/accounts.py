@@ -1,5 +1,8 @@
 """What the central team enters and who may read: page logins, API tokens, each space's
-name and capacity, and its monthly cost. Sole writer of those tables.
+name and capacity, and its monthly cost. The only writer of those tables (`users`,
+`api_tokens`, `space_info`, `costs`), for the pages and the `spacekiosk` commands alike;
+removing a space also deletes its HTTPS token (`tokens`, store.py's), and removing a
+login ends its sessions (through sessions.py).
 
 Secrets are kept only as hashes: passwords with salted scrypt (werkzeug's format, which
 names its parameters), API tokens — 256 random bits — as SHA-256.

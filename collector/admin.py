@@ -1,7 +1,11 @@
 """The central team's commands: spaces' credentials, the page's logins, the API's tokens.
 
 Each function prints what a person needs and returns the exit code; bad input raises
-Refused with a message that says what to do instead.
+Refused with a message that says what to do instead. What they write goes through the
+modules that own it: a space's HTTPS token through store.py, logins, API tokens and a
+space's name through accounts.py, its broker login into Mosquitto's password file
+through logins.py (last, inside the store's transaction: if it fails, the store keeps
+nothing of the change).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 `GET /api/v1/usage?space=ID` alone lists the buckets as stored, with their versions.
 With `granularity=hour|day|week|month` it sums them per period instead, for one space
 or (without `space`) for all. `format=csv`, or `/api/v1/usage.csv`, gives the same as CSV.
+Read-only.
 """
 
 from __future__ import annotations

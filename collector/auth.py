@@ -5,6 +5,8 @@ session kept in the store (sessions.py: the cookie holds a random id, HttpOnly,
 SameSite=Lax, 12 hours, ended by logging out); every form carries a CSRF token checked on
 each POST (the session's, or before logging in one bound to a cookie of the login form's
 own); failed logins are counted per address in the store before a password is checked.
+Sessions and failed logins are written through sessions.py; the key that signs cookies
+is written here, once, on the first start (`collector-secret`).
 The spaces' own routes (/api/v1/ingest, /api/v1/digest, POST /api/v1/status) check a
 space's token instead, in spaces.py.
 """

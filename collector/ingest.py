@@ -5,6 +5,10 @@ MQTT: it gathers what arrives into batches and publishes the acks. A committer p
 reads and validates each batch, commits it in one transaction, and answers with the acks
 that are now true. Python runs one thread at a time in a process; in one process, the
 network and the store would wait for each other.
+
+On the MQTT side the committer alone writes, through `store.commit`: usage, statuses,
+contact times and rejects. `take_usage` and `take_digest` do the same for the spaces'
+HTTPS routes, in the web process.
 """
 
 from __future__ import annotations

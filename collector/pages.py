@@ -1,4 +1,6 @@
-"""The central team's pages: every space at a glance, the reports, a space's details."""
+"""The central team's pages: every space at a glance, the reports, a space's details.
+A space's page saves what the team enters there (its name, capacity and monthly cost)
+through accounts.py; nothing else here writes."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ current shape (see store.py's migrations), created by numbered steps of its own 
 under an advisory lock so that several collectors can start at once.
 
 For Grafana, Metabase and the like, the view `usage_flat` has one column per count.
+Here only the schema is written; the rows are store.py's, accounts.py's and sessions.py's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,13 @@
-"""The central store: every space's hourly buckets, highest version wins. Sole writer."""
+"""The central store: its schema, and the writes of what the spaces send — each space's
+hourly buckets (highest version wins), its status, when the collector last heard from it
+and had its usage, the messages refused — and of the spaces' HTTPS tokens.
+
+Two processes write through `commit`: the committer (what arrives over MQTT, ingest.py)
+and the web process (the spaces' HTTPS routes, spaces.py). `set_token` is the
+`spacekiosk space` commands'. The other tables have writers of their own, each through
+`transaction`: accounts.py the central team's (it also forgets a removed space's token),
+sessions.py the page's sessions and failed logins. In PostgreSQL, pg.py makes the schema.
+"""
 
 from __future__ import annotations
 
