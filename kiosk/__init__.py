@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from flask import Flask, g, render_template, request
+from flask import Flask, current_app, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel, format_datetime, format_time, get_locale
 
@@ -25,20 +25,10 @@ TRANSLATIONS = Path(__file__).parent / "translations"
 def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     """Build the kiosk app for one space; the schema is migrated here, once, at start."""
     app = Flask(__name__)
-    app.config.from_mapping(
-        # The key behind PIN hashes. There is no SECRET_KEY: the kiosk keeps no session,
-        # so nothing a visitor typed can linger in a cookie.
-        PIN_KEY=_secret_key(config.database.path),
-        MAX_CONTENT_LENGTH=64 * 1024,
-        SPACE=config,
-        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS),
-        BABEL_DEFAULT_TIMEZONE=config.space.timezone.key,
-    )
+    app.config.from_mapping(_settings(config))
     if test_config:
         app.config.update(test_config)
-    Babel(
-        app, locale_selector=i18n.select_locale, timezone_selector=lambda: config.space.timezone.key
-    )
+    Babel(app, locale_selector=i18n.select_locale, timezone_selector=_timezone)
     open_store(config.database.path, SPACE_MIGRATIONS).close()
     _per_thread_store(app, config.database.path, config.database.busy_timeout_ms)
     # Its `health` says whether sign-ins reach the disk: /healthz and the status show it.
@@ -53,53 +43,72 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(visitor.bp)
     app.register_blueprint(status.bp)
-
     app.session_interface = _NoSessions()
-    # Versioned asset URLs, built once: browsers may cache them until the next release.
-    app.jinja_env.globals["assets"] = {
+    app.jinja_env.globals["assets"] = _assets(app)
+    app.context_processor(_page_context)
+    app.register_error_handler(sqlite3.OperationalError, _store_unavailable)
+    for code in (400, 404, 405, 413):
+        app.register_error_handler(code, _client_error)
+    app.after_request(_no_store)
+    return app
+
+
+def _settings(config: SpaceConfig) -> dict:
+    return {
+        # The key behind PIN hashes. There is no SECRET_KEY: the kiosk keeps no session,
+        # so nothing a visitor typed can linger in a cookie.
+        "PIN_KEY": _secret_key(config.database.path),
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        "SPACE": config,
+        "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS),
+        "BABEL_DEFAULT_TIMEZONE": config.space.timezone.key,
+    }
+
+
+def _timezone() -> str:
+    return current_app.config["SPACE"].space.timezone.key
+
+
+def _assets(app: Flask) -> dict[str, str]:
+    """Versioned asset URLs, built once: browsers may cache them until the next release."""
+    return {
         name: f"{app.static_url_path}/{name}?v={__version__}" for name in ("kiosk.css", "kiosk.js")
     }
 
-    @app.context_processor
-    def space_context():
-        return {
-            "space": config.space,
-            "idle_seconds": config.kiosk.idle_seconds,
-            "on_phone": request.cookies.get("device") == "phone",
-            "locale_tag": str(get_locale()).replace("_", "-"),
-            "format_time": format_time,
-            "format_datetime": format_datetime,
-        }
 
-    @app.errorhandler(sqlite3.OperationalError)
-    def store_unavailable(exc):
-        # A locked or full database: say so plainly; nothing was confirmed to anyone.
-        # A write that failed is in the log once already (the writer's health), not
-        # once per visitor who tried while the disk was full.
-        if not (is_full(exc) or app.extensions["writer"].health.failures):
-            app.logger.error("database unavailable: %s", exc)
-        return render_template(
-            "visitor/error.html", status=503, message=i18n.MESSAGES["store"]
-        ), 503
+def _page_context() -> dict:
+    config = current_app.config["SPACE"]
+    return {
+        "space": config.space,
+        "idle_seconds": config.kiosk.idle_seconds,
+        "on_phone": request.cookies.get("device") == "phone",
+        "locale_tag": str(get_locale()).replace("_", "-"),
+        "format_time": format_time,
+        "format_datetime": format_datetime,
+    }
 
-    @app.errorhandler(400)
-    @app.errorhandler(404)
-    @app.errorhandler(405)
-    @app.errorhandler(413)
-    def client_error(exc):
-        message = i18n.HTTP_MESSAGES.get(exc.code, i18n.HTTP_MESSAGES[400])
-        return render_template("visitor/error.html", status=exc.code, message=message), exc.code
 
-    @app.after_request
-    def no_store(response):
-        # Nothing a visitor typed may come back through the browser's cache or history.
-        if request.endpoint != "static":
-            response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+def _store_unavailable(exc: sqlite3.OperationalError):
+    # A locked or full database: say so plainly; nothing was confirmed to anyone.
+    # A write that failed is in the log once already (the writer's health), not
+    # once per visitor who tried while the disk was full.
+    if not (is_full(exc) or current_app.extensions["writer"].health.failures):
+        current_app.logger.error("database unavailable: %s", exc)
+    return render_template("visitor/error.html", status=503, message=i18n.MESSAGES["store"]), 503
 
-    return app
+
+def _client_error(exc):
+    message = i18n.HTTP_MESSAGES.get(exc.code, i18n.HTTP_MESSAGES[400])
+    return render_template("visitor/error.html", status=exc.code, message=message), exc.code
+
+
+def _no_store(response):
+    # Nothing a visitor typed may come back through the browser's cache or history.
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
 
 
 class _NoSessions(SecureCookieSessionInterface):
