@@ -8,11 +8,12 @@ them here and holding them against the code they start.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
-import inspect
 import re
 import shlex
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -21,11 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
+from conftest import SENSORS, Notified, free_port, write_collector_config, write_space_config
 
-import collector
-import sensors.daemon
-import sync.agent
-from spacekiosk import broker, cli, config, web
+from spacekiosk import broker, cli, config
 from spacekiosk.service import EX_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,13 +42,6 @@ PI_SERVICES = {
     "spacekiosk-sync.service": "sync",
 }
 SERVICES = {**PI_SERVICES, "spacekiosk-collector.service": "collector"}
-# The code each command runs, to hold the units' Type=notify and WatchdogSec= against.
-CODE = {
-    "kiosk": [cli.cmd_kiosk, web.serve],
-    "sensors": [sensors.daemon.run],
-    "sync": [sync.agent.run],
-    "collector": [collector.run, web.serve],
-}
 STATE_DIRECTORY = {"kiosk": "spacekiosk", "sensors": "spacekiosk", "sync": "spacekiosk"}
 STATE_DIRECTORY["collector"] = "spacekiosk-collector"
 # systemd-analyze security's scale is 0-100 here (it prints 0.0-10.0): at most 2.0.
@@ -167,29 +160,95 @@ def test_execstart_runs_a_real_spacekiosk_command(name):
     assert words(unit, "Service", "ConfigurationDirectory") == [CONFIG_DIR.name]
 
 
-@pytest.mark.parametrize("name", SERVICES)
-def test_type_notify_matches_the_code(name):
+# A watchdog of 20 ms, as WatchdogSec= asks for one: a service that feeds it says
+# WATCHDOG=1 every 10 ms.
+WATCHDOG_USEC = 20_000
+
+
+def hear_until_exit(service: Notified, timeout: float = 20) -> int:
+    """SIGTERM, then read what the service says until it has exited: a datagram socket
+    holds few unread messages (ten, by Linux's default), and once it is full the
+    service's next notify would block."""
+    service.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    service.sock.settimeout(0.1)
+    while service.proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            service.said += service.sock.recv(4096).decode().splitlines()
+    service.sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:  # what it said last, before it exited
+            service.said += service.sock.recv(4096).decode().splitlines()
+    return service.stop()
+
+
+def run_as_unit(name: str, folder: Path) -> list[str]:
+    """Start the command of unit `name`, with its Environment=, on a config in `folder`
+    and a notify socket, as systemd would with a watchdog; once it is ready (and has
+    served a request, if it serves), hear whether it feeds the watchdog, and stop it.
+    Returns what it said, in order."""
     unit = load_unit(name)
-    code = "".join(inspect.getsource(f) for f in CODE[SERVICES[name]])
-    assert 'notify("READY=1")' in code, f"{SERVICES[name]} does not send READY=1"
+    if SERVICES[name] == "collector":
+        toml = write_collector_config(folder, broker_port=free_port())
+        listen = config.load(toml).central.listen
+    else:
+        toml = write_space_config(folder, broker_port=free_port(), extra=SENSORS)
+        listen = config.load(toml).kiosk.listen
+    args = [str(toml) if Path(a).parent == CONFIG_DIR else a for a in exec_start(unit)[1:]]
+    env = environment(unit) | {"WATCHDOG_USEC": str(WATCHDOG_USEC)}
+    if "GPIOZERO_PIN_FACTORY" in env:
+        env["GPIOZERO_PIN_FACTORY"] = "mock"  # no pins here: gpiozero's mock ones
+    service = Notified(args, folder / "service.log", env)
+    try:
+        service.wait_for("READY=1")
+        if SERVICES[name] in ("kiosk", "collector"):
+            assert requests.get(f"http://{listen[0]}:{listen[1]}/healthz", timeout=5).ok
+        # A service that feeds the watchdog says so within a period of it (10 ms); one
+        # silent for a hundred periods does not (systemd would have killed it by then).
+        with contextlib.suppress(AssertionError):
+            service.wait_for("WATCHDOG=1", timeout=100 * WATCHDOG_USEC / 1e6)
+        assert hear_until_exit(service) == 0, service.output()
+    finally:
+        if service.proc.poll() is None:
+            service.kill()
+        service.sock.close()
+    return service.said
+
+
+@pytest.fixture(scope="module")
+def notifications(tmp_path_factory):
+    """What each unit's service says to systemd over its life; each is run once."""
+    heard: dict[str, list[str]] = {}
+
+    def of(name: str) -> list[str]:
+        if name not in heard:
+            heard[name] = run_as_unit(name, tmp_path_factory.mktemp(SERVICES[name]))
+        return heard[name]
+
+    return of
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_type_notify_and_the_service_says_ready(name, notifications):
+    unit = load_unit(name)
     assert last(unit, "Service", "Type") == "notify"
     assert last(unit, "Service", "NotifyAccess") == "main"
     # The sd_notify socket is an AF_UNIX datagram socket.
     assert "AF_UNIX" in words(unit, "Service", "RestrictAddressFamilies")
+    assert "READY=1" in notifications(name), f"{SERVICES[name]} does not send READY=1"
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_watchdog_only_where_the_main_loop_pings_it(name):
+def test_watchdog_only_where_the_main_loop_pings_it(name, notifications):
     unit = load_unit(name)
-    code = "".join(inspect.getsource(f) for f in CODE[SERVICES[name]])
-    pings = 'notify("WATCHDOG=1")' in code
+    pings = "WATCHDOG=1" in notifications(name)
     watchdog = last(unit, "Service", "WatchdogSec")
     if pings:
-        assert watchdog, f"{name}: the code sends WATCHDOG=1, so set WatchdogSec="
+        assert watchdog, f"{name}: the service sends WATCHDOG=1, so set WatchdogSec="
         assert seconds(watchdog) >= 10
     else:
         # A watchdog nobody feeds would kill a healthy service.
-        assert not watchdog or seconds(watchdog) == 0, f"{name}: no WATCHDOG=1 in the code"
+        assert not watchdog or seconds(watchdog) == 0, f"{name}: it never sent WATCHDOG=1"
     assert SERVICES[name] in ("sensors", "sync") or not pings
 
 
