@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -591,6 +592,13 @@ def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
             )
 
         received: list[str] = []
+        allowed = "spacekiosk/v1/nairobi/usage"  # the space's own topic
+        arrived = threading.Event()  # a message on it reached the collector
+
+        def on_message(cl, u, m):
+            received.append(m.topic)
+            if m.topic == allowed:
+                arrived.set()
 
         def client(client_id, user=None, password=None, port=local_port, tls=False):
             c = mqtt.Client(
@@ -601,13 +609,17 @@ def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
             if tls:
                 c.tls_set(ca_certs=str(tmp_path / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
             result = {}
-            c.on_connect = lambda cl, u, f, rc, p: result.setdefault("rc", rc)
-            c.on_message = lambda cl, u, m: received.append(m.topic)
+            answered = threading.Event()  # the CONNACK, accepting or refusing
+
+            def on_connect(cl, u, f, rc, p):
+                result.setdefault("rc", rc)
+                answered.set()
+
+            c.on_connect = on_connect
+            c.on_message = on_message
             c.connect("localhost", port)
             c.loop_start()
-            deadline = time.monotonic() + 10
-            while "rc" not in result and time.monotonic() < deadline:
-                time.sleep(0.02)
+            answered.wait(10)
             return c, result.get("rc")
 
         anonymous, rc = client("anonymous")
@@ -625,7 +637,15 @@ def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
 
         collector, rc = client("collector-1", "collector", "c-secret")
         assert rc is not None and not rc.is_failure, f"collector login refused: {rc}"
-        collector.subscribe("spacekiosk/v1/+/usage", qos=1)
+        subacks: dict[int, list] = {}
+        subscribed = threading.Event()
+
+        def on_subscribe(cl, u, mid, reason_codes, p):
+            subacks[mid] = reason_codes
+            subscribed.set()
+
+        collector.on_subscribe = on_subscribe
+        _, mid = collector.subscribe("spacekiosk/v1/+/usage", qos=1)
         # The space asks for the collector's client ids; the broker names it "nairobi".
         for stolen in ("collector-1", "collector"):
             thief, rc = client(stolen, "nairobi", "n-secret", tls_port, tls=True)
@@ -635,18 +655,20 @@ def test_broker_conf_runs_with_tls_logins_and_the_acl(tmp_path):
         space, rc = client("spacekiosk-nairobi", "nairobi", "n-secret", tls_port, tls=True)
         assert rc is not None and not rc.is_failure, f"space login over TLS refused: {rc}"
         assert collector.is_connected(), "a space's login took the collector's place"
-        time.sleep(0.3)  # let the subscription settle
+        assert subscribed.wait(10), "the broker never acknowledged the subscription"
+        assert [code.value for code in subacks[mid]] == [1], subacks  # granted QoS 1
+        # Athens' topic is refused by the ACL; then the space's own one, the marker. The
+        # broker queues a QoS 1 message for its subscribers before it acknowledges it,
+        # and sends a subscriber's queue in order: had athens' got through, it would
+        # have arrived before the marker.
         space.publish("spacekiosk/v1/athens/usage", b"{}", qos=1).wait_for_publish(5)
-        space.publish("spacekiosk/v1/nairobi/usage", b"{}", qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 5
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)
+        space.publish(allowed, b"{}", qos=1).wait_for_publish(5)
+        assert arrived.wait(5), "the space's message on its own topic never arrived"
         for c in (space, collector):
             c.disconnect()
             c.loop_stop()
         # Only nairobi's own topic got through; athens' was refused by the ACL.
-        assert received == ["spacekiosk/v1/nairobi/usage"]
+        assert received == [allowed]
     finally:
         if proc.poll() is None:
             proc.terminate()
