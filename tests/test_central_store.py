@@ -238,19 +238,47 @@ def shared_collectors(tmp_path, broker, services, database_url: str = ""):
     return urls, procs
 
 
+MARK = 100  # hours in a marker batch: more than a collector can hold of the 40, each twice
+
+
 def test_each_message_goes_to_one_of_the_shared_collectors(tmp_path, broker, services):
-    """Were the subscription not shared, both would commit (and ack) every batch."""
+    """Were the subscription not shared, both would commit (and ack) every batch.
+
+    After the 40 hours come markers of MARK hours, from the same client on the same topic
+    at QoS 1, one at a time until each collector has committed one. The broker hands a
+    collector its messages in the order they were published, and a collector commits
+    them in the order they came: once its count holds a marker, it holds every delivery
+    of the 40 the collector was given, a second one included."""
     urls, _procs = shared_collectors(tmp_path, broker, services)
     client = publisher(broker.port)
-    for n in range(40):
-        batch = protocol.usage_message(SPACE, [Bucket(HOUR - n * 3600, 1, {"signins": 1})])
+
+    def send(starts: list[int]) -> None:
+        batch = protocol.usage_message(SPACE, [Bucket(s, 1, {"signins": 1}) for s in starts])
         client.publish(protocol.topic(SPACE, "usage"), batch, qos=1).wait_for_publish(5)
+
+    def counted() -> list[tuple[int, int]]:
+        """Each collector's committed buckets, as (markers, hours of the 40)."""
+        return [divmod(health(url)["committed"], MARK) for url in urls]
+
+    for n in range(40):
+        send([HOUR - n * 3600])
+    markers = 0
+    while not all(marked for marked, _ in counted()):
+        assert markers < 10, f"no marker reached one of the collectors: {counted()}"
+        first = HOUR - (40 + markers * MARK) * 3600
+        send([first - k * 3600 for k in range(MARK)])
+        markers += 1
+        wait_until(
+            lambda m=markers: sum(marked for marked, _ in counted()) >= m,
+            what=f"marker {markers} committed",
+        )
     client.disconnect()
     client.loop_stop()
-    wait_until(lambda: len(usage(urls[0])) == 40, what="the 40 hours")
-    time.sleep(0.5)  # a second delivery of any of them would have arrived by now
-    taken = [health(url)["committed"] for url in urls]
-    assert sum(taken) == 40 and min(taken) > 0, taken
+    taken = counted()
+    assert sum(marked for marked, _ in taken) == markers, taken  # no marker twice
+    hours = [of_the_40 for _, of_the_40 in taken]
+    assert sum(hours) == 40 and min(hours) > 0, taken
+    assert len(usage(urls[0])) == 40 + markers * MARK
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
