@@ -86,6 +86,19 @@ def backlog(db) -> int:
     return syncstate.health(db)["backlog"]
 
 
+def refreshes(db, count: int) -> None:
+    """Wait for `count` more refreshes of the running agent: each one, while it is
+    connected, moves the end of its connection's row in link_log to the time it ran."""
+
+    def last_note():
+        return db.execute("SELECT id, end FROM link_log ORDER BY id DESC LIMIT 1").fetchone()
+
+    seen = {last_note()}
+    wait_until(
+        lambda: seen.add(last_note()) or len(seen) > count, what=f"{count} refreshes of the agent"
+    )
+
+
 def space_config(tmp_path, port: int, sync: str = "", mqtt: str = "") -> tuple[Path, object]:
     toml = write_space_config(tmp_path / "space", broker_port=port, sync=sync, mqtt=mqtt)
     cfg = config.load(toml)
@@ -400,7 +413,7 @@ def test_finished_hours_wait_for_the_next_send_on_a_metered_link(
     visits.sign_in_new(db, visits.NewVisitor("Late Entry"), "k", now=signed_in_at + 1800)
     truth[int(signed_in_at) // HOUR * HOUR] += 1
     wait_until(lambda: backlog(db) == 5, what="the changed hours in the outbox")
-    time.sleep(3)  # three refreshes of the running agent: it holds the hours back
+    refreshes(db, 3)  # of the running agent: it holds the hours back
     assert backlog(db) == 5 and received(collector) != truth
     assert agent.proc.poll() is None
 
