@@ -25,7 +25,7 @@ from collector import store
 from kiosk import visits
 from spacekiosk import config, protocol, syncstate
 from spacekiosk.broker import Broker, free_port
-from spacekiosk.db import connect, open_store
+from spacekiosk.db import connect, open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync import outbox
 
@@ -152,7 +152,16 @@ def test_the_agent_killed_between_publish_and_ack(tmp_path, broker, collector, s
 
     again = services("sync", "--config", str(toml))
     wait_until(lambda: backlog(db) == 0, what="the outbox to drain after the restart")
-    time.sleep(1)  # any resend has arrived by now; it must change nothing
+    # Whatever it sent again, it sent before its outbox drained; any resend must change
+    # nothing. A marker follows it: a visit in an hour the collector has none of, which
+    # the agent sends on the same connection, after the rest, and the collector commits
+    # in the order it arrives. Once the marker is there, so is any resend.
+    marker = min(truth) - HOUR
+    with write(db):  # in and out at once: no refresh sees the visit open
+        visit = visits.sign_in_new(db, visits.NewVisitor("Marker"), "pin-key", now=marker + 60)
+        visits.sign_out(db, visit.id, now=marker + 1260)
+    truth[marker] += 1
+    wait_until(lambda: received(collector)[marker], what="the marker hour at the collector")
     assert received(collector) == truth
     assert all(b["version"] == 1 for b in usage(collector))
     assert again.proc.poll() is None
