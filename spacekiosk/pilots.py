@@ -1,8 +1,23 @@
-"""The pilot spaces, and the commented config file `spacekiosk init-config` writes for one."""
+"""The pilot spaces, and the one writer of config files: `space_toml()` writes a space's,
+`central_toml()` the collector's.
+
+`spacekiosk init-config` writes a pilot's file with every key spelled out and explained;
+the demo, the tests and the benchmarks write theirs with the same function, the keys they
+set and nothing else (each still explained). A key is written once, in its place: what a
+caller overrides replaces the value it would have had, it is never added a second time.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+from spacekiosk.config import LANGUAGES, WEEKDAYS
 
 
 @dataclass(frozen=True)
@@ -29,141 +44,616 @@ PILOTS = {
     )
 }
 
+DATABASE = "/var/lib/spacekiosk/space.db"  # where the spacekiosk units keep the store
+# The pilots' hours until a space sets its own.
+PILOT_HOURS = {
+    "mon": "10:00-21:00",
+    "tue": "10:00-21:00",
+    "wed": "10:00-21:00",
+    "thu": "10:00-21:00",
+    "fri": "10:00-22:00",
+    "sat": "11:00-18:00",
+    "sun": "closed",
+}
+# The wiring the pilots, the demo and the benchmarks share: a door contact, a PIR in the
+# main room and a two-beam counter, on these BCM pins.
+SENSORS: Mapping[str, Any] = {
+    "door": {"pin": 17},
+    "motion": [{"pin": 27, "location": "main room"}],
+    "counter": {"beam_a": 22, "beam_b": 23},
+}
 
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+def render(pilot: Pilot, database: str = DATABASE, broker: str = "broker.example.org") -> str:
+    """A complete config file for a pilot space, every key present and explained."""
+    return space_toml(
+        id=pilot.id,
+        name=pilot.name,
+        timezone=pilot.timezone,
+        languages=pilot.languages,
+        capacity=pilot.capacity,
+        database=database,
+        opening_hours=PILOT_HOURS,
+        broker=broker,
+        sensors=SENSORS,
+        every_key=True,
+    )
 
 
-def render(
-    pilot: Pilot, database: str = "/var/lib/spacekiosk/space.db", broker: str = "broker.example.org"
+# --- what a file holds, in order, and what each key means ---
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key of a table: the lines that explain it, and with `every_key` the value it is
+    written with when the caller gives none (None: only `example`, commented out)."""
+
+    name: str
+    default: Any = None
+    about: str = ""
+    example: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of the file. `note` is written above the first table that carries it,
+    `about` under the header. An `optional` table is written only when given; with
+    `every_key`, `example` (commented out) stands in for it."""
+
+    path: str
+    keys: tuple[Key, ...] = ()
+    about: str = ""
+    note: str = ""
+    optional: bool = False
+    example: str = ""
+
+
+_HOURS = Table(
+    "space.opening_hours",
+    tuple(Key(day) for day in WEEKDAYS),
+    about='# One line per day: "HH:MM-HH:MM", several spans with commas, or "closed".\n'
+    "# Visits still open at closing time are signed out automatically.",
+)
+_SENSORS_NOTE = (
+    "# Sensors: leave a table out if the space does not have that sensor.\n"
+    "# Pins are BCM GPIO numbers."
+)
+
+SPACE_TABLES = (
+    Table(
+        "space",
+        (
+            Key(
+                "id",
+                about="# The space's id: lowercase letters, digits and dashes. It is also the "
+                "MQTT username\n# and part of every topic, so it never changes once the space "
+                "is registered.",
+            ),
+            Key("name"),
+            Key("timezone", about="# An IANA time zone (`timedatectl list-timezones`)."),
+            Key(
+                "languages",
+                about="# The kiosk's languages; the first is the default on the welcome "
+                f"screen.\n# Shipped: {', '.join(LANGUAGES)}.",
+            ),
+            Key(
+                "capacity",
+                about="# How many people the space holds (for utilisation and the "
+                "evacuation list).",
+            ),
+            Key("url", "", about="# Shown in the SpaceAPI document."),
+            Key("logo", ""),
+        ),
+    ),
+    _HOURS,
+    Table(
+        "database",
+        (
+            Key(
+                "path",
+                about="# The space's SQLite file; the services create it and keep its "
+                "schema up to date.",
+            ),
+            Key("busy_timeout_ms"),
+        ),
+    ),
+    Table(
+        "kiosk",
+        (
+            Key(
+                "listen",
+                "127.0.0.1:8080",
+                about="# Where the touchscreen's browser (and phones on the space's network) "
+                "reach the kiosk.",
+            ),
+            Key(
+                "idle_seconds",
+                60,
+                about="# Seconds without a touch before any screen goes back to Welcome and "
+                "forgets its fields.",
+            ),
+            Key(
+                "confirm_seconds",
+                5,
+                about='# Seconds "Welcome, Ana" stays up before the screen is ready for the '
+                "next person.",
+            ),
+            Key("threads", 8),
+            Key(
+                "public_url",
+                "",
+                about="# The address phones on the space's network use: the QR code on "
+                'Welcome points here\n# (set listen to "0.0.0.0:8080" too). Leave it empty '
+                "to show no QR code.",
+            ),
+            Key(
+                "purposes",
+                ["cowork", "event", "meeting", "other"],
+                about="# Why visitors come; cowork, event, meeting and other are translated, "
+                "others shown as is.",
+            ),
+            Key(
+                "guidelines_version",
+                1,
+                about="# Raise this when the participation guidelines change: returning "
+                "visitors accept again.",
+            ),
+        ),
+    ),
+    Table(
+        "retention",
+        (
+            Key(
+                "days",
+                90,
+                about="# Days a visitor's name and e-mail are kept; then they are erased. "
+                "Counts stay.",
+            ),
+        ),
+    ),
+    Table(
+        "mqtt",
+        (
+            Key(
+                "host",
+                about="# The central broker. Ask the central team for the host and this "
+                "space's password.",
+            ),
+            Key("port", 8883),
+            Key("tls", True),
+            Key(
+                "ca_file",
+                example='# ca_file = "/etc/spacekiosk/ca.crt"        '
+                "# omit to use the system's CA certificates",
+            ),
+            Key("username", about="# username defaults to the space id."),
+            Key(
+                "password_file",
+                about="# The password file must be readable by the spacekiosk service alone "
+                "(mode 0600).",
+                example='# password_file = "/etc/spacekiosk/mqtt-password"',
+            ),
+            Key("keepalive_seconds", 600),
+        ),
+    ),
+    Table(
+        "sync",
+        (
+            Key(
+                "interval_seconds",
+                300,
+                about="# How often hourly counts are recomputed (on the Pi; nothing is sent "
+                "for this).",
+            ),
+            Key(
+                "send_every_minutes",
+                360,
+                about="# How often finished hours are sent, together in one compressed "
+                "message. Longer saves\n# bytes on a metered link; 0 sends each hour as soon "
+                "as it is over.",
+            ),
+            Key(
+                "send_running_hour",
+                False,
+                about="# Also send the hour still running at each interval (live figures, "
+                "more resends).",
+            ),
+            Key(
+                "ack_timeout_seconds",
+                30,
+                about="# How long to wait for the collector's acknowledgement before sending "
+                "again.",
+            ),
+            Key(
+                "batch_hours",
+                48,
+                about="# Hours per message when a backlog is sent after an outage.",
+            ),
+            Key(
+                "recompute_days",
+                7,
+                about="# How far back late data (a sign-out, a delayed sensor batch) can still "
+                "change an hour.",
+            ),
+            Key(
+                "max_outbox_hours",
+                336,
+                about="# Past this many hours waiting, old days are rolled up and sent as one "
+                "bucket each.",
+            ),
+            Key(
+                "reconcile_hours",
+                168,
+                about="# How often the collector is asked to compare what it holds with what "
+                "was delivered.",
+            ),
+            Key(
+                "http_url",
+                "",
+                about="# The HTTPS route, used when the MQTT port has been unreachable for "
+                "http_after_seconds.\n# `spacekiosk space add` on the central server prints "
+                "the token for token_file.",
+            ),
+            Key("token_file", example='# token_file = "/etc/spacekiosk/collector-token"'),
+            Key("http_after_seconds", 120),
+        ),
+    ),
+    Table(
+        "events",
+        (Key("name"), Key("date"), Key("hours")),
+        note="# Community events: on the day, visitors can say they came for it.",
+        optional=True,
+        example='# [[events]]\n# name = "Firefox OS app day"\n# date = "2026-12-05"\n'
+        '# hours = "10:00-18:00"',
+    ),
+    Table(
+        "sensors.door",
+        (
+            Key("pin"),
+            Key("pull_up", True),
+            Key("bounce_ms", 50),
+            Key(
+                "open_alert_minutes",
+                15,
+                about="# Minutes open before the door is reported as left open (kiosk status, "
+                "central status).",
+            ),
+            Key(
+                "fault_open_hours",
+                24,
+                about="# Hours open before the contact itself is suspected (a cut wire reads "
+                "as open).",
+            ),
+            Key(
+                "flicker_edges",
+                30,
+                about="# Changes within 5 seconds that no real door makes: the contact is "
+                "flickering.",
+            ),
+        ),
+        note=_SENSORS_NOTE,
+        optional=True,
+    ),
+    Table(
+        "sensors.motion",
+        (
+            Key("pin"),
+            Key("location", "main room"),
+            Key("pull_up"),
+            Key(
+                "stuck_hours",
+                4,
+                about="# Hours of unbroken motion before the PIR is reported stuck; changes "
+                "in 5 s that mean noise.",
+            ),
+            Key("flicker_edges", 15),
+        ),
+        note=_SENSORS_NOTE,
+        optional=True,
+    ),
+    Table(
+        "sensors.counter",
+        (
+            Key(
+                "beam_a",
+                about="# A is the beam on the outside of the doorway, B the one inside.",
+            ),
+            Key("beam_b"),
+            Key("pull_up", True),
+            Key("bounce_ms", 5),
+            Key(
+                "blocked_minutes",
+                5,
+                about="# Minutes a beam may stay broken before it is reported blocked; changes "
+                "in 5 s that mean\n# a failing receiver or sunlight (the counter ignores both "
+                "beams until they calm down).",
+            ),
+            Key("flicker_edges", 50),
+        ),
+        note=_SENSORS_NOTE,
+        optional=True,
+    ),
+)
+
+CENTRAL_TABLES = (
+    Table(
+        "central",
+        (
+            Key(
+                "listen",
+                about="# Where the dashboard, JSON API and CSV exports are served.",
+            ),
+            Key("database", about="# The central SQLite store."),
+            Key("database_url", about="# A postgresql:// URL: store in PostgreSQL instead."),
+            Key("client_id"),
+            Key("shared", about="# Share the spaces' messages with other collectors."),
+            Key("secret_file"),
+            Key("mqtt_password_file"),
+            Key("public_broker"),
+            Key("public_url"),
+        ),
+    ),
+    Table(
+        "mqtt",
+        (
+            Key("host", about="# The central broker."),
+            Key("port"),
+            Key("tls"),
+            Key("ca_file"),
+            Key(
+                "username",
+                about="# The collector's login (and client id) on the broker: collector, "
+                "collector-2, ...",
+            ),
+            Key("password_file"),
+            Key("keepalive_seconds"),
+        ),
+    ),
+)
+
+
+# --- the two files ---
+
+
+def space_toml(
+    *,
+    id: str,
+    name: str,
+    timezone: str,
+    languages: Sequence[str],
+    capacity: int,
+    database: str | os.PathLike,
+    broker: str,
+    broker_port: int | None = None,
+    tls: bool | None = None,
+    password_file: str | os.PathLike | None = None,
+    keepalive_seconds: int | None = None,
+    opening_hours: Mapping[str, str] | None = None,
+    listen: str | None = None,
+    sync: Mapping[str, Any] | None = None,
+    sensors: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    note: str = "",
+    every_key: bool = False,
 ) -> str:
-    """A complete config file for a space, every key present and explained."""
-    langs = ", ".join(_toml_str(lang) for lang in pilot.languages)
-    return f"""\
-# spacekiosk configuration for {pilot.name}.
-# Check it with `spacekiosk check-config PATH`; every service refuses to start
-# (exit code 78) until it is right. Times are local to the space's time zone.
+    """A space's config file, explained line by line.
 
-[space]
-# The space's id: lowercase letters, digits and dashes. It is also the MQTT username
-# and part of every topic, so it never changes once the space is registered.
-id = {_toml_str(pilot.id)}
-name = {_toml_str(pilot.name)}
-# An IANA time zone (`timedatectl list-timezones`).
-timezone = {_toml_str(pilot.timezone)}
-# The kiosk's languages; the first is the default on the welcome screen.
-# Shipped: en, es, es_CO, el, zh_Hant_TW, sw, fil, kn, hi.
-languages = [{langs}]
-# How many people the space holds (for utilisation and the evacuation list).
-capacity = {pilot.capacity}
-# Shown in the SpaceAPI document.
-url = ""
-logo = ""
+    `broker` is the MQTT host; `sync` the [sync] keys; `sensors` the [sensors] tables as
+    TOML reads them (`{"door": {"pin": 17}, "motion": [{"pin": 27}]}`, see SENSORS).
+    `overrides` adds or replaces keys anywhere, as TOML reads tables:
+    `{"kiosk": {"threads": 4}, "events": [{...}]}`. A setting left out (None) is not
+    written, so its default applies; with `every_key` it is written with the value a new
+    space starts from, and the optional ones as commented-out examples: the file
+    `spacekiosk init-config` writes. `note` adds lines to the comment at the top.
+    """
+    space: dict[str, Any] = {
+        "id": id,
+        "name": name,
+        "timezone": timezone,
+        "languages": list(languages),
+        "capacity": capacity,
+    }
+    if opening_hours is not None:
+        space["opening_hours"] = dict(opening_hours)
+    mqtt = {
+        "host": broker,
+        "port": broker_port,
+        "tls": tls,
+        "password_file": password_file,
+        "keepalive_seconds": keepalive_seconds,
+    }
+    data: dict[str, Any] = {
+        "space": space,
+        "database": {"path": database},
+        "kiosk": {"listen": listen},
+        "mqtt": mqtt,
+        "sync": sync,
+        "sensors": sensors,
+    }
+    merged = _merge(_given(data), overrides or {})
+    head = [
+        f"spacekiosk configuration for {name}.",
+        "Check it with `spacekiosk check-config PATH`; every service refuses to start",
+        "(exit code 78) until it is right. Times are local to the space's time zone.",
+        *note.splitlines(),
+    ]
+    return _render(SPACE_TABLES, merged, head, every_key)
 
-[space.opening_hours]
-# One line per day: "HH:MM-HH:MM", several spans with commas, or "closed".
-# Visits still open at closing time are signed out automatically.
-mon = "10:00-21:00"
-tue = "10:00-21:00"
-wed = "10:00-21:00"
-thu = "10:00-21:00"
-fri = "10:00-22:00"
-sat = "11:00-18:00"
-sun = "closed"
 
-[database]
-# The space's SQLite file; the services create it and keep its schema up to date.
-path = {_toml_str(database)}
+def central_toml(
+    *,
+    listen: str,
+    database: str | os.PathLike,
+    broker: str,
+    broker_port: int | None = None,
+    tls: bool | None = None,
+    username: str = "collector",
+    password_file: str | os.PathLike | None = None,
+    database_url: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    note: str = "",
+) -> str:
+    """The central collector's config file: the keys given and nothing else, explained.
 
-[kiosk]
-# Where the touchscreen's browser (and phones on the space's network) reach the kiosk.
-listen = "127.0.0.1:8080"
-# Seconds without a touch before any screen goes back to Welcome and forgets its fields.
-idle_seconds = 60
-# Seconds "Welcome, Ana" stays up before the screen is ready for the next person.
-confirm_seconds = 5
-threads = 8
-# The address phones on the space's network use: the QR code on Welcome points here
-# (set listen to "0.0.0.0:8080" too). Leave it empty to show no QR code.
-public_url = ""
-# Why visitors come; cowork, event, meeting and other are translated, others shown as is.
-purposes = ["cowork", "event", "meeting", "other"]
-# Raise this when the participation guidelines change: returning visitors accept again.
-guidelines_version = 1
+    `broker` is the MQTT host; `overrides` adds or replaces keys, as TOML reads tables
+    (`{"central": {"shared": True}}`).
+    """
+    data = {
+        "central": {"listen": listen, "database": database, "database_url": database_url},
+        "mqtt": {
+            "host": broker,
+            "port": broker_port,
+            "tls": tls,
+            "username": username,
+            "password_file": password_file,
+        },
+    }
+    head = [
+        "spacekiosk configuration for a central collector.",
+        "Check it with `spacekiosk check-config PATH`; the collector refuses to start",
+        "(exit code 78) until it is right.",
+        *note.splitlines(),
+    ]
+    return _render(CENTRAL_TABLES, _merge(_given(data), overrides or {}), head, every_key=False)
 
-[retention]
-# Days a visitor's name and e-mail are kept; then they are erased. Counts stay.
-days = 90
 
-[mqtt]
-# The central broker. Ask the central team for the host and this space's password.
-host = {_toml_str(broker)}
-port = 8883
-tls = true
-# ca_file = "/etc/spacekiosk/ca.crt"        # omit to use the system's CA certificates
-# username defaults to the space id.
-# The password file must be readable by the spacekiosk service alone (mode 0600).
-# password_file = "/etc/spacekiosk/mqtt-password"
-keepalive_seconds = 600
+# --- writing TOML (tomllib reads it but does not write it) ---
 
-[sync]
-# How often hourly counts are recomputed (on the Pi; nothing is sent for this).
-interval_seconds = 300
-# How often finished hours are sent, together in one compressed message. Longer saves
-# bytes on a metered link; 0 sends each hour as soon as it is over.
-send_every_minutes = 360
-# Also send the hour still running at each interval (live figures, more resends).
-send_running_hour = false
-# How long to wait for the collector's acknowledgement before sending again.
-ack_timeout_seconds = 30
-# Hours per message when a backlog is sent after an outage.
-batch_hours = 48
-# How far back late data (a sign-out, a delayed sensor batch) can still change an hour.
-recompute_days = 7
-# Past this many hours waiting, old days are rolled up and sent as one bucket each.
-max_outbox_hours = 336
-# How often the collector is asked to compare what it holds with what was delivered.
-reconcile_hours = 168
-# The HTTPS route, used when the MQTT port has been unreachable for http_after_seconds.
-# `spacekiosk space add` on the central server prints the token for token_file.
-http_url = ""
-# token_file = "/etc/spacekiosk/collector-token"
-http_after_seconds = 120
 
-# Community events: on the day, visitors can say they came for it.
-# [[events]]
-# name = "Firefox OS app day"
-# date = "2026-12-05"
-# hours = "10:00-18:00"
+def _given(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` without the keys left out (None), nor the tables that leaves empty."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            value = _given(value)
+        if value is not None and value != {}:
+            out[key] = value
+    return out
 
-# Sensors: leave a table out if the space does not have that sensor.
-# Pins are BCM GPIO numbers.
-[sensors.door]
-pin = 17
-pull_up = true
-bounce_ms = 50
-# Minutes open before the door is reported as left open (kiosk status, central status).
-open_alert_minutes = 15
-# Hours open before the contact itself is suspected (a cut wire reads as open).
-fault_open_hours = 24
-# Changes within 5 seconds that no real door makes: the contact is flickering.
-flicker_edges = 30
 
-[[sensors.motion]]
-pin = 27
-location = "main room"
-# Hours of unbroken motion before the PIR is reported stuck; changes in 5 s that mean noise.
-stuck_hours = 4
-flicker_edges = 15
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, table by table: a key of both takes `over`'s value."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
-[sensors.counter]
-# A is the beam on the outside of the doorway, B the one inside.
-beam_a = 22
-beam_b = 23
-pull_up = true
-bounce_ms = 5
-# Minutes a beam may stay broken before it is reported blocked; changes in 5 s that mean
-# a failing receiver or sunlight (the counter ignores both beams until they calm down).
-blocked_minutes = 5
-flicker_edges = 50
-"""
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and bool(value) and all(map(_is_table, value))
+
+
+def _plain(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A table's own keys, without the tables inside it."""
+    return {k: v for k, v in table.items() if not _is_table(v) and not _is_table_list(v)}
+
+
+def _tables(data: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple]:
+    """(path, whether an item of an array of tables, its keys) of every table in `data`
+    that holds keys, parents before their children. A table inside an array's item is
+    written inline."""
+    if path and (plain := _plain(data)):
+        yield path, False, plain
+    for key, value in data.items():
+        if _is_table(value):
+            yield from _tables(value, (*path, key))
+        elif _is_table_list(value):
+            for item in value:
+                yield (*path, key), True, dict(item)
+
+
+def _render(
+    template: Sequence[Table], data: Mapping[str, Any], head: list[str], every_key: bool
+) -> str:
+    """The file: `head` as a comment, then the template's tables in its order, each key in
+    its place with its comment; then what the template does not know, as given."""
+    top = _plain(data)
+    given: dict[tuple[str, ...], list[tuple[bool, dict]]] = {}
+    for path, array, plain in _tables(data):
+        given.setdefault(path, []).append((array, plain))
+    blocks = ["\n".join("# " + line if line else "#" for line in head)]
+    if top:  # keys outside every table belong above the first
+        blocks[0] += "\n" + "\n".join(_line(k, v) for k, v in top.items())
+    notes: set[str] = set()
+
+    def block(table: Table | None, path: tuple[str, ...], array: bool, values: dict) -> str:
+        lines = []
+        if table and table.note and table.note not in notes:
+            notes.add(table.note)
+            lines.append(table.note)
+        name = ".".join(map(_key, path))
+        lines.append(f"[[{name}]]" if array else f"[{name}]")
+        if table and table.about:
+            lines.append(table.about)
+        for key in table.keys if table else ():
+            if key.name in values:
+                lines += [key.about] if key.about else []
+                lines.append(_line(key.name, values.pop(key.name)))
+            elif every_key:
+                lines += [key.about] if key.about else []
+                if key.default is not None:
+                    lines.append(_line(key.name, key.default))
+                elif key.example:
+                    lines.append(key.example)
+        lines += [_line(k, v) for k, v in values.items()]  # the ones the template lacks
+        return "\n".join(lines)
+
+    for table in template:
+        path = tuple(table.path.split("."))
+        if path in given:
+            blocks += [block(table, path, array, values) for array, values in given.pop(path)]
+        elif every_key and not table.optional:
+            blocks.append(block(table, path, False, {}))
+        elif every_key and table.example:
+            blocks.append("\n".join(filter(None, (table.note, table.example))))
+    for path, items in given.items():  # tables the template does not know, as given
+        blocks += [block(None, path, array, values) for array, values in items]
+    return "\n\n".join(blocks) + "\n"
+
+
+def _line(key: str, value: Any) -> str:
+    return f"{_key(key)} = {_value(value)}"
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _string(key)
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, str | os.PathLike):
+        return _string(os.fspath(value))
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {type(value).__name__} {value!r}")

@@ -52,6 +52,79 @@ def test_pilot_configs_are_what_init_config_writes(pilot, tmp_path):
     assert loaded.space.timezone.key == pilots.PILOTS[pilot].timezone
 
 
+def loaded(tmp_path: Path, text: str, name: str = "space.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return config.load(path)
+
+
+@pytest.mark.parametrize("pilot", sorted(pilots.PILOTS))
+def test_every_value_init_config_spells_out_is_the_default(pilot, tmp_path):
+    """The file init-config writes and one that leaves every default out are the same
+    config: what it tells a space it starts from is what the services assume."""
+    p = pilots.PILOTS[pilot]
+    given = dict(
+        id=p.id,
+        name=p.name,
+        timezone=p.timezone,
+        languages=p.languages,
+        capacity=p.capacity,
+        database="space.db",
+        opening_hours=pilots.PILOT_HOURS,
+        broker="broker.example.org",
+        sensors=pilots.SENSORS,
+    )
+    short = pilots.space_toml(**given)
+    assert len(short) < len(pilots.space_toml(**given, every_key=True)) / 2
+    assert loaded(tmp_path, short) == loaded(tmp_path, pilots.space_toml(**given, every_key=True))
+
+
+def test_a_key_given_twice_is_written_once_with_the_last_value(tmp_path):
+    text = pilots.space_toml(
+        id="overrides",
+        name='A "quoted" \\ name',
+        timezone="Europe/Athens",
+        languages=["en"],
+        capacity=20,
+        database="space.db",
+        listen="127.0.0.1:8080",
+        broker="127.0.0.1",
+        broker_port=1883,
+        tls=False,
+        sync={"batch_hours": 6},
+        sensors=pilots.SENSORS,
+        overrides={
+            "kiosk": {"listen": "127.0.0.2:9000", "threads": 2},
+            "sync": {"batch_hours": 12},
+            "sensors": {"door": {"bounce_ms": 0}},
+            "events": [{"name": "Hack night", "date": "2026-12-01", "hours": "18:00-21:00"}],
+        },
+        every_key=True,
+    )
+    tomllib.loads(text)  # refuses a key written twice
+    cfg = loaded(tmp_path, text)
+    assert cfg.space.name == 'A "quoted" \\ name'
+    assert cfg.kiosk.listen == ("127.0.0.2", 9000) and cfg.kiosk.threads == 2
+    assert cfg.sync.batch_hours == 12
+    assert (cfg.sensors.door.pin, cfg.sensors.door.bounce_ms) == (17, 0)
+    assert [e.name for e in cfg.events] == ["Hack night"]
+    assert "# [[events]]" not in text  # the example gives way to the real thing
+
+
+def test_the_collector_s_config_takes_its_keys_once(tmp_path):
+    text = pilots.central_toml(
+        listen="127.0.0.1:8090",
+        database="central.db",
+        broker="127.0.0.1",
+        broker_port=1883,
+        tls=False,
+        overrides={"central": {"shared": True, "listen": "127.0.0.1:8091"}},
+    )
+    cfg = loaded(tmp_path, text, "central.toml")
+    assert cfg.central.listen == ("127.0.0.1", 8091) and cfg.central.shared
+    assert cfg.mqtt.username == "collector"
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 def test_init_config_writes_a_file_no_one_else_may_change(tmp_path, umask):
     out = tmp_path / "space.toml"
