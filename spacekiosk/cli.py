@@ -258,16 +258,12 @@ def parser() -> argparse.ArgumentParser:
         "write a complete, commented config for one of the pilot spaces",
     )
     p.add_argument("path", metavar="PATH", help="where to write it ('-' for stdout)")
+    from spacekiosk import pilots
+
+    *others, last = pilots.PILOTS
+    p.add_argument("--pilot", required=True, metavar="ID", help=f"{', '.join(others)} or {last}")
     p.add_argument(
-        "--pilot",
-        required=True,
-        metavar="ID",
-        help="athens, bogota, bangalore, madrid, manila, nairobi or taipei",
-    )
-    p.add_argument(
-        "--database",
-        default="/var/lib/spacekiosk/space.db",
-        help="the SQLite file the config points at",
+        "--database", default=pilots.DATABASE, help="the SQLite file the config points at"
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     central_commands(command)
