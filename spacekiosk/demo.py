@@ -22,8 +22,9 @@ from pathlib import Path
 
 import requests
 
+from spacekiosk import pilots
 from spacekiosk.broker import Broker, find_mosquitto, free_port
-from spacekiosk.config import write_secret
+from spacekiosk.config import WEEKDAYS, write_secret
 
 log = logging.getLogger("spacekiosk.demo")
 
@@ -32,70 +33,42 @@ WATCHER = "collector-watch"  # a login that sees all the traffic, beside the col
 
 
 def space_config(folder: Path, kiosk_port: int, broker_port: int, sync_interval: int) -> str:
-    return f"""\
-# The demo space: everything on loopback, sensors simulated.
-[space]
-id = "{SPACE}"
-name = "Demo Community Space"
-timezone = "Africa/Nairobi"
-languages = ["en", "sw"]
-capacity = 30
-
-[space.opening_hours]
-mon = "00:00-24:00"
-tue = "00:00-24:00"
-wed = "00:00-24:00"
-thu = "00:00-24:00"
-fri = "00:00-24:00"
-sat = "00:00-24:00"
-sun = "00:00-24:00"
-
-[database]
-path = "{folder / "space.db"}"
-
-[kiosk]
-listen = "127.0.0.1:{kiosk_port}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-tls = false
-password_file = "{folder / "mqtt-password"}"
-keepalive_seconds = 60
-
-[sync]
-interval_seconds = {sync_interval}
-ack_timeout_seconds = 10
-# The demo shows the hour still running; a space on a metered link waits for it to end.
-send_running_hour = true
-send_every_minutes = 0
-
-[sensors.door]
-pin = 17
-
-[[sensors.motion]]
-pin = 27
-location = "main room"
-
-[sensors.counter]
-beam_a = 22
-beam_b = 23
-"""
+    return pilots.space_toml(
+        id=SPACE,
+        name="Demo Community Space",
+        timezone="Africa/Nairobi",
+        languages=["en", "sw"],
+        capacity=30,
+        database=folder / "space.db",
+        opening_hours=dict.fromkeys(WEEKDAYS, "00:00-24:00"),
+        listen=f"127.0.0.1:{kiosk_port}",
+        broker="127.0.0.1",
+        broker_port=broker_port,
+        tls=False,
+        password_file=folder / "mqtt-password",
+        keepalive_seconds=60,
+        sync={
+            "interval_seconds": sync_interval,
+            "ack_timeout_seconds": 10,
+            "send_running_hour": True,
+            "send_every_minutes": 0,
+        },
+        sensors=pilots.SENSORS,
+        note="\nThe demo space: everything on loopback, sensors simulated. It sends the hour\n"
+        "still running; a space on a metered link waits for it to end.",
+    )
 
 
 def collector_config(folder: Path, port: int, broker_port: int) -> str:
-    return f"""\
-[central]
-listen = "127.0.0.1:{port}"
-database = "{folder / "central.db"}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-tls = false
-username = "collector"
-password_file = "{folder / "collector-password"}"
-"""
+    return pilots.central_toml(
+        listen=f"127.0.0.1:{port}",
+        database=folder / "central.db",
+        broker="127.0.0.1",
+        broker_port=broker_port,
+        tls=False,
+        password_file=folder / "collector-password",
+        note="\nThe demo's collector, beside the demo space on loopback.",
+    )
 
 
 def _central_logins(central_toml: Path) -> tuple[str, str]:
