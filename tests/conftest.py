@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 import zlib
 from pathlib import Path
@@ -18,7 +19,7 @@ import postgres
 import pytest
 import requests
 
-from spacekiosk import config, protocol
+from spacekiosk import config, pilots, protocol
 from spacekiosk.broker import Broker, free_port, wait_for_port
 from spacekiosk.protocol import Bucket
 
@@ -76,38 +77,32 @@ def write_space_config(
     sync: str = "",
     mqtt: str = "",
 ) -> Path:
+    """A space's config on the test broker, and its MQTT password beside it. `extra` holds
+    TOML tables to add or change, `sync` and `mqtt` keys of those tables."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mqtt-password").write_text(PASSWORDS.get(space, "wrong") + "\n")
+    overrides = tomllib.loads(extra)
+    overrides.setdefault("mqtt", {}).update(tomllib.loads(mqtt))
     path = folder / "space.toml"
-    path.write_text(f"""
-[space]
-id = "{space}"
-name = "Test Space"
-timezone = "Europe/Athens"
-languages = ["en", "el"]
-capacity = 20
-
-[database]
-path = "space.db"
-
-[kiosk]
-listen = "127.0.0.1:{kiosk_port or free_port()}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-tls = false
-password_file = "mqtt-password"
-keepalive_seconds = 30
-{mqtt}
-
-[sync]
-interval_seconds = 1
-ack_timeout_seconds = 3
-send_every_minutes = 0
-{sync}
-{extra}
-""")
+    path.write_text(
+        pilots.space_toml(
+            id=space,
+            name="Test Space",
+            timezone="Europe/Athens",
+            languages=["en", "el"],
+            capacity=20,
+            database="space.db",
+            listen=f"127.0.0.1:{kiosk_port or free_port()}",
+            broker="127.0.0.1",
+            broker_port=broker_port,
+            tls=False,
+            password_file="mqtt-password",
+            keepalive_seconds=30,
+            sync={"interval_seconds": 1, "ack_timeout_seconds": 3, "send_every_minutes": 0}
+            | tomllib.loads(sync),
+            overrides=overrides,
+        )
+    )
     return path
 
 
@@ -121,20 +116,19 @@ def write_collector_config(
     port = free_port()
     _COLLECTORS[port] = path
     _API_TOKENS.pop(port, None)
-    path.write_text(f"""
-[central]
-listen = "127.0.0.1:{port}"
-database = "central.db"
-database_url = "{database_url}"
-{central}
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-tls = false
-username = "collector"
-password_file = "collector-password"
-""")
+    path.write_text(
+        pilots.central_toml(
+            listen=f"127.0.0.1:{port}",
+            database="central.db",
+            database_url=database_url,
+            broker="127.0.0.1",
+            broker_port=broker_port,
+            tls=False,
+            username="collector",
+            password_file="collector-password",
+            overrides={"central": tomllib.loads(central)},
+        )
+    )
     return path
 
 
