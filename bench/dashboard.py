@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector import accounts, periods, store  # noqa: E402
 from collector.web import create_app  # noqa: E402
-from spacekiosk import config  # noqa: E402
+from spacekiosk import config, pilots  # noqa: E402
 from spacekiosk.protocol import Bucket  # noqa: E402
 
 ZONES = [
@@ -90,8 +90,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "central.toml").write_text(
-            '[central]\nlisten = "127.0.0.1:8090"\ndatabase = "central.db"\n'
-            '[mqtt]\nhost = "127.0.0.1"\nport = 1883\ntls = false\n'
+            pilots.central_toml(
+                listen="127.0.0.1:8090",
+                database="central.db",
+                broker="127.0.0.1",
+                broker_port=1883,
+                tls=False,
+            )
         )
         cfg = config.load(folder / "central.toml")
         db = store.connect(cfg.central)

@@ -45,40 +45,21 @@ from gpiozero.pins.mock import MockFactory  # noqa: E402
 
 from sensors import daemon  # noqa: E402
 from sensors.daemon import EventWriter, Sensors  # noqa: E402
-from spacekiosk import config  # noqa: E402
+from spacekiosk import config, pilots  # noqa: E402
 from spacekiosk.db import open_store  # noqa: E402
 from spacekiosk.migrations import SPACE_MIGRATIONS  # noqa: E402
 
 DOOR, MOTION_1, MOTION_2, BEAM_A, BEAM_B = 17, 27, 24, 22, 23
-CONFIG = """
-[space]
-id = "bench"
-name = "Benchmark Space"
-timezone = "Europe/Athens"
-languages = ["en"]
-capacity = 40
-{hours}
-[database]
-path = "{db}"
-[mqtt]
-host = "127.0.0.1"
-port = 1
-tls = false
-[sensors.door]
-pin = {door}
-bounce_ms = 0
-[[sensors.motion]]
-pin = {motion_1}
-location = "main room"
-[[sensors.motion]]
-pin = {motion_2}
-location = "workshop"
-[sensors.counter]
-beam_a = {beam_a}
-beam_b = {beam_b}
-bounce_ms = 0
-"""
-NEVER_OPEN = "[space.opening_hours]\n" + "".join(f'{d} = "closed"\n' for d in config.WEEKDAYS)
+# The sensors the daemon runs: a door, two PIRs and the counter, none debounced.
+SENSORS = {
+    "door": {"pin": DOOR, "bounce_ms": 0},
+    "motion": [
+        {"pin": MOTION_1, "location": "main room"},
+        {"pin": MOTION_2, "location": "workshop"},
+    ],
+    "counter": {"beam_a": BEAM_A, "beam_b": BEAM_B, "bounce_ms": 0},
+}
+NEVER_OPEN = dict.fromkeys(config.WEEKDAYS, "closed")
 INSERT = "INSERT INTO sensor_events (at, sensor, kind, value) VALUES (?, ?, ?, ?)"
 
 # Beam edges per crossing, as in tests/test_doorway.py: A is outside, B inside, + broken.
@@ -104,18 +85,22 @@ STEADY = [
 FULL_SPEED = ["door open", "in", "door close", "pair in", "out", "turns back"]
 
 
-def write_config(folder: Path, hours: str = "") -> config.SpaceConfig:
+def write_config(folder: Path, hours: dict[str, str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "space.toml"
     path.write_text(
-        CONFIG.format(
-            hours=hours,
-            db=folder / "space.db",
-            door=DOOR,
-            motion_1=MOTION_1,
-            motion_2=MOTION_2,
-            beam_a=BEAM_A,
-            beam_b=BEAM_B,
+        pilots.space_toml(
+            id="bench",
+            name="Benchmark Space",
+            timezone="Europe/Athens",
+            languages=["en"],
+            capacity=40,
+            database=folder / "space.db",
+            opening_hours=hours,
+            broker="127.0.0.1",
+            broker_port=1,
+            tls=False,
+            sensors=SENSORS,
         )
     )
     return path

@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from spacekiosk import pilots  # noqa: E402
 from spacekiosk.broker import free_port, wait_for_port  # noqa: E402
 
 BASELINE = """
@@ -57,23 +58,22 @@ def sign_in():
 serve(app, host="127.0.0.1", port=int(sys.argv[2]), threads=int(sys.argv[3]), _quiet=True)
 """
 
-KIOSK_CONFIG = """
-[space]
-id = "bench"
-name = "Benchmark Space"
-timezone = "Europe/Athens"
-languages = ["en"]
-capacity = 10000
-[database]
-path = "{db}"
-[kiosk]
-listen = "127.0.0.1:{port}"
-threads = {threads}
-[mqtt]
-host = "127.0.0.1"
-port = 1
-tls = false
-"""
+
+def kiosk_config(folder: Path, port: int, threads: int) -> str:
+    """The kiosk's config: room for every visitor the clients send, no broker in reach."""
+    return pilots.space_toml(
+        id="bench",
+        name="Benchmark Space",
+        timezone="Europe/Athens",
+        languages=["en"],
+        capacity=10000,
+        database=folder / "space.db",
+        listen=f"127.0.0.1:{port}",
+        broker="127.0.0.1",
+        broker_port=1,
+        tls=False,
+        overrides={"kiosk": {"threads": threads}},
+    )
 
 
 def drive(port: int, clients: int, seconds: float) -> tuple[int, list[float], int]:
@@ -135,7 +135,7 @@ def run_server(kind: str, folder: Path, threads: int) -> tuple[subprocess.Popen,
         cmd = [sys.executable, str(script), str(folder / "baseline.db"), str(port), str(threads)]
     else:
         toml = folder / "space.toml"
-        toml.write_text(KIOSK_CONFIG.format(db=folder / "space.db", port=port, threads=threads))
+        toml.write_text(kiosk_config(folder, port, threads))
         cmd = [sys.executable, "-m", "spacekiosk", "kiosk", "--config", str(toml)]
     proc = subprocess.Popen(
         cmd,

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench import naive  # noqa: E402
 from kiosk import visits  # noqa: E402
 from sensors import simulate  # noqa: E402
-from spacekiosk import config  # noqa: E402
+from spacekiosk import config, pilots  # noqa: E402
 from spacekiosk.broker import Broker, free_port  # noqa: E402
 from spacekiosk.db import open_store, write  # noqa: E402
 from spacekiosk.migrations import SPACE_MIGRATIONS  # noqa: E402
@@ -51,61 +51,33 @@ USERS = {SPACE: "space-secret", "hourly": "hourly-secret", "drain": "drain-secre
          "naive": "naive-secret", "collector": "collector-secret"}  # fmt: skip
 SIGN_IN_SHARE = 0.8  # of the people counted at the door, those who sign in
 
-SPACE_TOML = """
-[space]
-id = "{space}"
-name = "Bench Space"
-timezone = "Africa/Nairobi"
-languages = ["en", "sw"]
-capacity = 30
-[space.opening_hours]
-mon = "09:00-21:00"
-tue = "09:00-21:00"
-wed = "09:00-21:00"
-thu = "09:00-21:00"
-fri = "09:00-21:00"
-sat = "10:00-18:00"
-
-[database]
-path = "space.db"
-
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-tls = false
-password_file = "password"
-
-[sync]
-{sync}
-
-[sensors.door]
-pin = 17
-[[sensors.motion]]
-pin = 27
-location = "main room"
-[sensors.counter]
-beam_a = 22
-beam_b = 23
-"""
-
-CENTRAL_TOML = """
-[central]
-listen = "127.0.0.1:{listen}"
-database = "central.db"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-tls = false
-username = "collector"
-password_file = "password"
-"""
+# Open on weekdays and Saturdays; on Sundays the bench's space stays shut.
+HOURS = dict.fromkeys(("mon", "tue", "wed", "thu", "fri"), "09:00-21:00") | {"sat": "10:00-18:00"}
 
 
-def write_space(folder: Path, space: str, port: int, sync: str = "") -> config.SpaceConfig:
+def write_space(
+    folder: Path, space: str, port: int, sync: dict | None = None
+) -> config.SpaceConfig:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "password").write_text(USERS[space])
     toml = folder / "space.toml"
-    toml.write_text(SPACE_TOML.format(space=space, port=port, sync=sync))
+    toml.write_text(
+        pilots.space_toml(
+            id=space,
+            name="Bench Space",
+            timezone="Africa/Nairobi",
+            languages=["en", "sw"],
+            capacity=30,
+            database="space.db",
+            opening_hours=HOURS,
+            broker="127.0.0.1",
+            broker_port=port,
+            tls=False,
+            password_file="password",
+            sync=sync,
+            sensors=pilots.SENSORS,
+        )
+    )
     return config.load(toml)
 
 
@@ -198,8 +170,8 @@ def bytes_per_day(folder: Path, broker: Broker, seed: int) -> None:
     print(f"{'design':<34}{'messages':>9}{'data B':>10}{'keep-alive B':>14}{'B/day':>10}")
     results = {}
     for name, space, sync in (
-        ("agent, every 6 h (default)", SPACE, ""),
-        ("agent, every hour", "hourly", "send_every_minutes = 60"),
+        ("agent, every 6 h (default)", SPACE, None),
+        ("agent, every hour", "hourly", {"send_every_minutes": 60}),
     ):
         with TcpProxy(broker.port) as proxy:
             cfg = write_space(folder / space, space, proxy.port, sync)
@@ -282,7 +254,14 @@ def main() -> None:
             (central / "password").write_text(USERS["collector"])
             free_listen = free_port()
             (central / "central.toml").write_text(
-                CENTRAL_TOML.format(listen=free_listen, port=broker.port)
+                pilots.central_toml(
+                    listen=f"127.0.0.1:{free_listen}",
+                    database="central.db",
+                    broker="127.0.0.1",
+                    broker_port=broker.port,
+                    tls=False,
+                    password_file="password",
+                )
             )
             collector = subprocess.Popen(
                 [sys.executable, "-m", "spacekiosk", "collector", "--config",
