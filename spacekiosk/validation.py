@@ -67,21 +67,18 @@ def setting(
 
 
 class Context:
-    """Where the checker is, and the list of problems found so far."""
+    """What a check may need to know (the file's folder, whether secrets are read), and
+    the list of problems found so far."""
 
     def __init__(self, base_dir: Path, secrets: bool = True):
         self.base_dir = base_dir
         self.secrets = secrets  # False: a service that reads no secret file skips them
         self.problems: list[Problem] = []
-        self.path = ""
 
     def add(self, path: str, message: str) -> None:
         if len(message) > MAX_MESSAGE:  # a long value quoted: keep the start and the fix
             message = message[: MAX_MESSAGE // 2] + " … " + message[-MAX_MESSAGE // 2 :]
         self.problems.append(Problem(path, message))
-
-    def fail(self, message: str) -> None:
-        self.add(self.path, message)
 
 
 MAX_MESSAGE = 600  # characters of one problem's message
@@ -194,7 +191,6 @@ def _convert(hint: Any, value: Any, check: Check | None, ctx: Context, path: str
             return None
         value = Path(value) if Path(value).is_absolute() else ctx.base_dir / value
     if check is not None:
-        ctx.path = path
         try:
             return check(value, ctx)
         except Invalid as exc:
