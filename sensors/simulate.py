@@ -239,15 +239,6 @@ class FootTraffic:
         self._leaves(offset + self._stay(offset), OUT)
         return Move(offset, IN)
 
-    def next_visit(self) -> tuple[float, bool]:
-        """Seconds until the next person, and whether they are leaving (math.inf, False
-        when nobody comes within HORIZON)."""
-        before = self.clock
-        move = self.next_move()
-        if move is None:
-            return math.inf, False
-        return move.offset - before, move.leaving
-
     # --- the pins ---
 
     def prepare(self) -> None:

@@ -103,8 +103,7 @@ def test_simulated_traffic_is_reproducible_from_a_seed(tmp_path, factory):
 
     def day(seed):
         sim = FootTraffic(cfg, factory, seed=seed)
-        sim.inside = 5
-        return [sim.next_visit() for _ in range(30)]
+        return [sim.next_move() for _ in range(30)]
 
     assert day(7) == day(7)
     assert day(7) != day(8)

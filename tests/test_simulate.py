@@ -4,7 +4,6 @@ the same seed, and walks through real mock pins counted by the real sensors."""
 from __future__ import annotations
 
 import itertools
-import math
 from datetime import datetime, timedelta
 
 import pytest
@@ -150,15 +149,16 @@ def test_without_opening_hours_traffic_is_steady(tmp_path):
     rates = {arrivals_per_hour(cfg, at(cfg, 6, hour), steady=42) for hour in range(24)}
     assert rates == {42}
     sim = FootTraffic(cfg, None, seed=2, mean_gap=20)
-    gaps = [sim.next_visit()[0] for _ in range(2000)]
-    assert 15 < sum(gaps) / len(gaps) < 25
+    moves = [sim.next_move() for _ in range(2000)]
+    assert None not in moves
+    assert 15 < moves[-1].offset / len(moves) < 25  # the mean gap between people
 
 
 def test_a_space_that_never_opens_has_no_traffic(tmp_path):
     closed = "[space.opening_hours]\n" + "".join(f'{d} = "closed"\n' for d in config.WEEKDAYS)
     cfg = config.load(write_space_config(tmp_path, broker_port=1, extra=closed))
     sim = FootTraffic(cfg, None, seed=2)
-    assert sim.next_visit() == (math.inf, False)
+    assert sim.next_move() is None
     assert sim.clock == simulate.HORIZON
 
 
