@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from collector import accounts, periods, store  # noqa: E402
 from collector.web import create_app  # noqa: E402
 from spacekiosk import config, pilots  # noqa: E402
-from spacekiosk.protocol import Bucket  # noqa: E402
+from spacekiosk.protocol import Bucket, counts_json  # noqa: E402
 
 ZONES = [
     "Europe/Athens",
@@ -51,7 +51,9 @@ def fill(db, spaces: int, weeks: int, now: int) -> int:
             Bucket(now - back * 3600, 1, _counts(rng, (now - back * 3600) // 3600 % 24))
             for back in range(1, hours + 1)
         ]
-        store.commit_usage(db, space, buckets)
+        store.commit(
+            db, usage=[(space, b.start, b.hours, b.version, counts_json(b.counts)) for b in buckets]
+        )
         about = {"name": f"Space {n}", "capacity": 20, "timezone": ZONES[n % len(ZONES)]}
         store.commit_status(db, space, {"v": 1, "online": True, "about": about})
     return spaces * hours

@@ -22,7 +22,7 @@ from sqlite_utils import Database
 from collector.pg import CENTRAL_TEAM_TABLES, CONTACT_STEPS, PgDatabase, open_pg
 from spacekiosk.config import Central
 from spacekiosk.db import open_store, write
-from spacekiosk.protocol import DAY, Bucket, Hour, counts_json, day_epoch, digest
+from spacekiosk.protocol import DAY, Bucket, Hour, day_epoch, digest
 
 
 def m001_initial(db: Database) -> None:
@@ -134,13 +134,6 @@ def _executemany(db: Database | PgDatabase, sql: str, rows: list) -> None:
         db.executemany(sql, rows)
     else:
         db.conn.executemany(sql, rows)
-
-
-def commit_usage(db, space: str, buckets: list[Bucket], now: float | None = None) -> None:
-    """Upsert each (space, hour), keeping the highest version: duplicates and reordering
-    change nothing. Returns after the commit, so an ack sent afterwards is true."""
-    rows = [(space, b.start, b.hours, b.version, counts_json(b.counts)) for b in buckets]
-    commit(db, usage=rows, now=now)
 
 
 def wire_rows(space: str, hours: list[tuple[int, Hour]]) -> list[Row]:
