@@ -27,7 +27,6 @@ import pytest
 import requests
 from conftest import (
     FAULT_ROWS,
-    PASSWORDS,
     SENSORS,
     SPACE,
     SmallDisk,
@@ -175,7 +174,7 @@ class Site:
         down = time.time()
         self.broker.stop()
         time.sleep(seconds)  # the outage itself: how long the broker stays away
-        self.broker = Broker(self.broker.folder, PASSWORDS, port=self.broker.port).start()
+        self.broker.start()  # the same broker, so the fixture stops it at the end
         self.broker_down.append((down, time.time()))
 
     def output(self, name: str) -> str:

@@ -276,6 +276,21 @@ def flicker(name: str, seconds: float) -> tuple[list[bool], list[tuple]]:
     return [monitor.edge(name, i % 2 == 0) for i in range(n)], reported
 
 
+def test_the_daemon_watches_every_sensor_under_the_name_its_health_is_read_by():
+    """The daemon writes health under its watches' names; the kiosk and the agent read it
+    under the core's names. A sensor the two name differently would read as always ok."""
+    for sensors in (
+        config.Sensors(
+            door=config.Door(pin=17),
+            motion=(config.Motion(pin=27), config.Motion(pin=5, location="hall")),
+            counter=config.Counter(beam_a=22, beam_b=23),
+        ),
+        config.Sensors(motion=(config.Motion(pin=27, location="kitchen"),)),
+        config.Sensors(),
+    ):
+        assert [w.name for w in health.watches(sensors)] == state.sensor_names(sensors)
+
+
 @pytest.mark.parametrize("name", ["door", PIR, "beam_a", "beam_b"])
 def test_flicker_edges_within_five_seconds_is_a_flicker_and_slower_is_not(name):
     trusted, reported = flicker(name, 5.0)
