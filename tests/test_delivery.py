@@ -24,7 +24,7 @@ import spacekiosk
 from collector import store
 from kiosk import visits
 from spacekiosk import config, protocol, syncstate
-from spacekiosk.broker import Broker, free_port
+from spacekiosk.broker import free_port
 from spacekiosk.db import connect, open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync import outbox
@@ -117,7 +117,7 @@ def test_a_long_outage_while_sign_ins_continue(tmp_path, broker, collector, serv
     wait_until(lambda: backlog(db) >= 48, what="the outage's hours in the outbox")
     assert received(collector) != truth
 
-    Broker(broker.folder, PASSWORDS, port=broker.port).start()
+    broker.start()  # the same broker again, so the fixture stops it at the end
     wait_until(lambda: totals_match(collector, truth), timeout=60, what="the outage's hours")
     wait_until(lambda: backlog(db) == 0, what="the outbox to drain")
     assert agent.proc.poll() is None
@@ -410,8 +410,7 @@ def test_finished_hours_wait_for_the_next_send_on_a_metered_link(
 ):
     """With `send_every_minutes`, a change waits for the next send instead of costing a
     message of its own; `sync --once` run by hand sends it at once."""
-    toml, db = space_config(tmp_path, broker.port)
-    toml.write_text(toml.read_text().replace("send_every_minutes = 0", "send_every_minutes = 60"))
+    toml, db = space_config(tmp_path, broker.port, sync="send_every_minutes = 60")
     truth = seed(db, 5)
     agent = services("sync", "--config", str(toml))
     wait_until(lambda: totals_match(collector, truth), what="the first send")

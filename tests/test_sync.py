@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import pytest
 import requests
 from conftest import (
-    PASSWORDS,
     SENSORS,
     SPACE,
     api_get,
@@ -25,7 +24,6 @@ from conftest import (
 
 from kiosk import visits
 from spacekiosk import config, protocol
-from spacekiosk.broker import Broker
 from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from spacekiosk.protocol import Bucket
@@ -50,7 +48,7 @@ def test_a_backlog_from_an_outage_is_delivered_once(tmp_path, broker, collector)
     queued = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
     assert queued >= 30  # every hour with a visit, and the hours the space was open
 
-    Broker(broker.folder, PASSWORDS, port=broker.port).start()
+    broker.start()  # the same broker again, so the fixture stops it at the end
     wait_until(
         lambda: requests.get(collector + "healthz", timeout=5).json()["broker"] == "connected",
         what="the collector to reconnect",
