@@ -159,6 +159,22 @@ def m006_link_intervals(db: Database) -> None:
     db.execute("ALTER TABLE link_log ADD COLUMN clock_synced INTEGER NOT NULL DEFAULT 1")
 
 
+def m007_admins(db: Database) -> None:
+    """The local admins: their logins, sessions, failed logins and the audit log."""
+
+
+def m008_roll_call(db: Database) -> None:
+    """Evacuation mode and its roll-call."""
+
+
+def m009_settings(db: Database) -> None:
+    """The settings and events local admins change on the admin pages."""
+
+
+def m010_visitor_data(db: Database) -> None:
+    """What the visitor-data pages and housekeeping need."""
+
+
 SPACE_MIGRATIONS = [
     m001_initial,
     m002_returning_visitors,
@@ -166,4 +182,8 @@ SPACE_MIGRATIONS = [
     m004_sync_agent,
     m005_visitor_handles,
     m006_link_intervals,
+    m007_admins,
+    m008_roll_call,
+    m009_settings,
+    m010_visitor_data,
 ]
