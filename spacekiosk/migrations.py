@@ -164,7 +164,34 @@ def m007_admins(db: Database) -> None:
 
 
 def m008_roll_call(db: Database) -> None:
-    """Evacuation mode and its roll-call."""
+    """Evacuation mode and its roll-call, in the store so that every server thread, and
+    the kiosk after a restart, sees the same evacuation (the kiosk writes both tables).
+
+    - roll_calls: one row per evacuation; the one with ended_at NULL is on (at most one,
+      the partial unique index says so);
+    - roll_call_people: the visits open when it started, and when an admin ticked each
+      one off as safe. Names are not copied: they stay in `visitors`, where erasure finds
+      them.
+    """
+    for statement in (
+        """CREATE TABLE roll_calls (
+            id INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            started_by TEXT NOT NULL,
+            ended_at REAL,
+            ended_by TEXT
+        )""",
+        "CREATE UNIQUE INDEX roll_calls_on ON roll_calls((ended_at IS NULL)) "
+        "WHERE ended_at IS NULL",
+        """CREATE TABLE roll_call_people (
+            roll_call_id INTEGER NOT NULL REFERENCES roll_calls(id),
+            visit_id INTEGER NOT NULL REFERENCES visits(id),
+            safe_at REAL,
+            safe_by TEXT,
+            PRIMARY KEY (roll_call_id, visit_id)
+        )""",
+    ):
+        db.execute(statement)
 
 
 def m009_settings(db: Database) -> None:
