@@ -8,6 +8,7 @@ one with a `[central]` table configures the central collector.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -267,6 +268,72 @@ def iso_date(value: str, ctx: Context) -> str:
         raise Invalid(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
 
 
+# Characters a text of paragraphs may hold beyond a label's: line breaks and tabs, and the
+# joiners and soft hyphen that Kannada, Hindi and others write words with. Never a bidi
+# override or isolate (they reorder what a visitor reads), nor any other control.
+_TEXT_CONTROLS = {"\n", "\t", "\u200c", "\u200d", "\u00ad"}
+GUIDELINES_CHARS = 4000
+
+
+def paragraphs(most: int):
+    """Text of a few paragraphs shown to visitors (the participation guidelines)."""
+
+    def check(value: str, ctx: Context) -> str:
+        value = value.replace("\r\n", "\n").strip()
+        if not value:
+            raise Invalid("must not be empty")
+        if len(value) > most:
+            raise Invalid(f"must be at most {most} characters, not {len(value)}")
+        bad = next(
+            (
+                ch
+                for ch in value
+                if unicodedata.category(ch) in ("Cc", "Cf", "Cs") and ch not in _TEXT_CONTROLS
+            ),
+            None,
+        )
+        if bad is not None:
+            raise Invalid(f"must not hold the control or formatting character U+{ord(bad):04X}")
+        return value
+
+    return check
+
+
+def optional(check):
+    """`check`, for a text that may also be left empty ("" = not given)."""
+
+    def either(value: str, ctx: Context) -> str:
+        return check(value, ctx) if value.strip() else ""
+
+    return either
+
+
+def pattern(regex: str, most: int, example: str):
+    """A one-line text of at most `most` characters that matches `regex`."""
+    compiled = re.compile(regex)
+
+    def check(value: str, ctx: Context) -> str:
+        value = value.strip()
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
+            raise Invalid("must not hold a control or formatting character")
+        if len(value) > most or not compiled.fullmatch(value):
+            raise Invalid(f"{value[:80]!r} does not look right; write e.g. {example!r}")
+        return value
+
+    return check
+
+
+def degrees(most: float):
+    """A latitude (most = 90) or longitude (most = 180) in decimal degrees."""
+
+    def check(value: float, ctx: Context) -> float:
+        if not math.isfinite(value) or not -most <= value <= most:
+            raise Invalid(f"{value} is not between -{most:g} and {most:g} degrees")
+        return value
+
+    return check
+
+
 # --- the space's config ---
 
 
@@ -283,10 +350,18 @@ class Space:
     opening_hours: dict[str, str] = setting({}, check=opening_hours, keys=WEEKDAYS)
     url: str = setting("")
     logo: str = setting("")
+    # Days the space stays closed whatever its weekday's hours say (a holiday, a move).
+    closed_dates: tuple[str, ...] = setting((), check=iso_date, doc='e.g. ["2026-12-25"]')
 
     def hours_on(self, weekday: int) -> tuple[tuple[time, time], ...]:
         """Opening spans on a weekday (0 = Monday), in the space's local time."""
         return self.opening_hours.get(WEEKDAYS[weekday], ())
+
+    def hours_on_date(self, day: date) -> tuple[tuple[time, time], ...]:
+        """Opening spans on a date: none on one of the closed dates, else its weekday's."""
+        if day.isoformat() in self.closed_dates:
+            return ()
+        return self.hours_on(day.weekday())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,6 +382,9 @@ class Kiosk:
     purposes: tuple[str, ...] = setting(PURPOSES, check=purpose)
     # Raise it when the participation guidelines change: returning visitors accept again.
     guidelines_version: int = setting(1, check=at_least(1, 10_000))
+    # The guidelines' text in each language; a language without one shows the first
+    # language's, and with none at all the kiosk's own translated text.
+    guidelines: dict[str, str] = setting({}, check=paragraphs(GUIDELINES_CHARS), keys=LANGUAGES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,6 +491,35 @@ class Retention:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpaceApi:
+    """How to reach the space and where it is, for its SpaceAPI document (/spaceapi.json).
+    Every key may be left out."""
+
+    email: str = setting(
+        "", check=optional(pattern(r"[^@\s]+@[^@\s]+\.[^@\s]+", 254, "hello@example.org"))
+    )
+    phone: str = setting(
+        "", check=optional(pattern(r"\+[0-9][0-9 ()./-]{5,30}", 32, "+254 20 123 4567"))
+    )
+    matrix: str = setting(
+        "", check=optional(pattern(r"[#+@!][^\s:]{1,200}:[^\s]{1,200}", 255, "#space:example.org"))
+    )
+    mastodon: str = setting(
+        "", check=optional(pattern(r"@[^\s@]{1,100}@[^\s@]{1,200}", 255, "@space@example.social"))
+    )
+    address: str = setting("", check=optional(label(200)), doc="the postal address")
+    lat: float | None = setting(None, check=degrees(90), doc="latitude, e.g. -1.2921")
+    lon: float | None = setting(None, check=degrees(180), doc="longitude, e.g. 36.8219")
+
+
+# A space's lists, bounded: each purpose and event is a label in the hourly buckets
+# (protocol.MAX_LABELS per bucket), and every list is read on each page.
+MAX_PURPOSES = 16
+MAX_EVENTS = 1000
+MAX_CLOSED_DATES = 400
+
+
+@dataclass(frozen=True, kw_only=True)
 class SpaceConfig:
     space: Space = setting(doc="add a [space] table with id, name, timezone, languages")
     database: Database = setting(doc="add a [database] table with path")
@@ -422,6 +529,7 @@ class SpaceConfig:
     sync: Sync = setting(Sync())
     retention: Retention = setting(Retention())
     events: tuple[Event, ...] = setting(())
+    spaceapi: SpaceApi = setting(SpaceApi())
     source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
 
     @property
@@ -514,6 +622,16 @@ def load(path: str | os.PathLike | None = None, *, secrets: bool = True) -> Conf
         raise ConfigError(name, [Problem("", f"not valid TOML: {exc}")]) from None
     except RecursionError:  # tomllib reads nested lists and tables by recursion
         raise ConfigError(name, [Problem("", "not valid TOML here: nested too deeply")]) from None
+    return from_data(data, source, secrets=secrets)
+
+
+def from_data(data: dict, source: str | os.PathLike, *, secrets: bool = True) -> Config:
+    """Check a config given as TOML reads it (tables as dicts), as if read from `source`
+    (relative paths are taken from its folder); raise ConfigError listing every problem.
+    The settings the local admins change (spacekiosk/settings.py) go through it too, so
+    the database can never hold a value the file could not."""
+    source = Path(source)
+    name = str(source)
     ctx = Context(source.resolve().parent, secrets)
     if "space" in data:
         cls: type = SpaceConfig
@@ -541,6 +659,20 @@ def load(path: str | os.PathLike | None = None, *, secrets: bool = True) -> Conf
 def _check_space(config: SpaceConfig, ctx: Context) -> None:
     if not config.space.languages:
         ctx.add("space.languages", 'list at least one language, e.g. ["en"]')
+    for where, items, most in (
+        ("space.languages", config.space.languages, len(LANGUAGES)),
+        ("kiosk.purposes", config.kiosk.purposes, MAX_PURPOSES),
+        ("space.closed_dates", config.space.closed_dates, MAX_CLOSED_DATES),
+        ("events", config.events, MAX_EVENTS),
+    ):
+        if len(items) > most:
+            ctx.add(where, f"lists {len(items)}; at most {most}")
+        elif len(set(items)) < len(items):
+            twice = next(item for i, item in enumerate(items) if item in items[:i])
+            shown = twice.name if isinstance(twice, Event) else twice
+            ctx.add(where, f"lists {shown!r} twice; list each once")
+    if (config.spaceapi.lat is None) != (config.spaceapi.lon is None):
+        ctx.add("spaceapi", "give both lat and lon, or neither")
     seen: dict[int, str] = {}
     for where, pin in config.sensors.pins():
         if pin in seen:

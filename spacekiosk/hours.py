@@ -1,4 +1,5 @@
-"""Whether the space is open now, and until when — from the opening hours in config."""
+"""Whether the space is open now, and until when — from the opening hours and closed dates
+of the config in effect (the file's, with what the local admins changed: see settings.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def spans(space: Space, since: float) -> Iterator[tuple[datetime, datetime]]:
     local = datetime.fromtimestamp(since, UTC).astimezone(zone)
     for day in range(8):
         date = (local + timedelta(days=day)).date()
-        for start, end in space.hours_on(date.weekday()):
+        for start, end in space.hours_on_date(date):
             yield (
                 datetime.combine(date, start, tzinfo=zone),
                 datetime.combine(date, end, tzinfo=zone),
