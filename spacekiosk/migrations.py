@@ -195,7 +195,31 @@ def m008_roll_call(db: Database) -> None:
 
 
 def m009_settings(db: Database) -> None:
-    """The settings and events local admins change on the admin pages."""
+    """The settings and events local admins change on the admin pages.
+
+    settings: one row per setting an admin changed, keyed by its place in the config file
+    ("space.capacity", "events"), its value as JSON shaped the way TOML reads it, and when
+    and by whom; a setting without a row keeps the file's value. settings_version: one
+    row, moved on with every change (a count, and a random stamp no other database
+    shares), so a service learns with one read whether the config it has is current.
+    Both are written by the kiosk's admin pages, through spacekiosk/settings.py.
+    """
+    db.execute(
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL CHECK (json_valid(value)),
+            changed_at REAL NOT NULL,
+            changed_by TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE settings_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL,
+            stamp TEXT NOT NULL
+        )"""
+    )
+    db.execute("INSERT INTO settings_version VALUES (1, 0, ?)", [secrets.token_hex(8)])
 
 
 def m010_visitor_data(db: Database) -> None:
