@@ -488,6 +488,11 @@ class Sync:
 @dataclass(frozen=True, kw_only=True)
 class Retention:
     days: int = setting(90, check=at_least(1, 3650))
+    # Raw sensor events, and the visits of visitors whose names were erased, go after this
+    # many days; never while the hourly counts may still need them (an hour not yet sent,
+    # or one the sync agent may still recompute).
+    sensor_events_days: int = setting(60, check=at_least(15, 36500))
+    visits_days: int = setting(730, check=at_least(15, 36500))
 
 
 @dataclass(frozen=True, kw_only=True)

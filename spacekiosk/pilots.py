@@ -209,6 +209,18 @@ SPACE_TABLES = (
                 about="# Days a visitor's name and e-mail are kept; then they are erased. "
                 "Counts stay.",
             ),
+            Key(
+                "sensor_events_days",
+                60,
+                about="# Days raw sensor events are kept (the hourly counts keep the figures); "
+                "never while\n# an hour that needs them is still to be sent.",
+            ),
+            Key(
+                "visits_days",
+                730,
+                about="# Days the nameless visits of erased visitors are kept for the History "
+                "page.",
+            ),
         ),
     ),
     Table(
