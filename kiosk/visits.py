@@ -488,3 +488,45 @@ def erase_expired(db: Database, retention_days: int, now: float | None = None) -
             [(ERASED, visitor_id) for visitor_id in expired],
         )
     return len(expired)
+
+
+def sign_out_by_admin(
+    db: Database, visit_id: int, now: float | None = None, clock: Watch | None = None
+) -> Visit:
+    """Close a visit its visitor forgot to close, for an admin (closed_by 'admin'); a
+    visit already closed is refused, as a visitor's second sign-out is."""
+    with write(db):
+        now, synced = _stamp(now, clock)
+        visit = get(db, visit_id)
+        if visit is None:
+            raise VisitError("unknown_visit", status=404)
+        if visit.signed_out_at is not None:
+            raise VisitError("already_out", status=409, since=visit.signed_out_at)
+        db.conn.execute(
+            "UPDATE visits SET signed_out_at = ?, closed_by = 'admin', "
+            "clock_synced = min(clock_synced, ?) WHERE id = ?",
+            [now, int(synced), visit_id],
+        )
+    return get(db, visit_id)
+
+
+def sign_out_everyone(
+    db: Database, up_to: int, now: float | None = None, clock: Watch | None = None
+) -> list[Visit]:
+    """Close, for an admin, every open visit whose id is at most `up_to`: the ones the
+    admin was shown and confirmed, not someone who signed in meanwhile. Returns them."""
+    with write(db):
+        now, synced = _stamp(now, clock)
+        ids = [
+            visit_id
+            for (visit_id,) in db.conn.execute(
+                "SELECT id FROM visits WHERE signed_out_at IS NULL AND id <= ? ORDER BY id",
+                [up_to],
+            )
+        ]
+        db.conn.executemany(
+            "UPDATE visits SET signed_out_at = ?, closed_by = 'admin', "
+            "clock_synced = min(clock_synced, ?) WHERE id = ?",
+            [(now, int(synced), visit_id) for visit_id in ids],
+        )
+        return [get(db, visit_id) for visit_id in ids]
