@@ -12,7 +12,7 @@ from flask import Flask, current_app, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel, format_datetime, format_time, get_locale
 
-from kiosk import i18n
+from kiosk import i18n, space
 from spacekiosk import __version__
 from spacekiosk.clock import Watch
 from spacekiosk.config import SpaceConfig
@@ -77,7 +77,7 @@ def _assets(app: Flask) -> dict[str, str]:
 
 
 def _page_context() -> dict:
-    config = current_app.config["SPACE"]
+    config = space.config()  # with the settings the admins saved
     return {
         "space": config.space,
         "idle_seconds": config.kiosk.idle_seconds,

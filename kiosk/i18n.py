@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 
 from babel import Locale, UnknownLocaleError
-from flask import current_app, request
+from flask import request
 from flask_babel import lazy_gettext as _l
 
+from kiosk import space
 from kiosk.visits import MAX_NAME
 
 LANG_COOKIE = "lang"
@@ -52,7 +53,7 @@ PURPOSE_NAMES = {
 def select_locale() -> Locale:
     """The cookie's language if the space offers it, else (on a phone) the browser's
     best match, else the space's first language."""
-    languages = current_app.config["SPACE"].space.languages
+    languages = space.config().space.languages  # with the settings the admins saved
     chosen = request.cookies.get(LANG_COOKIE)
     if chosen not in languages:
         chosen = languages[0]

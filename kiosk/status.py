@@ -7,13 +7,14 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
+from kiosk import space as space_config
 from spacekiosk import hours, occupancy, sensorstate, syncstate
 
 bp = Blueprint("status", __name__)
 
 
 def _now_state():
-    cfg = current_app.config["SPACE"]
+    cfg = space_config.config()  # with the settings the admins saved
     now = time.time()
     return cfg, now, hours.state(cfg.space, now), occupancy.estimate(g.db, cfg, now)
 
@@ -48,8 +49,8 @@ def spaceapi():
         "space": space.name,
         "logo": space.logo or base.rstrip("/") + url_for("static", filename="logo.svg"),
         "url": space.url or base,
-        "contact": {},
-        "location": {"timezone": space.timezone.key},
+        "contact": _contact(cfg.spaceapi),
+        "location": _location(cfg.spaceapi, space),
         "state": {"open": open_state.is_open, "lastchange": int(_last_change(space, now))},
         "sensors": {
             "people_now_present": [
@@ -66,6 +67,20 @@ def spaceapi():
     response.headers["Access-Control-Allow-Origin"] = "*"  # directories fetch it from anywhere
     response.headers["Cache-Control"] = "max-age=60"
     return response
+
+
+def _contact(about) -> dict:
+    """How to reach the space, as its admins gave it (only what they gave)."""
+    return {k: v for k in ("email", "phone", "matrix", "mastodon") if (v := getattr(about, k))}
+
+
+def _location(about, space) -> dict:
+    found = {"timezone": space.timezone.key}
+    if about.address:
+        found["address"] = about.address
+    if about.lat is not None and about.lon is not None:
+        found |= {"lat": about.lat, "lon": about.lon}
+    return found
 
 
 def _last_change(space, now: float) -> float:

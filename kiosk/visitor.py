@@ -36,7 +36,7 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from kiosk import i18n, visits
+from kiosk import i18n, space, visits
 from kiosk.lookups import Lookups
 from spacekiosk import hours, syncstate
 
@@ -44,7 +44,8 @@ bp = Blueprint("visitor", __name__)
 
 
 def _config():
-    return current_app.config["SPACE"]
+    """The space's config in effect: the file's, with the settings the admins saved."""
+    return space.config()
 
 
 def _writer():
@@ -255,8 +256,16 @@ def _new_step(name: str, error: str | None = None, status: int = 200, form=None)
         purposes=[(p, i18n.PURPOSE_NAMES.get(p, p)) for p in cfg.kiosk.purposes],
         event=hours.todays_event(cfg, time.time()),
         retention_days=cfg.retention.days,
+        guidelines=_guidelines(cfg),
         request_id=uuid.uuid4().hex,
     ), status
+
+
+def _guidelines(cfg) -> str | None:
+    """The guidelines as the space's admins wrote them, in the visitor's language, else
+    in the space's first language; None: the kiosk's own text, in the visitor's language."""
+    texts = cfg.kiosk.guidelines
+    return texts.get(str(get_locale())) or texts.get(cfg.space.languages[0])
 
 
 def _visitor(handle: str) -> dict:
@@ -272,6 +281,7 @@ def _pin_step(info: dict, error: str | None = None, status: int = 200):
         visitor=info,
         error=error,
         ask_guidelines=info["guidelines_version"] < _config().kiosk.guidelines_version,
+        guidelines=_guidelines(_config()),
         request_id=uuid.uuid4().hex,
     ), status
 
@@ -387,7 +397,9 @@ _NAME_SLOT = "visitorname" + uuid.uuid4().hex
 
 
 def _done(kind: str, visit: visits.Visit, status: int):
-    key = (str(get_locale()), kind, _via())
+    cfg = _config()
+    # With what the page shows that an admin may change: a change makes a page of its own.
+    key = (str(get_locale()), kind, _via(), cfg.kiosk.confirm_seconds, cfg.kiosk.idle_seconds)
     done_pages = current_app.extensions.setdefault("done_pages", {})
     page = done_pages.get(key)
     if page is None:
@@ -395,8 +407,10 @@ def _done(kind: str, visit: visits.Visit, status: int):
             "visitor/done.html",
             kind=kind,
             first_name=_NAME_SLOT,
-            confirm_seconds=_config().kiosk.confirm_seconds,
+            confirm_seconds=cfg.kiosk.confirm_seconds,
         )
+        if len(done_pages) >= 256:  # settings changed many times: start again
+            done_pages.clear()
         done_pages[key] = page
     return make_response(page.replace(_NAME_SLOT, str(escape(visit.first_name))), status)
 
