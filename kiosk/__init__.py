@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 from flask import Flask, current_app, g, render_template, request
-from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel, format_datetime, format_time, get_locale
 
 from kiosk import i18n, space
@@ -30,7 +29,8 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
     Babel(app, locale_selector=i18n.select_locale, timezone_selector=_timezone)
     open_store(config.database.path, SPACE_MIGRATIONS).close()
-    _per_thread_store(app, config.database.path, config.database.busy_timeout_ms)
+    app.extensions["store"] = PerThreadStore(config.database.path, config.database.busy_timeout_ms)
+    app.before_request(_attach_db)
     # Its `health` says whether sign-ins reach the disk: /healthz and the status show it.
     app.extensions["writer"] = GroupWriter(
         config.database.path, busy_timeout_ms=config.database.busy_timeout_ms, service="the kiosk"
@@ -39,11 +39,15 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     # clock was set (a test passes its own, with a clock it moves).
     app.extensions["clock"] = app.config.get("CLOCK") or Watch()
 
-    from kiosk import status, visitor
+    from kiosk import admin, status, visitor
 
     app.register_blueprint(visitor.bp)
     app.register_blueprint(status.bp)
-    app.session_interface = _NoSessions()
+    # Sessions, Flask-Login and CSRF: a session only on /admin; visitors get no cookie.
+    admin.init_app(app, refused=_client_error)
+    # The visitor pages hold no login, so a forged post there gains nothing a direct one
+    # would not; their forms carry the token all the same (docs/security.md).
+    app.extensions["csrf"].exempt(visitor.bp)
     app.jinja_env.globals["assets"] = _assets(app)
     app.context_processor(_page_context)
     app.register_error_handler(sqlite3.OperationalError, _store_unavailable)
@@ -55,8 +59,9 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
 
 def _settings(config: SpaceConfig) -> dict:
     return {
-        # The key behind PIN hashes. There is no SECRET_KEY: the kiosk keeps no session,
-        # so nothing a visitor typed can linger in a cookie.
+        # The key behind PIN hashes. Visitors have no session, so nothing a visitor typed
+        # can linger in a cookie; only /admin has one.
+        # Admin sessions and forms are signed with a key derived from it (kiosk.admin).
         "PIN_KEY": _secret_key(config.database.path),
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "SPACE": config,
@@ -72,7 +77,8 @@ def _timezone() -> str:
 def _assets(app: Flask) -> dict[str, str]:
     """Versioned asset URLs, built once: browsers may cache them until the next release."""
     return {
-        name: f"{app.static_url_path}/{name}?v={__version__}" for name in ("kiosk.css", "kiosk.js")
+        name: f"{app.static_url_path}/{name}?v={__version__}"
+        for name in ("kiosk.css", "kiosk.js", "admin.css")
     }
 
 
@@ -111,26 +117,25 @@ def _no_store(response):
     return response
 
 
-class _NoSessions(SecureCookieSessionInterface):
-    """The kiosk keeps no session at all; skipping the cookie saves a chunk of every request."""
-
-    def open_session(self, app, request):
-        return self.null_session_class()
-
-    def save_session(self, app, session, response):
-        return None
-
-
-def _per_thread_store(app: Flask, path: Path, busy_timeout_ms: int) -> None:
+class PerThreadStore:
     """One SQLite connection per server thread: a connection must not be shared by two
-    transactions at once, and opening one per request would cost more than the request."""
-    local = threading.local()
+    transactions at once, and opening one per request would cost more than the request.
+    Called, it gives this thread's (the admin sessions read it before any view runs)."""
 
-    @app.before_request
-    def attach_db():
-        if getattr(local, "db", None) is None:
-            local.db = connect(path, synchronous="FULL", busy_timeout_ms=busy_timeout_ms)
-        g.db = local.db
+    def __init__(self, path: Path, busy_timeout_ms: int):
+        self.path, self.busy_timeout_ms = path, busy_timeout_ms
+        self.local = threading.local()
+
+    def __call__(self):
+        if getattr(self.local, "db", None) is None:
+            self.local.db = connect(
+                self.path, synchronous="FULL", busy_timeout_ms=self.busy_timeout_ms
+            )
+        return self.local.db
+
+
+def _attach_db():
+    g.db = current_app.extensions["store"]()
 
 
 def _secret_key(db_path: Path) -> str:

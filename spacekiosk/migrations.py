@@ -160,7 +160,44 @@ def m006_link_intervals(db: Database) -> None:
 
 
 def m007_admins(db: Database) -> None:
-    """The local admins: their logins, sessions, failed logins and the audit log."""
+    """The local admins: their logins, sessions, failed logins and the audit log.
+
+    - admins: a name, a password and a PIN for the kiosk's screen, both as salted scrypt
+      hashes (`spacekiosk admin`, kiosk/admins.py writes it);
+    - sessions, login_tries: the admin pages' sessions and failed logins, the same
+      tables the collector keeps (spacekiosk/sessions.py writes them, in the kiosk);
+    - audit_log: what admins did, appended to and never changed (kiosk.admin.audit).
+    """
+    for statement in (
+        """CREATE TABLE admins (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            pin_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE sessions (
+            id_sha256 TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX sessions_by_user ON sessions (user_name)",
+        """CREATE TABLE login_tries (
+            address TEXT PRIMARY KEY,
+            since REAL NOT NULL,
+            tries INTEGER NOT NULL
+        )""",
+        """CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            admin TEXT NOT NULL,
+            action TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX audit_log_at ON audit_log (at)",
+    ):
+        db.execute(statement)
 
 
 def m008_roll_call(db: Database) -> None:
