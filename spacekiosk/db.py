@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -406,3 +407,45 @@ def read(db: Database) -> Iterator[Database]:
     finally:
         if conn.in_transaction:
             conn.execute("COMMIT")
+
+
+def scrub(db: Database) -> bool:
+    """Leave no old page image in the write-ahead log: a TRUNCATE checkpoint copies every
+    page into the database file and cuts the log to zero bytes.
+
+    After an erasure it is what makes the erased bytes gone from the files, not only
+    from the rows: with `PRAGMA secure_delete` the new page images hold zeros where the
+    name was, but the log still holds the pages as they were until it is cut. Readers in
+    other processes can hold the checkpoint back; it waits for them up to the busy
+    timeout. Returns whether it finished (if not, call it again later)."""
+    blocked, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not blocked
+
+
+@dataclass(frozen=True)
+class StoreSize:
+    """How much of the disk the store takes: the file, its write-ahead log, and the free
+    pages inside the file that new rows reuse before it grows again."""
+
+    file_bytes: int
+    wal_bytes: int
+    free_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.file_bytes + self.wal_bytes
+
+
+def size(db: Database) -> StoreSize:
+    """The store's size on disk, read without writing (for the Health page)."""
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+
+    def bytes_of(name: str) -> int:
+        try:
+            return os.stat(name).st_size
+        except OSError:
+            return 0
+
+    return StoreSize(bytes_of(path), bytes_of(f"{path}-wal"), free * page)
