@@ -10,7 +10,7 @@ from pathlib import Path
 
 from spacekiosk import __version__, config
 from spacekiosk.db import StoreError
-from spacekiosk.service import EX_CONFIG, setup_logging, stop_event
+from spacekiosk.service import EX_CONFIG, EX_DATAERR, setup_logging, stop_event
 
 log = logging.getLogger("spacekiosk")
 CENTRAL_PATH = "/etc/spacekiosk/central.toml"  # where spacekiosk-collector.service looks
@@ -147,6 +147,63 @@ def cmd_token(args) -> int:
     return _admin(args, actions[args.action])
 
 
+def cmd_admin(args) -> int:
+    """The space's local admins, in the Pi's store: add, remove, list."""
+    from kiosk import admins
+    from kiosk.admin import audit
+    from spacekiosk import passwords
+    from spacekiosk.db import open_store
+    from spacekiosk.migrations import SPACE_MIGRATIONS
+
+    cfg = _load(args, config.SpaceConfig, secrets=False)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    try:
+        if args.action == "list":
+            names = admins.names(db)
+            print("\n".join(names) if names else "no admins yet: spacekiosk admin add NAME")
+            return 0
+        passwords.check_name(args.name, "admin")
+        if args.action == "remove":
+            if not admins.remove(db, args.name):
+                raise ValueError(f"there is no admin {args.name}")
+            audit(db, "admin removed", args.name)
+            print(f"admin {args.name} removed, and logged out everywhere")
+            return 0
+        if admins.exists(db, args.name) and not args.replace:
+            raise ValueError(f"admin {args.name} exists; pass --replace for a new password and PIN")
+        password = _secret(
+            args.password_file, "password", "--password-file", passwords.check_password
+        )
+        pin = _secret(args.pin_file, "PIN", "--pin-file", admins.check_pin)
+        new = admins.add(db, args.name, password, pin)
+        audit(db, "admin added" if new else "admin given a new password", args.name)
+        done = "added" if new else "has a new password and PIN, and is logged out everywhere"
+        print(f"admin {args.name} {done}")
+        return 0
+    except ValueError as exc:
+        print(f"spacekiosk admin {args.action}: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    finally:
+        db.close()
+
+
+def _secret(path: str | None, what: str, option: str, check) -> str:
+    """A secret from the first line of a file, or typed twice at the terminal."""
+    import getpass
+
+    if path:
+        try:
+            return check(Path(path).read_text(encoding="utf-8").splitlines()[0])
+        except (OSError, IndexError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read a {what} from {path}: {exc}") from None
+    if not sys.stdin.isatty():
+        raise ValueError(f"no terminal to ask for the {what}: pass {option} PATH")
+    first = check(getpass.getpass(f"{what}: "))
+    if getpass.getpass("again: ") != first:
+        raise ValueError(f"the two {what}s differ; nothing changed")
+    return first
+
+
 def cmd_init_config(args) -> int:
     from spacekiosk import pilots
 
@@ -266,8 +323,32 @@ def parser() -> argparse.ArgumentParser:
         "--database", default=pilots.DATABASE, help="the SQLite file the config points at"
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    admin_commands(command, with_config)
     central_commands(command)
     return top
+
+
+def admin_commands(command, with_config) -> None:
+    """`admin`: the space's local admins, on the Pi, with the space's config."""
+    p = command("admin", cmd_admin, "add, remove or list the space's local admins (on the Pi)")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = sub.add_parser(
+        "add",
+        help="add a local admin: asks for a password and a PIN for the kiosk's screen",
+        description="add a local admin: asks twice for a password (10 characters or more) "
+        "and for a PIN of 4-8 digits, for the kiosk's own screen",
+    )
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("--password-file", metavar="PATH", help="read the password from its first line")
+    a.add_argument("--pin-file", metavar="PATH", help="read the PIN from its first line")
+    a.add_argument("--replace", action="store_true", help="new password and PIN for an admin")
+    with_config(a)
+    text = "remove a local admin and end their sessions"
+    a = sub.add_parser("remove", help=text, description=text)
+    a.add_argument("name", metavar="NAME")
+    with_config(a)
+    text = "list the local admins, one name a line"
+    with_config(sub.add_parser("list", help=text, description=text))
 
 
 def central_commands(command) -> None:

@@ -86,6 +86,23 @@ def _central_logins(central_toml: Path) -> tuple[str, str]:
         db.close()
 
 
+def _local_admin(space_toml: Path) -> tuple[str, str]:
+    """A local admin for the space's admin pages: (password, PIN), made fresh for each
+    demo in the space's store."""
+    from kiosk import admins
+    from spacekiosk import config
+    from spacekiosk.db import open_store
+    from spacekiosk.migrations import SPACE_MIGRATIONS
+
+    db = open_store(config.load(space_toml, secrets=False).database.path, SPACE_MIGRATIONS)
+    try:
+        password, pin = secrets.token_urlsafe(9), f"{secrets.randbelow(10**6):06d}"
+        admins.add(db, SPACE, password, pin)
+        return password, pin
+    finally:
+        db.close()
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if the demo itself dies, so nothing is left behind."""
     with contextlib.suppress(OSError, AttributeError):
@@ -229,7 +246,13 @@ def _run(
         )
         return 1
     password, token = _central_logins(central_toml)
+    admin_password, pin = _local_admin(space_toml)
     print(f"kiosk: {kiosk_url}", flush=True)
+    print(
+        f"admin: {kiosk_url}admin/  (log in as {SPACE}, password {admin_password}; on the "
+        f"kiosk's screen hold the space's name for 3 seconds, then PIN {pin})",
+        flush=True,
+    )
     print(f"collector: {collector_url}  (log in as demo, password {password})", flush=True)
     print(
         f"api token: {token}  (curl -H 'Authorization: Bearer {token}' "

@@ -18,8 +18,8 @@ def check_name(name: str, what: str) -> str:
     """`name` if it is a login name, else ValueError saying what one looks like."""
     if not isinstance(name, str) or not LOGIN_NAME.match(name):
         raise ValueError(
-            f"{name!r} is not a {what} name: use 1-64 letters, digits, '.', '_', '@' or '-', "
-            "starting with a letter or digit"
+            f"{name!r} cannot be used: {what} names are 1-64 letters, digits, '.', '_', "
+            "'@' or '-', starting with a letter or digit"
         )
     return name
 
