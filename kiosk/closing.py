@@ -9,6 +9,7 @@ import threading
 import time
 
 from kiosk import visits
+from spacekiosk import settings
 from spacekiosk.clock import Watch
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import connect
@@ -46,7 +47,8 @@ def run(
                         )
                     if time.monotonic() >= due:
                         due = time.monotonic() + CHECK_SECONDS
-                        _housekeep(db, config, clock)
+                        # The hours and retention in effect: an admin may have changed them.
+                        _housekeep(db, settings.effective(db, config), clock)
                 except Exception:
                     log.exception("housekeeping failed; will retry")
                 if stopping.wait(tick if clock else CHECK_SECONDS):

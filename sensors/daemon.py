@@ -22,9 +22,9 @@ from sensors import health
 from sensors.devices import Beam, DoorContact, PeopleCounter, motion_sensor
 from sensors.doorway import Doorway
 from sensors.health import Health
-from spacekiosk import clock, sensorstate
+from spacekiosk import clock, sensorstate, settings
 from spacekiosk.config import SpaceConfig
-from spacekiosk.db import StoreHealth, open_store, write
+from spacekiosk.db import StoreHealth, connect, open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from spacekiosk.service import notify, status, watchdog_interval
 
@@ -320,13 +320,20 @@ def run(
     seed: int | None = None,
     speed: float = 1.0,
 ) -> int:
-    """Read the sensors until SIGTERM; with `simulate`, drive mock pins with foot traffic."""
+    """Read the sensors until SIGTERM; with `simulate`, drive mock pins with foot traffic.
+
+    The pins and the sensors' thresholds are the file's alone. The simulated foot traffic
+    follows the opening hours, capacity and events in effect (the file's, with what the
+    admins saved on the kiosk's pages): a change starts a new day's plan at once.
+    """
     factory = None
     if simulate:
         from gpiozero.pins.mock import MockFactory
 
         factory = MockFactory()
     db = open_store(config.database.path, SPACE_MIGRATIONS, synchronous="NORMAL")
+    # The main loop's own connection: the writer thread's is in a transaction at times.
+    reader = connect(config.database.path, busy_timeout_ms=config.database.busy_timeout_ms)
     writer = EventWriter(db, path=config.database.path)
     writer.start()
     simulator = None
@@ -348,13 +355,21 @@ def run(
             if simulate:
                 from sensors.simulate import FootTraffic
 
-                simulator = FootTraffic(config, factory, seed=seed, speed=speed)
-                simulator.start()
+                def traffic(cfg: SpaceConfig) -> FootTraffic:
+                    started = FootTraffic(cfg, factory, seed=seed, speed=speed)
+                    started.start()
+                    return started
+
+                simulator = traffic(settings.effective(reader, config))
             log.info("sensors running (%s)", "simulated" if simulate else "GPIO")
             notify("READY=1")
             every = min(watchdog_interval() or CLOCK_SECONDS, CLOCK_SECONDS)
             while not stopping.wait(every):
                 writer.check_clock()
+                if simulator and _plan_changed(simulator.config, reader, config):
+                    log.info("the space's hours, capacity or events changed: new foot traffic")
+                    simulator.stop()
+                    simulator = traffic(settings.effective(reader, config))
                 # a dead writer or health check must not look healthy
                 if writer.thread.is_alive() and sensors.health.thread.is_alive():
                     notify("WATCHDOG=1")
@@ -363,6 +378,17 @@ def run(
                 simulator.stop()
     finally:
         writer.stop()
+        reader.close()
         db.close()
     log.info("sensors stopped; %d event(s) stored", writer.written)
     return 0
+
+
+def _plan_changed(planned: SpaceConfig, reader, base: SpaceConfig) -> bool:
+    """Whether what foot traffic is planned from differs from the config in effect."""
+    try:
+        now = settings.effective(reader, base)
+    except sqlite3.Error as exc:  # the store is busy or full: keep the plan for now
+        log.debug("cannot read the settings: %s", exc)
+        return False
+    return (now.space, now.events) != (planned.space, planned.events)

@@ -41,7 +41,7 @@ import requests
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from spacekiosk import __version__, clock, protocol, sensorstate, syncstate
+from spacekiosk import __version__, clock, protocol, sensorstate, settings, syncstate
 from spacekiosk.config import SpaceConfig
 from spacekiosk.db import StoreHealth, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
@@ -76,7 +76,7 @@ class Agent:
         clock_watch: clock.Watch | None = None,
         reckoning: clock.Reckoning | None = None,
     ):
-        self.config = config
+        self.base = config  # the file's; `config` adds what the admins saved
         self.space = config.space.id
         self.db = open_store(config.database.path, SPACE_MIGRATIONS)
         known = syncstate.state(self.db)
@@ -100,24 +100,31 @@ class Agent:
         self.http = self._http() if config.sync.http_url else None
         self.client = self._client()
 
+    @property
+    def config(self) -> SpaceConfig:
+        """The config in effect: the file's, with the settings the local admins saved on
+        the kiosk's pages (opening hours, capacity...), read afresh at each use: a change
+        reaches the next hour's buckets and the next status without a restart."""
+        return settings.effective(self.db, self.base)
+
     def _http(self) -> requests.Session:
         session = requests.Session()
-        token = self.config.sync.token_file.read_text().strip()
+        token = self.base.sync.token_file.read_text().strip()
         session.headers["Authorization"] = f"Bearer {token}"
         session.headers["Content-Type"] = "application/octet-stream"
-        if self.config.mqtt.ca_file:
-            session.verify = str(self.config.mqtt.ca_file)
+        if self.base.mqtt.ca_file:
+            session.verify = str(self.base.mqtt.ca_file)
         return session
 
     def _client(self) -> mqtt.Client:
-        cfg = self.config.mqtt
+        cfg = self.base.mqtt
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"spacekiosk-{self.space}",
             protocol=mqtt.MQTTv5,
         )
         password = cfg.password_file.read_text().strip() if cfg.password_file else None
-        client.username_pw_set(self.config.mqtt_username, password)
+        client.username_pw_set(self.base.mqtt_username, password)
         if cfg.tls:
             client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
         client.will_set(
@@ -140,8 +147,8 @@ class Agent:
             self.link.refused = str(reason_code)
             log.error(
                 "broker %s:%d refused the login: %s",
-                self.config.mqtt.host,
-                self.config.mqtt.port,
+                self.base.mqtt.host,
+                self.base.mqtt.port,
                 reason_code,
             )
             return
@@ -175,7 +182,7 @@ class Agent:
     # --- the main loop ---
 
     def __enter__(self) -> Agent:
-        cfg = self.config.mqtt
+        cfg = self.base.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY
         self.client.connect_async(
@@ -278,7 +285,7 @@ class Agent:
             if kind == "ack":
                 acked += self._take_ack(data)
             elif kind == "connected":
-                log.info("connected to %s:%d", self.config.mqtt.host, self.config.mqtt.port)
+                log.info("connected to %s:%d", self.base.mqtt.host, self.base.mqtt.port)
                 self.ever_connected = True
                 self.last_status = None
                 self._link("up")
@@ -326,7 +333,7 @@ class Agent:
     def _reconcile(self, send: Callable[[bytes], bool]) -> None:
         """Now and then, with nothing pending, tell the collector what it should hold;
         `send` takes the digest on the route that is up, and says if it went."""
-        every = self.config.sync.reconcile_hours * 3600
+        every = self.base.sync.reconcile_hours * 3600
         now = time.time()
         if now - self.stamps.get("last_digest_at", 0) < every or self.backlog():
             return
@@ -351,7 +358,7 @@ class Agent:
     def _post(self, route: str, body: bytes, what: str) -> bytes | None:
         """POST to the collector's /api/v1/`route`: its answer (an ack), or None once the
         failure is in the log and the state the status reports."""
-        url = f"{self.config.sync.http_url}/api/v1/{route}"
+        url = f"{self.base.sync.http_url}/api/v1/{route}"
         try:
             response = self._post_until_stopped(url, body)
         except requests.RequestException as exc:
@@ -392,16 +399,16 @@ class Agent:
     def _http_due(self) -> bool:
         """MQTT has been down (or refused) long enough to try the HTTPS route."""
         waited = time.monotonic() - self.down_since
-        return self.link.refused is not None or waited >= self.config.sync.http_after_seconds
+        return self.link.refused is not None or waited >= self.base.sync.http_after_seconds
 
     def _send_http(self) -> int:
         """POST the next window of batches to the collector; its answer is the ack."""
         acked = 0
         for _ in range(MAX_IN_FLIGHT):
-            batch = outbox.due(self.db, self.config.sync.batch_hours)
+            batch = outbox.due(self.db, self.base.sync.batch_hours)
             if not batch:
                 break
-            outbox.sent(self.db, batch, self.config.sync.ack_timeout_seconds)
+            outbox.sent(self.db, batch, self.base.sync.ack_timeout_seconds)
             ack = self._post("ingest", protocol.usage_message(self.space, batch), "a batch")
             if ack is None:
                 break  # it stays queued, and comes due again
@@ -409,7 +416,7 @@ class Agent:
         if acked:  # let the central team see the space, its backlog and its sensors
             with contextlib.suppress(requests.RequestException):
                 self._post_until_stopped(
-                    f"{self.config.sync.http_url}/api/v1/status", self._status(online=True)
+                    f"{self.base.sync.http_url}/api/v1/status", self._status(online=True)
                 )
         return acked
 
@@ -418,17 +425,17 @@ class Agent:
         for their headers and keys, so finished hours wait for `sync.send_every_minutes`
         and go together, compressed as one — unless a backlog has built up (after an
         outage), or sent rows wait for a retry."""
-        every = self.config.sync.send_every_minutes * 60
+        every = self.base.sync.send_every_minutes * 60
         if self.eager or every == 0:
             return True
         if time.time() - self.stamps.get("last_send_at", 0) >= every:
             return True
-        return self.backlog() >= self.config.sync.batch_hours or outbox.retrying(self.db)
+        return self.backlog() >= self.base.sync.batch_hours or outbox.retrying(self.db)
 
     def _send_window(self) -> None:
         if not self._send_due():
             return
-        size = self.config.sync.batch_hours
+        size = self.base.sync.batch_hours
         sent_any = False
         for _ in range(MAX_IN_FLIGHT):
             batch = outbox.due(self.db, size)
@@ -441,7 +448,7 @@ class Agent:
             )
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # not connected after all; the rows stay due
-            outbox.sent(self.db, batch, self.config.sync.ack_timeout_seconds)
+            outbox.sent(self.db, batch, self.base.sync.ack_timeout_seconds)
             sent_any = True
         if sent_any:
             self._stamp("last_send_at", time.time())
@@ -487,9 +494,15 @@ class Agent:
         """On connecting, and when something the central team watches changes — not on
         every delivery: a retained message costs bytes on a metered link."""
         backlog = self.backlog()
-        behind = backlog > self.config.sync.batch_hours  # more than one send's worth
+        behind = backlog > self.base.sync.batch_hours  # more than one send's worth
         sensors = self._sensors()
-        summary = {"behind": behind, "clock": clock.state(), "store": self.store.state, **sensors}
+        summary = {
+            "behind": behind,
+            "clock": clock.state(),
+            "store": self.store.state,
+            "about": self._about(),  # an admin changed the capacity: the centre hears of it
+            **sensors,
+        }
         caught_up = backlog == 0 and self.told_backlog  # the last status told of a backlog
         if summary != self.last_status or caught_up:
             self.client.publish(
