@@ -57,7 +57,21 @@ def closing_time(space: Space, started: float) -> float | None:
 
 
 def todays_event(config: SpaceConfig, now: float) -> Event | None:
-    """The community event on today (local date), if the config lists one."""
+    """The community event on today (local date), if the config lists one; of several,
+    the one on now or next, else the day's last."""
     local = datetime.fromtimestamp(now, UTC).astimezone(config.space.timezone)
-    today = local.date().isoformat()
-    return next((e for e in config.events if e.date == today), None)
+    today = [e for e in upcoming(config, now) if e.date == local.date().isoformat()]
+    clock = local.time()
+    return next((e for e in today if not e.hours or e.hours[-1][1] > clock), None) or (
+        today[-1] if today else None
+    )
+
+
+def upcoming(config: SpaceConfig, now: float) -> list[Event]:
+    """Today's events (local date) and those after, by day and starting time."""
+    today = datetime.fromtimestamp(now, UTC).astimezone(config.space.timezone).date().isoformat()
+    return sorted((e for e in config.events if e.date >= today), key=_event_order)
+
+
+def _event_order(event: Event) -> tuple:
+    return (event.date, event.hours[0][0] if event.hours else datetime.min.time(), event.name)
