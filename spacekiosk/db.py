@@ -409,16 +409,24 @@ def read(db: Database) -> Iterator[Database]:
             conn.execute("COMMIT")
 
 
-def scrub(db: Database) -> bool:
+def scrub(db: Database, patience_ms: int = RECLAIM_BUSY_MS) -> bool:
     """Leave no old page image in the write-ahead log: a TRUNCATE checkpoint copies every
     page into the database file and cuts the log to zero bytes.
 
     After an erasure it is what makes the erased bytes gone from the files, not only
     from the rows: with `PRAGMA secure_delete` the new page images hold zeros where the
     name was, but the log still holds the pages as they were until it is cut. Readers in
-    other processes can hold the checkpoint back; it waits for them up to the busy
-    timeout. Returns whether it finished (if not, call it again later)."""
-    blocked, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    other processes can hold the checkpoint back, and writers wait while it waits for
+    them: it gives them `patience_ms`, then says whether it finished (if not, call it
+    again later)."""
+    (busy,) = db.execute("PRAGMA busy_timeout").fetchone()
+    # This process's writers queue on its lock meanwhile, as they do behind a write().
+    with getattr(db, "write_lock", None) or contextlib.nullcontext():
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(patience_ms)}")
+            blocked, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {busy}")
     return not blocked
 
 
