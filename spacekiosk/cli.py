@@ -98,6 +98,11 @@ def cmd_check_config(args) -> int:
             f"{cfg.space.timezone.key}, languages {', '.join(cfg.space.languages)}, "
             f"sensors: {', '.join(sensors)}"
         )
+        # The settings the local admins changed on the kiosk's pages win over the file's.
+        from spacekiosk import settings
+
+        for line in settings.report(cfg.database.path, cfg):
+            print(line)
     else:
         print(
             f"{cfg.source}: OK — central collector on "

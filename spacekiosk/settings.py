@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from sqlite_utils import Database
 
 from spacekiosk import config as configuration
 from spacekiosk.config import ConfigError, Problem, SpaceConfig
-from spacekiosk.db import write
+from spacekiosk.db import StoreError, connect, write
 
 # The settings an admin may change on the pages: each a key of the config file.
 EDITABLE = (
@@ -328,3 +329,52 @@ def _layered_now(db: Database, base: SpaceConfig) -> Layered:
     stored = {r[0]: Stored(r[0], json.loads(r[1]), r[2], r[3]) for r in rows}
     config, ignored = _usable(base, stored)
     return Layered(config, 0, stored, ignored)
+
+
+# --- what is in effect, for `spacekiosk check-config` ---
+
+
+def report(path: Path, base: SpaceConfig) -> list[str]:
+    """Lines saying which settings the admins changed in the store at `path` (when, by
+    whom, and the file's value beside), and which stored ones are left out and why."""
+    if not path.exists():
+        return [f"{path}: no database yet; the file's settings are in effect"]
+    try:
+        db = connect(path, readonly=True)
+    except StoreError as exc:
+        return [f"{path}: cannot read the settings ({exc}); the services would say so"]
+    try:
+        layered = read(db, base)
+    except sqlite3.Error as exc:
+        return [f"{path}: cannot read the settings ({exc}); the services would say so"]
+    finally:
+        db.close()
+    used = {k: s for k, s in layered.stored.items() if k not in layered.ignored}
+    if not layered.stored:
+        return [f"{path}: no settings changed on the admin pages; the file's are in effect"]
+    lines = []
+    if used:
+        lines.append(
+            f"{path}: in effect instead of the file's (changed on the admin pages, "
+            f"settings version {layered.version}):"
+        )
+        file_toml, now_toml = as_toml(base), as_toml(layered.config)
+        for key in sorted(used):
+            stored = used[key]
+            at = datetime.fromtimestamp(stored.changed_at, base.space.timezone)
+            lines.append(f"  {key} = {_shown(value_at(now_toml, key))}")
+            lines.append(
+                f"      by {stored.changed_by}, {at:%Y-%m-%d %H:%M}; "
+                f"the file: {_shown(value_at(file_toml, key))}"
+            )
+    for key, problems in sorted(layered.ignored.items()):
+        lines.append(f"  left out, the file's value applies: {key}")
+        lines += [f"      {problem}" for problem in problems[:3]]
+    return lines
+
+
+def _shown(value: Any, most: int = 72) -> str:
+    if value is None:
+        return "(not set)"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= most else text[: most - 1] + "…"
