@@ -4,13 +4,12 @@ name and capacity, and its monthly cost. The only writer of those tables (`users
 removing a space also deletes its HTTPS token (`tokens`, store.py's), and removing a
 login ends its sessions (through sessions.py).
 
-Secrets are kept only as hashes: passwords with salted scrypt (werkzeug's format, which
-names its parameters), API tokens — 256 random bits — as SHA-256.
+Secrets are kept only as hashes: passwords with salted scrypt (spacekiosk/passwords.py,
+shared with the kiosk's admins), API tokens — 256 random bits — as SHA-256.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import re
@@ -19,13 +18,12 @@ import time
 import unicodedata
 from decimal import Decimal
 
-from werkzeug.security import check_password_hash, generate_password_hash
-
 from collector import sessions, store
+from spacekiosk import passwords
 from spacekiosk.config import SPACE_ID, is_collector_login
 
-MIN_PASSWORD = 10
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MIN_PASSWORD = passwords.MIN_PASSWORD
+USER_NAME = passwords.LOGIN_NAME
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 # A month's cost: up to a trillion, with at most 4 decimals; ASCII digits and a point only.
@@ -46,12 +44,7 @@ def check_space_id(space: str) -> str:
 
 
 def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not USER_NAME.match(name):
-        raise ValueError(
-            f"{name!r} is not a {what} name: use 1-64 letters, digits, '.', '_', '@' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
+    return passwords.check_name(name, what)
 
 
 def visible(text: str) -> bool:
@@ -67,11 +60,9 @@ def add_user(db, name: str, password: str) -> bool:
     """Create a login for the central page, or set its password if it exists.
     Returns True if the user is new."""
     _check_name(name, "user")
-    if len(password) < MIN_PASSWORD:
-        raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
-    hashed = generate_password_hash(password, method="scrypt")
+    hashed = passwords.hash_secret(passwords.check_password(password))
     with store.transaction(db):
-        new = db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is None
+        new = not user_exists(db, name)
         db.execute(
             """INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)
                ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash""",
@@ -81,19 +72,18 @@ def add_user(db, name: str, password: str) -> bool:
     return new
 
 
-@functools.cache
-def _decoy_hash() -> str:
-    return generate_password_hash(secrets.token_urlsafe(16), method="scrypt")
-
-
 def check_user(db, name: str, password: str) -> bool:
     """Whether the name and password match. An unknown name costs the same scrypt as a
     wrong password, so the answer's timing does not tell which names exist."""
-    known = isinstance(name, str) and USER_NAME.match(name) is not None
-    row = known and db.execute("SELECT password_hash FROM users WHERE name = ?", [name]).fetchone()
-    # werkzeug compares the hashes with hmac.compare_digest (constant time).
-    ok = check_password_hash(row[0] if row else _decoy_hash(), password)
-    return ok and bool(row)
+    row = (
+        passwords.is_name(name)
+        and db.execute("SELECT password_hash FROM users WHERE name = ?", [name]).fetchone()
+    )
+    return passwords.matches(row[0] if row else None, password)
+
+
+def user_exists(db, name: str) -> bool:
+    return db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is not None
 
 
 def remove_user(db, name: str) -> bool:

@@ -1,40 +1,30 @@
 """Who may read the collector: a login for the page, a bearer token for the API and CSV.
 
 Nothing is readable anonymously but /healthz (and the login page itself). A login is a
-session kept in the store (sessions.py: the cookie holds a random id, HttpOnly,
-SameSite=Lax, 12 hours, ended by logging out); every form carries a CSRF token checked on
-each POST (the session's, or before logging in one bound to a cookie of the login form's
-own); failed logins are counted per address in the store before a password is checked.
-Sessions and failed logins are written through sessions.py; the key that signs cookies
-is written here, once, on the first start (`collector-secret`).
-The spaces' own routes (/api/v1/ingest, /api/v1/digest, POST /api/v1/status) check a
-space's token instead, in spaces.py.
+session kept in the store, on the login both web apps share (spacekiosk/webauth.py:
+Flask-Login, Flask-WTF's CSRF protection, the session's row in the store): the cookie
+holds a random id, HttpOnly, SameSite=Lax, 12 hours, ended by logging out; every form
+carries a CSRF token checked on each POST (the session's, or before logging in one bound
+to a signed cookie of the login form's own); failed logins are counted per address in
+the store before a password is checked. Sessions and failed logins are written through
+sessions.py; the key that signs cookies and tokens is written here, once, on the first
+start (`collector-secret`). The spaces' own routes (/api/v1/ingest, /api/v1/digest,
+POST /api/v1/status) check a space's token instead, in spaces.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import (
-    Blueprint,
-    Flask,
-    abort,
-    current_app,
-    g,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
+from flask import Blueprint, Flask, abort, g, redirect, render_template, request, url_for
+from flask_login import current_user
 
-from collector import accounts, sessions
+from collector import accounts, sessions, spaces
+from spacekiosk import webauth
 from spacekiosk.config import Central
 
 bp = Blueprint("auth", __name__)
@@ -82,7 +72,6 @@ def load_secret(central: Central) -> bytes:
 def init_app(app: Flask, central: Central, connection: Callable[[], object]) -> None:
     """Sessions in the store, the login guard on every route, CSRF on every form."""
     app.secret_key = load_secret(central)
-    app.session_interface = sessions.StoreSessions(connection)
     app.config.update(
         SESSION_COOKIE_NAME="spacekiosk_collector",
         SESSION_COOKIE_HTTPONLY=True,
@@ -90,55 +79,17 @@ def init_app(app: Flask, central: Central, connection: Callable[[], object]) -> 
         # Behind a TLS proxy (the public address is https), the cookie travels over TLS only.
         SESSION_COOKIE_SECURE=central.public_url.startswith("https://"),
     )
-    app.jinja_env.globals["csrf_token"] = csrf_token
-    app.before_request(guard)
-    app.after_request(_form_cookie)
+    app.before_request(guard)  # before the CSRF check: a stranger is sent to log in
+    csrf = webauth.init_app(
+        app,
+        sessions=sessions.SESSIONS,
+        connection=connection,
+        known=accounts.user_exists,
+        login_view="auth.login",
+        form_cookie=FORM_COOKIE,
+    )
+    csrf.exempt(spaces.bp)  # a space's token, not a browser's cookie, admits it
     app.register_blueprint(bp)
-
-
-def csrf_token() -> str:
-    """The token a form carries: the session's, or the login form's before a login."""
-    if session.get("csrf"):
-        return session["csrf"]
-    return _form_token(_form_id())
-
-
-def _form_id() -> str:
-    """The random id in the login form's cookie (made, and sent back, when missing)."""
-    if "form_id" not in g:
-        sent = request.cookies.get(FORM_COOKIE, "")
-        g.form_id = sent if 20 <= len(sent) <= 64 and sent.isascii() else None
-        if g.form_id is None:
-            g.form_id = g.new_form_id = secrets.token_urlsafe(32)
-    return g.form_id
-
-
-def _form_token(form_id: str) -> str:
-    """The login form's CSRF token: the form cookie's id, signed. A page elsewhere can
-    neither read nor set that cookie, so it cannot post a login the browser accepts."""
-    digest = hmac.new(current_app.secret_key, b"login-form:" + form_id.encode(), hashlib.sha256)
-    return digest.hexdigest()
-
-
-def _form_cookie(response):
-    if g.get("new_form_id"):
-        response.set_cookie(
-            FORM_COOKIE,
-            g.new_form_id,
-            httponly=True,
-            samesite="Strict",
-            secure=current_app.config["SESSION_COOKIE_SECURE"],
-        )
-    return response
-
-
-def _session_user() -> str | None:
-    name = getattr(session, "user", None)
-    if not name:
-        return None
-    # A user removed since logging in is logged out at once (their sessions are gone too).
-    found = g.db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone()
-    return name if found else None
 
 
 def _token_user() -> str | None:
@@ -157,31 +108,16 @@ def wants_json() -> bool:
 def guard():
     """Let a request through only with a login (or, for reading, an API token)."""
     if request.endpoint in PUBLIC:
-        if request.method == "POST" and request.endpoint == "auth.login":
-            check_csrf()
         return None
-    g.user = _session_user()
+    # A user removed since logging in is nobody at once (their sessions are gone too).
+    g.user = current_user.name if current_user.is_authenticated else None
     if g.user is None and request.method in ("GET", "HEAD"):
         g.user = _token_user()
     if g.user is None:
         if wants_json():
             abort(401, "log in, or send an API token as 'Authorization: Bearer <token>'")
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-    if request.method == "POST":
-        check_csrf()
     return None
-
-
-def check_csrf() -> None:
-    """Every POST carries its form's token: the session's, or the login form's."""
-    sent = request.form.get("csrf_token", "")
-    if session.get("csrf"):
-        expected = session["csrf"]
-    else:
-        cookie = request.cookies.get(FORM_COOKIE, "")
-        expected = _form_token(cookie) if 20 <= len(cookie) <= 64 and cookie.isascii() else ""
-    if not (expected and sent.isascii() and hmac.compare_digest(sent, expected)):
-        abort(400, "This form has expired or did not come from this page; reload and try again.")
 
 
 def _safe_next(target: str | None) -> str:
@@ -216,11 +152,11 @@ def login():
         )
         return page, 401
     sessions.forgive(g.db, address)
-    sessions.log_in(g.db, session, name, {"csrf": secrets.token_urlsafe(32)})
+    webauth.log_in(name)
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout():
-    sessions.log_out(g.db, session)
+    webauth.log_out()
     return redirect(url_for("auth.login"))

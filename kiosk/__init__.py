@@ -44,7 +44,7 @@ def create_app(config: SpaceConfig, test_config: dict | None = None) -> Flask:
     app.register_blueprint(visitor.bp)
     app.register_blueprint(status.bp)
     # Sessions, Flask-Login and CSRF: a session only on /admin; visitors get no cookie.
-    admin.init_app(app, refused=_client_error)
+    admin.init_app(app)
     # The visitor pages hold no login, so a forged post there gains nothing a direct one
     # would not; their forms carry the token all the same (docs/security.md).
     app.extensions["csrf"].exempt(visitor.bp)

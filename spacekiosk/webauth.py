@@ -31,7 +31,6 @@ from flask.sessions import SessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.datastructures import CallbackDict
-from werkzeug.exceptions import BadRequest
 
 from spacekiosk.db import StoreError
 from spacekiosk.sessions import Sessions, session_key
@@ -189,10 +188,9 @@ def init_app(
     login_view: str,
     form_cookie: str,
     scope: str | None = None,
-    refused: Callable[[BadRequest], object] | None = None,
 ) -> CSRFProtect:
     """Sessions in the store, Flask-Login on top, CSRF on every form. `known(db, name)`
-    says whether a user still exists; `refused` renders a refused form's 400 page.
+    says whether a user still exists; a refused form gets the app's 400 page.
     `app.secret_key` and the SESSION_COOKIE_* settings are the caller's. Call it after
     the before_request functions that must run before the CSRF check (a login guard)."""
     app.session_interface = StoreSessions(sessions, connection, form_cookie, scope)
@@ -219,10 +217,15 @@ def init_app(
 
     manager.user_loader(load)
     manager.request_loader(lambda _request: load())
-    csrf = CSRFProtect(app)
-    handler = refused or (lambda exc: (exc.description, 400))
-    app.register_error_handler(CSRFError, lambda _exc: handler(BadRequest(REFUSED)))
-    return csrf
+    return _CSRFProtect(app)
+
+
+class _CSRFProtect(CSRFProtect):
+    """Flask-WTF's check, refusing with words a person can act on; the app's own 400
+    page shows them (Flask-WTF has logged the technical reason)."""
+
+    def _error_response(self, reason):
+        raise CSRFError(REFUSED)
 
 
 def log_in(name: str, idle: int | None = None, **data) -> None:

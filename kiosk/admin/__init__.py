@@ -59,7 +59,7 @@ ADMIN_NETWORKS = (
 PUBLIC = {"admin.login", "admin.screen", "admin.screen_pin", "admin.leave"}
 
 
-def init_app(app: Flask, refused) -> None:
+def init_app(app: Flask) -> None:
     """Sessions for /admin only, Flask-Login, CSRF on the whole app, and the pages."""
     # Its own key, derived from the install's secret: cookies and forms are signed with
     # it, never with the key behind the visitors' PINs.
@@ -84,7 +84,6 @@ def init_app(app: Flask, refused) -> None:
         login_view="admin.login",
         form_cookie=FORM_COOKIE,
         scope="/admin",
-        refused=refused,
     )
     app.extensions["csrf"] = csrf
     app.register_blueprint(bp)
