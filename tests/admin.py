@@ -1,9 +1,9 @@
 """Local admins for the tests: make one in a space's store, and log in as one.
 
-    from admin import make_admin, log_in
-    make_admin(app.config["SPACE"].database.path)          # ada, PASSWORD, PIN
-    client = app.test_client(); log_in(client)             # a Flask test client
-    log_in(page, base_url)                                 # a Playwright page
+from admin import make_admin, log_in
+make_admin(app.config["SPACE"].database.path)          # ada, PASSWORD, PIN
+client = app.test_client(); log_in(client)             # a Flask test client
+log_in(page, base_url)                                 # a Playwright page
 """
 
 from __future__ import annotations

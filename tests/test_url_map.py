@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from admin import NAME, PIN, make_admin
+from admin import PASSWORD as ADMIN_PASSWORD
+from admin import csrf_token as admin_csrf
+from admin import log_in as admin_log_in
 from central import commit_usage
 from conftest import LOGINS, ROOT, visitor_form, write_collector_config, write_space_config
 
@@ -28,8 +32,9 @@ from spacekiosk.protocol import Bucket
 
 DOC = ROOT / "docs" / "security.md"
 ROW = re.compile(r"^\| (kiosk|collector) \| ([A-Z]+) \| `([^`]+)` \| (\w+) \|$")
-WHO = {"anyone", "loopback", "space", "reader", "login"}
+WHO = {"anyone", "loopback", "space", "reader", "login", "network", "screen", "admin"}
 LAN = "192.168.1.30"  # a phone, or anyone else, on the space's network
+OUTSIDE = "203.0.113.7"  # an address on the internet, should the kiosk's port be forwarded
 THIS_HOUR = int(time.time()) // 3600 * 3600
 UNACCEPTED = ("PUT", "PATCH", "DELETE")
 
@@ -71,7 +76,9 @@ class Call:
 @pytest.fixture
 def kiosk_app(tmp_path):
     toml = write_space_config(tmp_path / "space", broker_port=1883)
-    return kiosk.create_app(config.load(toml), {"TESTING": True})
+    app = kiosk.create_app(config.load(toml), {"TESTING": True})
+    make_admin(app.config["SPACE"].database.path)
+    return app
 
 
 KIOSK_CALLERS = [
@@ -80,6 +87,8 @@ KIOSK_CALLERS = [
     Call("a wrong bearer token", LAN, {"Authorization": "Bearer wrong"}),
     Call("a space's token", LAN, {"Authorization": "Bearer " + "t" * 43}),
     Call("a page login's cookie", LAN, {"Cookie": "spacekiosk_collector=" + "s" * 43}),
+    Call("an address outside", OUTSIDE),
+    Call("a local admin", LAN, login=True),
 ]
 
 
@@ -101,17 +110,34 @@ def kiosk_request(app, rule: str, method: str, n: int) -> tuple[str, dict]:
     """A path for `rule` and a form that reaches the handler's work, not its refusal:
     a fresh visitor for each call, so that no call finds the last one's state."""
     visitor, visit = handles(app, f"Caller Number{n}")
-    values = {"code": "el", "filename": "kiosk.css", "handle": visit}
+    values = {"code": "el", "filename": "kiosk.css", "handle": visit, "name": NAME}
     data: dict = {}
-    if rule.startswith("/sign-in/returning/"):
+    if rule.startswith(("/sign-in/returning/", "/admin/visitors/")):
         values["handle"] = visitor
+    if rule == "/admin/login" and method == "POST":
+        data = {"name": NAME, "password": ADMIN_PASSWORD}
+    elif rule == "/admin/screen/<name>" and method == "POST":
+        data = {"pin": PIN}
         data = {"pin": "2468"} if method == "POST" else {}
     elif rule == "/sign-in/new":
         data = visitor_form(f"Another Caller{n}")
     elif rule == "/sign-in" and method == "POST":
         data = {"name": f"Caller Number{n}"}
-    path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: values.get(m[1], "x"), rule)
+    path = re.sub(
+        r"<([^:>]+:)?([^>]+)>", lambda m: values.get(m[2], "1" if m[1] == "int:" else "x"), rule
+    )
     return path, data
+
+
+def to_admin_login(status: int, location: str) -> bool:
+    where = urlsplit(location)
+    return status in (302, 303) and where.path == "/admin/login" and "next" in parse_qs(where.query)
+
+
+def unmade(rule: str) -> bool:
+    """Whether the path names something the walk does not make (an event, a roll-call):
+    an admin may then get 404, which says nothing of who may call."""
+    return re.search(r"<(?:[^:>]+:)?(?!handle>|name>)[^>]+>", rule) is not None
 
 
 def test_the_kiosk_answers_whom_the_table_says(kiosk_app):
@@ -121,18 +147,25 @@ def test_the_kiosk_answers_whom_the_table_says(kiosk_app):
     )
     n = 0
     for (_app, method, rule), who in sorted(r for r in rows.items() if r[0][0] == "kiosk"):
-        answers = {}
+        answers, locations = {}, {}
         for caller in KIOSK_CALLERS:
             n += 1
             path, data = kiosk_request(kiosk_app, rule, method, n)
             client = kiosk_app.test_client()
             environ = {"REMOTE_ADDR": caller.remote}
+            if caller.login:
+                admin_log_in(client)
+            if method == "POST" and rule.startswith("/admin/") and caller.remote != OUTSIDE:
+                # The form's own token, as the page it is on carries it.
+                page = "/admin/audit" if caller.login else "/admin/login"
+                data = data | {"csrf_token": admin_csrf(client, page, environ_base=environ)}
             for verb in (method, "HEAD") if method == "GET" else (method,):
                 answer = client.open(
                     path, method=verb, data=data, headers=caller.headers, environ_base=environ
                 )
                 assert answer.status_code < 500, (verb, path, caller.name, answer.status_code)
                 answers[(verb, caller.name)] = answer.status_code
+                locations[(verb, caller.name)] = answer.headers.get("Location", "")
             for verb in (*UNACCEPTED, "OPTIONS"):
                 other = client.open(path, method=verb, headers=caller.headers, environ_base=environ)
                 # Refused, or for OPTIONS the methods it takes; never a page or data.
@@ -140,10 +173,22 @@ def test_the_kiosk_answers_whom_the_table_says(kiosk_app):
                 if other.status_code == 200:
                     assert verb == "OPTIONS" and not other.data, (verb, path)
         for (verb, name), status in answers.items():
+            what = (rule, verb, name, status)
             if who == "anyone":
-                assert status == answers[(verb, "loopback")] and status != 404, (rule, name, status)
-            else:  # loopback: the kiosk's own browser, and no one else
-                assert status == (200 if name == "loopback" else 404), (rule, verb, name, status)
+                assert status == answers[(verb, "loopback")] and status != 404, what
+            elif who == "loopback":  # the kiosk's own browser, and no one else
+                assert status == (200 if name == "loopback" else 404), what
+            elif who == "screen":  # the same, for pages that may redirect
+                assert (status != 404) == (name == "loopback"), what
+            elif who == "network":  # the ways in and out, on the space's networks
+                assert (status != 404) == (name != "an address outside"), what
+            elif name == "a local admin":  # admin: answered, not sent to log in
+                assert not to_admin_login(status, locations[(verb, name)]), what
+                assert status not in (401, 403) and (status != 404 or unmade(rule)), what
+            elif name == "an address outside":
+                assert status == 404, what
+            else:  # anyone else on the space's network is sent to log in
+                assert to_admin_login(status, locations[(verb, name)]), what
 
 
 # --- the collector ---

@@ -1,6 +1,7 @@
 // The kiosk's own behaviour: idle reset, the on-screen keyboard (Chromium --kiosk hides
-// the system's), live lookup of returning visitors, the PIN pad, and greeting visitors
-// who signed in on their phone. No libraries, nothing fetched from outside.
+// the system's), live lookup of returning visitors, the PIN pad, greeting visitors who
+// signed in on their phone, and the admins' long press. No libraries, nothing fetched
+// from outside.
 (function () {
   "use strict";
   var body = document.body;
@@ -190,6 +191,29 @@
       }
     });
   });
+
+  // --- the local admins' way in, on the kiosk's screen: hold the space's name on
+  // Welcome for three seconds (a tap still just goes to Welcome) ---
+  var adminHold = document.querySelector("[data-admin-hold]");
+  var spaceName = document.querySelector(".bar .space-name");
+  if (onKiosk && adminHold && spaceName) {
+    var holdTimer = null;
+    var held = false;
+    var letGo = function () { clearTimeout(holdTimer); holdTimer = null; };
+    spaceName.style.touchAction = "none";  // a held finger is not a scroll
+    spaceName.addEventListener("pointerdown", function () {
+      letGo();
+      holdTimer = setTimeout(function () {
+        held = true;
+        window.location.assign(adminHold.dataset.adminHold);
+      }, 3000);
+    });
+    ["pointerup", "pointerleave", "pointercancel"].forEach(function (name) {
+      spaceName.addEventListener(name, letGo);
+    });
+    spaceName.addEventListener("click", function (e) { if (held) { e.preventDefault(); } });
+    spaceName.addEventListener("contextmenu", function (e) { e.preventDefault(); });
+  }
 
   // --- greet, on the kiosk's screen, visitors who signed in on their phone ---
   var welcome = document.querySelector("[data-greetings]");
