@@ -30,7 +30,7 @@ from flask_babel import format_date, format_datetime, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from kiosk import people, space, visits
+from kiosk import i18n, people, space, visits
 from kiosk.admin import admin_required, audit, bp
 from kiosk.people import Person
 from spacekiosk import hourly, protocol
@@ -146,6 +146,7 @@ def _person_page(person: Person, pin_error: str | None = None, status: int = 200
         past=past[:SHOWN_VISITS],
         more_visits=max(len(past) - SHOWN_VISITS, 0),
         when=_when,
+        purposes=i18n.PURPOSE_NAMES,
         others=others,
         others_facts=[_facts(p) for p in others],
         pin_error=pin_error,
