@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 
 from kiosk import admins
@@ -79,8 +80,11 @@ def login():
     name = request.form.get("name", "").strip()[:64]
     wait = admins.PASSWORD_TRIES.take(g.db, address)  # counted before the password is checked
     if wait:
-        minutes = wait // 60 + 1
-        message = _("Too many failed logins from here. Try again in %(num)d minutes.", num=minutes)
+        message = ngettext(
+            "Too many failed logins from here. Try again in %(num)d minute.",
+            "Too many failed logins from here. Try again in %(num)d minutes.",
+            wait // 60 + 1,
+        )
         return _login_page(message, 429, name, wait)
     if not admins.check_password(g.db, name, request.form.get("password", "")):
         return _login_page(_("Wrong name or password."), 401, name)
@@ -126,7 +130,11 @@ def screen_pin(name: str):
     screen_key = f"pin {request.remote_addr}"
     wait = admins.PIN_TRIES.take(g.db, screen_key)
     if wait:
-        message = _("Too many wrong PINs. Try again in %(num)d minutes.", num=wait // 60 + 1)
+        message = ngettext(
+            "Too many wrong PINs. Try again in %(num)d minute.",
+            "Too many wrong PINs. Try again in %(num)d minutes.",
+            wait // 60 + 1,
+        )
         return render_template("admin/pin.html", name=name, error=message), 429
     if not admins.check_pin_of(g.db, name, request.form.get("pin", "")):
         return render_template("admin/pin.html", name=name, error=_("Wrong PIN.")), 401
