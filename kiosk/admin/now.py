@@ -1,23 +1,19 @@
-"""Now: who is in, the sensors' estimate beside the sign-ins, the door and its alerts;
-signing out forgotten visits; the roll-call and evacuation mode.
+"""Now: who is in and since when, the sensors' estimate beside the sign-ins, the door
+and its alerts; signing out a forgotten visit, or everyone an admin was shown.
 
-The roll-call's state is in the store (roll_calls and roll_call_people, migration m008),
-written here alone, through the kiosk's writer, so every server thread and a restarted
-kiosk agree on whether an evacuation is on. While one is, every visitor screen the kiosk
-serves is the roll-call (`evacuation_screen`), which refreshes itself without a script.
-Every admin action here is a POST that redirects, and sign-outs and evacuations go into
-the audit log by visit number (a name in the log would outlive the visitor's erasure).
+Every action is a POST that redirects, in one transaction with its audit row; the audit
+log names visits by number, never by name (a name there would outlive its erasure).
+Evacuations and the roll-call are roll_call.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import current_app, g, redirect, render_template, request, url_for
-from flask_babel import force_locale, format_datetime, format_time
+from flask_babel import format_datetime, format_time
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlite_utils import Database
@@ -26,116 +22,6 @@ from kiosk import space, visits
 from kiosk.admin import admin_required, audit, bp
 from spacekiosk import occupancy, sensorstate
 from spacekiosk.db import write
-
-REFRESH_SECONDS = 5  # how often the kiosk's roll-call screen reloads itself
-
-
-# --- the roll-call's state ---
-
-
-@dataclass(frozen=True)
-class Person:
-    """Someone on a roll-call: a visit open when the evacuation started."""
-
-    handle: str  # the visit's: what an admin's tick carries
-    name: str
-    signed_in_at: float
-    safe_at: float | None
-    safe_by: str | None
-
-    @property
-    def short_name(self) -> str:
-        return visits.short_name(self.name)
-
-
-@dataclass(frozen=True)
-class RollCall:
-    id: int
-    started_at: float
-    started_by: str
-    people: list[Person]
-
-    @property
-    def missing(self) -> list[Person]:
-        return [p for p in self.people if p.safe_at is None]
-
-    @property
-    def safe(self) -> list[Person]:
-        return [p for p in self.people if p.safe_at is not None]
-
-
-def evacuation_on(db: Database) -> int | None:
-    """The id of the evacuation that is on, if one is: one index seek."""
-    row = db.conn.execute("SELECT id FROM roll_calls WHERE ended_at IS NULL").fetchone()
-    return row[0] if row else None
-
-
-def roll_call(db: Database, roll_call_id: int) -> RollCall | None:
-    """An evacuation's roll-call, everyone in the order they signed in."""
-    head = db.conn.execute(
-        "SELECT id, started_at, started_by FROM roll_calls WHERE id = ?", [roll_call_id]
-    ).fetchone()
-    if head is None:
-        return None
-    rows = db.conn.execute(
-        "SELECT v.handle, coalesce(p.name, '?'), v.signed_in_at, r.safe_at, r.safe_by "
-        "FROM roll_call_people r JOIN visits v ON v.id = r.visit_id "
-        "JOIN visitors p ON p.id = v.visitor_id WHERE r.roll_call_id = ? "
-        "ORDER BY v.signed_in_at, v.id",
-        [roll_call_id],
-    ).fetchall()
-    return RollCall(*head, [Person(*row) for row in rows])
-
-
-def start_evacuation(db: Database, admin: str, now: float) -> tuple[int, bool]:
-    """Start an evacuation whose roll-call is everyone signed in now, with its audit
-    row, in one transaction; returns its id and whether it is new (a second start, from
-    another phone, joins the one that is on)."""
-    with write(db):
-        if (current := evacuation_on(db)) is not None:
-            return current, False
-        roll_id = db.conn.execute(
-            "INSERT INTO roll_calls (started_at, started_by) VALUES (?, ?)", [now, admin]
-        ).lastrowid
-        people = db.conn.execute(
-            "INSERT INTO roll_call_people (roll_call_id, visit_id) "
-            "SELECT ?, id FROM visits WHERE signed_out_at IS NULL",
-            [roll_id],
-        ).rowcount
-        audit(db, "evacuation started", f"roll-call {roll_id}: {people} signed in", admin=admin)
-    return roll_id, True
-
-
-def mark(db: Database, roll_call_id: int, handle: str, safe: bool, admin: str, now: float) -> bool:
-    """Tick someone off as safe (or take a mistaken tick back) on the roll-call of the
-    evacuation that is on; False if it has ended or they are not on it."""
-    with write(db):
-        if evacuation_on(db) != roll_call_id:
-            return False
-        changed = db.conn.execute(
-            "UPDATE roll_call_people SET safe_at = ?, safe_by = ? WHERE roll_call_id = ? "
-            "AND visit_id = (SELECT id FROM visits WHERE handle = ?)",
-            [now if safe else None, admin if safe else None, roll_call_id, handle],
-        ).rowcount
-    return bool(changed)
-
-
-def end_evacuation(db: Database, roll_call_id: int, admin: str, now: float) -> bool:
-    """End the evacuation (the kiosk's screen goes back to Welcome), with its audit row;
-    False if that one is no longer on."""
-    with write(db):
-        ended = db.conn.execute(
-            "UPDATE roll_calls SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL",
-            [now, admin, roll_call_id],
-        ).rowcount
-        if ended:
-            missing = db.conn.execute(
-                "SELECT count(*) FROM roll_call_people WHERE roll_call_id = ? AND safe_at IS NULL",
-                [roll_call_id],
-            ).fetchone()[0]
-            detail = f"roll-call {roll_call_id}: {missing} not ticked off"
-            audit(db, "evacuation ended", detail, admin=admin)
-    return bool(ended)
 
 
 def close_visit(db: Database, visit_id: int, admin: str, clock=None) -> visits.Visit:
@@ -245,26 +131,16 @@ def when(ts: float, now: float) -> str:
     return format_datetime(at, "short")
 
 
-def labels(people) -> list[str]:
-    """First name and initial, as the visitor screens show them; people whose labels
-    would be the same are told apart by when they signed in."""
-    shorts = [p.short_name for p in people]
-    return [
-        f"{short} · {format_time(datetime.fromtimestamp(p.signed_in_at, UTC), 'short')}"
-        if shorts.count(short) > 1
-        else short
-        for p, short in zip(people, shorts, strict=True)
-    ]
-
-
 # --- the pages ---
 
 
-def _writer():
+def writer():
+    """The kiosk's one writer: an admin's change commits with the visitors' sign-ins."""
     return current_app.extensions["writer"]
 
 
-def _admin() -> str:
+def admin_name() -> str:
+    """The logged-in admin, taken in the request: the writer's thread has none."""
     return current_user.name
 
 
@@ -283,7 +159,6 @@ def now():
         estimate_words=estimate_words(estimate),
         door=door_words(sensorstate.door(g.db, config, at), at),
         alerts=alerts(g.db, config, at),
-        evacuation=evacuation_on(g.db),
     )
 
 
@@ -294,7 +169,7 @@ def sign_out(handle: str):
     if visit_id is not None:
         # Signed out meanwhile (by the visitor, or another admin): nothing left to do.
         with contextlib.suppress(visits.VisitError):
-            _writer().run(close_visit, visit_id, _admin(), current_app.extensions["clock"])
+            writer().run(close_visit, visit_id, admin_name(), current_app.extensions["clock"])
     return redirect(url_for("admin.now"))
 
 
@@ -318,118 +193,5 @@ def sign_out_all_confirm():
 def sign_out_all():
     up_to = request.form.get("up_to", type=int)
     if up_to is not None:
-        _writer().run(close_all, up_to, _admin(), current_app.extensions["clock"])
+        writer().run(close_all, up_to, admin_name(), current_app.extensions["clock"])
     return redirect(url_for("admin.now"))
-
-
-@bp.get("/roll-call")
-@admin_required
-def roll_call_print():
-    """The roll-call to print: the evacuation's, ticks and all, if one is on; else
-    everyone signed in now, with empty boxes."""
-    at = time.time()
-    current = evacuation_on(g.db)
-    if current is not None:
-        people = roll_call(g.db, current).people
-    else:
-        people = [
-            Person(v.handle, v.name, v.signed_in_at, None, None) for v in visits.present(g.db)
-        ]
-    return render_template(
-        "admin/roll_call.html",
-        people=people,
-        since=[when(p.signed_in_at, at) for p in people],
-        printed_at=format_datetime(datetime.fromtimestamp(at, UTC), "long"),
-        evacuation=current,
-    )
-
-
-@bp.get("/evacuation")
-@admin_required
-def evacuation():
-    at = time.time()
-    current = evacuation_on(g.db)
-    call = roll_call(g.db, current) if current is not None else None
-    return render_template(
-        "admin/evacuation.html",
-        call=call,
-        present=visits.present_count(g.db),
-        when=lambda ts: when(ts, at),
-        refresh_seconds=REFRESH_SECONDS * 3,
-    )
-
-
-@bp.post("/evacuation/start")
-@admin_required
-def evacuation_start():
-    _writer().run(start_evacuation, _admin(), time.time())
-    return redirect(url_for("admin.evacuation"))
-
-
-@bp.post("/evacuation/<int:roll_call_id>/safe/<handle>")
-@admin_required
-def evacuation_mark(roll_call_id: int, handle: str):
-    safe = request.form.get("safe", "yes") == "yes"
-    if visits.is_handle(handle):
-        _writer().run(mark, roll_call_id, handle, safe, _admin(), time.time())
-    return redirect(url_for("admin.evacuation", _anchor=f"p-{handle}"))
-
-
-@bp.post("/evacuation/<int:roll_call_id>/end")
-@admin_required
-def evacuation_end(roll_call_id: int):
-    call = roll_call(g.db, roll_call_id)
-    if call is None:
-        return redirect(url_for("admin.evacuation"))
-    if call.missing and request.form.get("confirm") != "yes":
-        return render_template("admin/evacuation_end.html", call=call)
-    _writer().run(end_evacuation, roll_call_id, _admin(), time.time())
-    return redirect(url_for("admin.now"))
-
-
-# --- the kiosk's own screen during an evacuation ---
-
-# Visitor endpoints that are not screens: they redirect to one (which then shows the
-# roll-call) or answer the kiosk's script with JSON.
-_NOT_SCREENS = {
-    "visitor.language",
-    "visitor.reset",
-    "visitor.phone",
-    "visitor.matches",
-    "visitor.greetings",
-}
-
-
-@bp.before_app_request
-def evacuation_screen():
-    """While an evacuation is on, every visitor screen is the roll-call: who is still
-    missing and who is safe. Status, health, static files and admin pages are left alone."""
-    if request.method not in ("GET", "HEAD") or request.blueprint != "visitor":
-        return None
-    if request.endpoint in _NOT_SCREENS:
-        return None
-    current = evacuation_on(g.db)
-    if current is None:
-        return None
-    call = roll_call(g.db, current)
-    return render_template(
-        "visitor/evacuation.html",
-        call=call,
-        missing=labels(call.missing),
-        safe=labels(call.safe),
-        others=_in_other_languages(),
-        refresh_seconds=REFRESH_SECONDS,
-    )
-
-
-def _in_other_languages() -> list[tuple[str, str]]:
-    """The evacuation's heading in each of the space's other languages: whoever reads
-    the screen in a hurry may not read the one it was left in."""
-    here = _("Evacuation: leave the building now.")
-    found = []
-    for code in space.config().space.languages:
-        with force_locale(code):
-            text = _("Evacuation: leave the building now.")
-        if text != here and (code, text) not in found:
-            found.append((code, text))
-    return found
