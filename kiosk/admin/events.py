@@ -78,6 +78,7 @@ def _page(form=None, problems=None, editing: str | None = None, status: int = 20
         todays=today,
         form=form or {},
         problems=problems or {},
+        focus=next((name for name in problems or {} if name), "name" if problems else None),
         editing=editing,
         past=len(cfg.events) - len(events),
         done=request.args.get("done") if request.method == "GET" else None,

@@ -214,9 +214,7 @@ def _changed_notes(layered: settings.Layered) -> dict[str, str]:
             continue
         at = format_datetime(datetime.fromtimestamp(stored.changed_at, UTC), "short")
         note = _("Changed by %(admin)s, %(time)s.", admin=stored.changed_by, time=at)
-        notes[PLACES.get(key, key)] = note
-        if key == "space.opening_hours":
-            notes.update({f"hours-{day}": note for day in WEEKDAYS})
+        notes["week" if key == "space.opening_hours" else PLACES.get(key, key)] = note
     return notes
 
 
@@ -232,6 +230,7 @@ def _page(group: str | None = None, posted: dict | None = None, problems=None, s
         forms=forms,
         failed=group if problems else None,
         problems=problems or {},
+        focus=next((name for name in problems or {} if name), None),  # the first to fix
         cfg=cfg,
         languages=[(code, i18n.native_name(code)) for code in LANGUAGES],
         chosen=set(request.form.getlist("languages")) if problems else set(cfg.space.languages),
