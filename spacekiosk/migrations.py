@@ -260,7 +260,15 @@ def m009_settings(db: Database) -> None:
 
 
 def m010_visitor_data(db: Database) -> None:
-    """What the visitor-data pages and housekeeping need."""
+    """Nothing to add: the step stays so that the numbers after it keep their places.
+
+    The visitor-data pages reach a visitor by the handles' unique index (m005) and their
+    visits by m011's index on (visitor, sign-in time); housekeeping finds old sensor
+    events by time (m001) and each sensor's latest event by m003's index, and erased
+    visitors (no handle) by the handles' index. Erasure needs no column: an erased
+    visitor is one with no handle, and PRAGMA secure_delete is a connection's setting,
+    not the file's.
+    """
 
 
 def m011_admin_indexes(db: Database) -> None:
