@@ -6,6 +6,7 @@ shows, and each carries a title, a description and its numbers as a table.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -103,6 +104,26 @@ class Heatmap(Chart):
     left: int = 0
     top: int = 0
     most: int = 0
+
+
+@dataclass
+class Column:
+    x: float
+    y: float
+    height: float
+    tooltip: str
+
+
+@dataclass
+class ColumnChart(Chart):
+    plot: tuple[float, float, float, float] = (0, 0, 0, 0)  # left, top, right, bottom
+    column_width: float = 0
+    colour: str = PALETTE[0]
+    columns: list[Column] = field(default_factory=list)
+    line: Line | None = None  # a second measure over the columns, on the same scale
+    x_labels: list[tuple[float, str]] = field(default_factory=list)
+    y_ticks: list[tuple[float, str]] = field(default_factory=list)
+    key: list[tuple[str, str, str]] = field(default_factory=list)  # kind, colour, name
 
 
 def colour_map(keys: list[str]) -> dict[str, str]:
@@ -242,10 +263,13 @@ def bar_chart(
     unit: str = "",
     width: int = 520,
     colours: dict[str, str] | None = None,
+    empty: str = "Nothing to compare yet.",
+    table: Table | None = None,
 ) -> BarChart:
     """Horizontal bars, largest first: (label, value, value as shown). `scale_to` fixes
     the full length (1.0 for a share), else the largest value fills it. `colours` by
-    label, where a bar should match its line in another chart."""
+    label, where a bar should match its line in another chart. `empty` and `table` are
+    what a page in another language says instead of the English ones."""
     colours = colours or {}
     items = sorted(items, key=lambda it: (-it[1], it[0]))
     bar_height, gap = 22, 10
@@ -264,27 +288,47 @@ def bar_chart(
     ]
     height = 16 + len(items) * (bar_height + gap)
     desc = "; ".join(f"{label}: {shown}" for label, _, shown in items)
-    table = Table(title, ["", unit or "value"], [[label, shown] for label, _, shown in items])
+    if table is None:
+        table = Table(title, ["", unit or "value"], [[label, shown] for label, _, shown in items])
     chart = BarChart(id, title, desc, width, height, table)
     chart.left, chart.bar_height, chart.bars = left, bar_height, bars
     chart.track = length if scale_to else 0
     if not items:
-        chart.empty = "Nothing to compare yet."
+        chart.empty = empty
     return chart
 
 
-def heatmap(id: str, title: str, grid: list[list[int]], what: str = "visits") -> Heatmap:
-    """A week of hours (rows Monday to Sunday, columns 00-23 UTC), darker for more."""
+def heatmap(
+    id: str,
+    title: str,
+    grid: list[list[int]],
+    what: str = "visits",
+    *,
+    days: tuple[str, ...] = DAYS,
+    tip: Callable[[int, int, int], str] | None = None,
+    desc: str | None = None,
+    empty: str | None = None,
+    table: Table | None = None,
+) -> Heatmap:
+    """A week of hours (rows Monday to Sunday, columns 00-23 UTC), darker for more.
+
+    A page in another language, or in the space's hours, gives its own words: `days`
+    (short names, Monday first), `tip(day, hour, value)` for each cell, `desc`, `empty`
+    and `table`; the layout is the same."""
     cw, ch, left, top = 34, 26, 44, 22
     most = max(max(row) for row in grid)
-    chart = Heatmap(id, title, "", left + 24 * cw + 8, top + 7 * ch + 48, _heat_table(title, grid))
+    table = table or _heat_table(title, grid)
+    chart = Heatmap(id, title, "", left + 24 * cw + 8, top + 7 * ch + 48, table)
     chart.cell, chart.left, chart.top, chart.most = (cw - 2, ch - 2), left, top, most
     for d, row in enumerate(grid):
         for h, value in enumerate(row):
             shade = RAMP[0] if not value else RAMP[max(1, math.ceil(value / most * 6))]
-            tip = f"{FULL_DAYS[d]} {h:02d}:00-{h + 1:02d}:00 UTC: {value} {what}"
-            chart.cells.append(Cell(left + h * cw, top + d * ch, shade, tip))
-    chart.rows = [(top + d * ch + ch / 2, DAYS[d]) for d in range(7)]
+            if tip is None:
+                words = f"{FULL_DAYS[d]} {h:02d}:00-{h + 1:02d}:00 UTC: {value} {what}"
+            else:
+                words = tip(d, h, value)
+            chart.cells.append(Cell(left + h * cw, top + d * ch, shade, words))
+    chart.rows = [(top + d * ch + ch / 2, days[d]) for d in range(7)]
     chart.columns = [(left + h * cw + (cw - 2) / 2, f"{h:02d}") for h in range(0, 24, 3)]
     chart.legend_y = top + 7 * ch + 18
     chart.legend = [(left + 48 + i * 30, colour) for i, colour in enumerate(RAMP)]
@@ -295,8 +339,10 @@ def heatmap(id: str, title: str, grid: list[list[int]], what: str = "visits") ->
         if most
         else f"No {what} in this span."
     )
+    if desc is not None:
+        chart.desc = desc
     if not most:
-        chart.empty = f"No {what} were recorded in this span."
+        chart.empty = f"No {what} were recorded in this span." if empty is None else empty
     return chart
 
 
@@ -306,3 +352,61 @@ def _heat_table(title: str, grid: list[list[int]]) -> Table:
         ["", *[f"{h:02d}" for h in range(24)]],
         [[DAYS[d], *[str(v) for v in row]] for d, row in enumerate(grid)],
     )
+
+
+def column_chart(
+    id: str,
+    title: str,
+    desc: str,
+    table: Table,
+    labels: list[str],
+    values: list[float],
+    tips: list[str],
+    *,
+    name: str = "",
+    line: tuple[str, list[float], list[str]] | None = None,
+    empty: str = "",
+    width: int = 760,
+    height: int = 230,
+    colour: str = PALETTE[0],
+    line_colour: str = PALETTE[1],
+) -> ColumnChart:
+    """Columns in time order (hours, days or weeks), `name`d, and at most one `line`
+    (name, values, tips) over them on the same scale: sign-ins beside the peak of people
+    present, say. Under the columns, about a dozen of `labels` are shown; `tips` are
+    each column's hover text. The caller words everything, the numbers' `table` too,
+    so a page can speak its visitors' language. `empty` is said instead of drawing when
+    every value is zero."""
+    left, top, right, bottom = 44, 10, width - 10, height - 28
+    tallest = max([*values, *(line[1] if line else [])], default=0)
+    ticks = nice_ticks(tallest)
+    slot = (right - left) / max(len(values), 1)
+    bar = max(min(slot * 0.72, 48), 1.5)
+
+    def y_of(v: float) -> float:
+        return round(bottom - (bottom - top) * v / ticks[-1], 1)
+
+    def x_of(i: int) -> float:
+        return round(left + slot * (i + 0.5), 1)
+
+    chart = ColumnChart(id, title, desc, width, height, table)
+    chart.plot, chart.column_width, chart.colour = (left, top, right, bottom), round(bar, 1), colour
+    chart.columns = [
+        Column(round(x_of(i) - bar / 2, 1), y_of(v), round(bottom - y_of(v), 1), tip)
+        for i, (v, tip) in enumerate(zip(values, tips, strict=True))
+    ]
+    chart.y_ticks = [(y_of(t), number(t)) for t in ticks]
+    every = max(1, math.ceil(len(labels) / 12))
+    chart.x_labels = [(x_of(i), label) for i, label in enumerate(labels) if i % every == 0]
+    chart.key = [("column", colour, name)] if name else []
+    if line:
+        line_name, line_values, line_tips = line
+        points = [
+            (x_of(i), y_of(v), tip)
+            for i, (v, tip) in enumerate(zip(line_values, line_tips, strict=True))
+        ]
+        chart.line = Line(line_name, line_colour, _path(points), points, 0)
+        chart.key.append(("line", line_colour, line_name))
+    if not tallest and empty:
+        chart.empty = empty
+    return chart
