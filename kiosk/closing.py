@@ -37,6 +37,9 @@ CLOCK_SECONDS = 5.0  # how often to ask whether the clock has been set
 PRUNE_SECONDS = 3600  # how often to look for raw rows the counts no longer need
 PRUNE_BATCH = 2000  # rows per transaction
 PRUNE_TURN_SECONDS = 2.0  # deleting per check; years of old events take a few checks
+# Between batches: a lock let go is not handed over, and this thread would take it again
+# before a sign-in waiting for it woke up.
+PRUNE_PAUSE_SECONDS = 0.02
 DAY = 86400
 
 
@@ -147,6 +150,7 @@ def prune(db, config: SpaceConfig, now: float, turn: float = PRUNE_TURN_SECONDS)
             break
         if time.monotonic() >= deadline:
             return Pruned(events, visitors, gone_visits, done=False)
+        time.sleep(PRUNE_PAUSE_SECONDS)
     while True:
         people, batch = _old_visitors(db, visits_before)
         visitors, gone_visits = visitors + people, gone_visits + batch
@@ -154,6 +158,7 @@ def prune(db, config: SpaceConfig, now: float, turn: float = PRUNE_TURN_SECONDS)
             return Pruned(events, visitors, gone_visits)
         if time.monotonic() >= deadline:
             return Pruned(events, visitors, gone_visits, done=False)
+        time.sleep(PRUNE_PAUSE_SECONDS)
 
 
 def _old_events(db, before: float) -> int:
