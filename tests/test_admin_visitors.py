@@ -32,7 +32,7 @@ from test_screens import Visitor
 from kiosk import closing, create_app, people, visits
 from spacekiosk import config
 from spacekiosk.clock import Watch
-from spacekiosk.db import connect, open_store
+from spacekiosk.db import connect, open_store, scrub
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync import outbox
 
@@ -558,3 +558,25 @@ def test_merging_two_records_on_a_phone(kiosk, browser):
     assert handle_of(kiosk.path, kiosk.ids["ana2"]) is None
     assert_gone(kiosk.path, "ana.perez@mail.example")
     page.context.close()
+
+
+def test_every_connection_to_the_store_zeroes_what_it_deletes(tmp_path):
+    """An erasure zeroes the bytes it deletes, but not copies of them that an earlier
+    write left in a page's free space: a row that grew or shrank (a wrong PIN counted, a
+    guideline accepted) leaves its old copy behind unless the connection that wrote it
+    zeroes too. So every connection the services open must have secure_delete on, as
+    Debian's and Raspberry Pi OS's SQLite is built to (SQLITE_SECURE_DELETE)."""
+    path = tmp_path / "space.db"
+    open_store(path, SPACE_MIGRATIONS).close()
+    assert connect(path).execute("PRAGMA secure_delete").fetchone() == (1,)
+
+    careless = connect(path)
+    careless.execute("PRAGMA secure_delete = OFF")  # what a build without it would do
+    zoe = visits.sign_in_new(careless, visits.NewVisitor(ERASED), "k").visitor_id
+    for n in range(3):  # others after her on the page: her row, grown, has to move
+        visits.sign_in_new(careless, visits.NewVisitor(f"{STAYS} {n}"), "k")
+    careless.execute("UPDATE visitors SET pin_failures = 4, pin_rest_until = 1e9 WHERE id = ?",
+                     [zoe])  # fmt: skip
+    people.erase(connect(path), zoe)  # with secure_delete on, as every erasure is
+    scrub(connect(path))
+    assert ERASED.encode() in path.read_bytes()  # a stale copy the erasure never saw
