@@ -353,7 +353,7 @@ def hostile(tmp_path_factory):
     make_admin(cfg.database.path)
     client = app.test_client()
     for name in ("Ana Pérez", "Ana Pérez", "Lin Mei", "عمر خالد", "李小龍"):
-        client.post("/sign-in/new", data=visitor_form(name, "1234"))
+        assert client.post("/sign-in/new", data=visitor_form(name, "1234")).status_code == 201
     log_in(client)
     client.token = csrf_token(client, "/admin/visitors")
     log = _Collect()
