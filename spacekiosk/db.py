@@ -72,6 +72,10 @@ def connect(
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # A deleted or rewritten row's bytes are zeroed, not left in the page's free space:
+        # an erased visitor's name must leave the file (Debian's SQLite is built this way
+        # already; a Python with its own SQLite may not be).
+        conn.execute("PRAGMA secure_delete = ON")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the database: {exc}") from None
     db = Database(conn)
