@@ -54,6 +54,8 @@ def health():
         storage_check(g.db, config, current_app.extensions["writer"].health.state),
         Check("software", _("Software"), OK, _("spacekiosk %(version)s.", version=__version__)),
     ]
+    # What needs attention first, then what cannot be known, then what works.
+    checks.sort(key=lambda c: (c.state != PROBLEM, c.state != UNKNOWN))
     problems = [c for c in checks if c.state == PROBLEM]
     return render_template("admin/health.html", checks=checks, problems=problems)
 

@@ -57,8 +57,8 @@ def choose(args, today: date, zone) -> Choice:
         if preset not in PRESETS:
             raise BadRange(_("There is no range called “%(name)s”.", name=preset[:40]))
         return Choice(usage.Span(_preset_start(preset, today), today, zone), preset)
-    first = _day(start or end, _("start"))
-    last = _day(end, _("end")) if end else max(first, min(today, first + timedelta(days=30)))
+    first = _day(start or end, "start" if start else "end")
+    last = _day(end, "end") if end else max(first, min(today, first + timedelta(days=30)))
     if last < first:
         raise BadRange(_("The end date is before the start date."))
     if (last - first).days + 1 > usage.MAX_DAYS:
@@ -78,7 +78,9 @@ def _preset_start(preset: str, today: date) -> date:
 
 def _day(text: str, which: str) -> date:
     if not ISO_DATE.fullmatch(text):
-        raise BadRange(_("The %(which)s date must look like 2026-11-30.", which=which))
+        if which == "start":
+            raise BadRange(_("The start date must look like 2026-11-30."))
+        raise BadRange(_("The end date must look like 2026-11-30."))
     try:
         day = date.fromisoformat(text)
     except ValueError:
@@ -109,6 +111,7 @@ def history():
         )
         return page, 400
     current, before = usage.compare(g.db, config, choice.span, now)
+    kept_from = now - config.retention.visits_days * 86400
     return render_template(
         "admin/history.html",
         error=None,
@@ -122,6 +125,9 @@ def history():
         before_words=span_words(choice.span.before()),
         figures=figures(current, before),
         charts=build_charts(current, before, config),
+        # Erased visitors' nameless visits are deleted after retention.visits_days.
+        erased_gone=choice.span.before().start < kept_from,
+        erased_kept_days=config.retention.visits_days,
     )
 
 
@@ -230,16 +236,21 @@ def time_unit(current: Usage) -> Unit:
     days = current.shown_days
     span = current.span
     if span.days == 1:
-        hours = [f"{h:02d}" for h in range(24)]
+        signins, presence = current.visits_by_hour_of_day(), current.presence_by_hour_of_day()
         last = 24 if current.until >= span.end else _hours_so_far(current)
+        # From the first hour with anything in it (the opening, usually) to now.
+        busy = [
+            h for h in range(last) if signins[h] or presence[h].peak or presence[h].open_minutes
+        ]
+        hours = range(min(busy, default=0), last)
         return Unit(
             "hour",
             _("Hour"),
-            hours[:last],
-            [f"{h:02d}:00–{h + 1:02d}:00" for h in range(last)],
-            current.visits_by_hour_of_day()[:last],
+            [f"{h:02d}" for h in hours],
+            [f"{h:02d}:00–{h + 1:02d}:00" for h in hours],
+            [signins[h] for h in hours],
             None,
-            current.presence_by_hour_of_day()[:last],
+            [presence[h] for h in hours],
         )
     new_by_day = {usage.EPOCH + timedelta(days=d): n for d, n in current.new_by_day.items()}
     if span.days <= BY_DAY_UP_TO:
@@ -310,9 +321,10 @@ def _time_chart(current: Usage, unit: Unit, config) -> charts.ColumnChart:
         for row, new in zip(rows, unit.new, strict=True):
             row.insert(2, whole(new))
     table = charts.Table(title, header, rows)
-    desc = _(
-        "%(visits)s sign-ins in all; at most %(peak)s people present at once.",
-        visits=whole(current.visits),
+    desc = ngettext(
+        "%(num)d sign-in in all; at most %(peak)s people present at once.",
+        "%(num)d sign-ins in all; at most %(peak)s people present at once.",
+        current.visits,
         peak=whole(current.presence_total().peak),
     )
     if not counter:
@@ -368,7 +380,7 @@ def _compared_bars(
         [[label, whole(now), whole(then)] for label, (now, then) in items.items()],
     )
     shown = [(label, now, whole(now)) for label, (now, _then) in items.items() if now]
-    return charts.bar_chart(id, title, shown, width=560, empty=empty, table=table)
+    return charts.bar_chart(id, title, shown, width=440, empty=empty, table=table)
 
 
 def _people_chart(current: Usage, before: Usage) -> charts.BarChart:
@@ -415,11 +427,12 @@ def _heat_chart(current: Usage) -> charts.Heatmap:
         [[days[d], *[whole(v) for v in row]] for d, row in enumerate(grid)],
     )
     busiest = max(((d, h) for d in range(7) for h in range(24)), key=lambda dh: grid[dh[0]][dh[1]])
-    desc = _(
-        "The busiest hour: %(day)s %(hour)s with %(num)s visits.",
+    desc = ngettext(
+        "The busiest hour: %(day)s %(hour)s with %(num)d visit.",
+        "The busiest hour: %(day)s %(hour)s with %(num)d visits.",
+        grid[busiest[0]][busiest[1]],
         day=full[busiest[0]],
         hour=f"{busiest[1]:02d}:00",
-        num=whole(grid[busiest[0]][busiest[1]]),
     )
     return charts.heatmap(
         "hours",
