@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import g, redirect, render_template, request, url_for
+from flask import g, jsonify, redirect, render_template, request, url_for
 from flask_babel import force_locale, format_datetime, format_time
 from flask_babel import gettext as _
 from sqlite_utils import Database
@@ -232,8 +232,10 @@ _NOT_SCREENS = {
     "visitor.reset",
     "visitor.phone",
     "visitor.matches",
-    "visitor.greetings",
 }
+# Welcome asks this every 3 seconds on the kiosk's screen: while an evacuation is on it
+# is told to reload, so a screen nobody touches turns into the roll-call at once.
+_POLLED = "visitor.greetings"
 
 
 @bp.before_app_request
@@ -247,6 +249,8 @@ def evacuation_screen():
     current = evacuation_on(g.db)
     if current is None:
         return None
+    if request.endpoint == _POLLED:
+        return jsonify({"reload": True})
     call = load(g.db, current)
     return render_template(
         "visitor/evacuation.html",

@@ -225,6 +225,7 @@
       fetch(welcome.dataset.greetings + "?since=" + since)
         .then(function (r) { return r.ok ? r.json() : []; })
         .then(function (found) {
+          if (found.reload) { window.location.reload(); return; }  // an evacuation began
           found.forEach(function (v) {
             since = Math.max(since, v.at);
             greeting.textContent = template.replace("%s", v.first_name);
