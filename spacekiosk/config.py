@@ -123,7 +123,7 @@ def label(most: int):
         value = non_empty(value, ctx)
         if len(value) > most:
             raise Invalid(f"must be at most {most} characters, not {len(value)}")
-        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
             raise Invalid("must not hold a control or formatting character")
         return value
 
