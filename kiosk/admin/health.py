@@ -18,7 +18,7 @@ from pathlib import Path
 from babel.dates import format_timedelta
 from babel.numbers import format_decimal
 from flask import current_app, g, render_template
-from flask_babel import format_datetime, format_time, get_locale
+from flask_babel import format_datetime, format_time, get_locale, ngettext
 from flask_babel import gettext as _
 
 from kiosk import space
@@ -93,7 +93,11 @@ def sync_check(state: dict, config, now: float) -> Check:
     broker, last = state["broker"], state["last_delivery_at"]
     backlog, oldest = state["backlog"] or 0, state["oldest_pending"]
     waiting = (
-        _("%(num)d hours of counts are waiting to be sent.", num=backlog)
+        ngettext(
+            "%(num)d hour of counts is waiting to be sent.",
+            "%(num)d hours of counts are waiting to be sent.",
+            backlog,
+        )
         if backlog
         else _("Nothing is waiting to be sent.")
     )
