@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from babel.dates import format_date, format_interval, get_day_names
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import format_decimal, format_percent, get_group_symbol
 from flask import g, render_template, request
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
@@ -145,7 +145,9 @@ def span_words(span: usage.Span) -> str:
 
 
 def whole(n: float) -> str:
-    return format_decimal(n, "#,##0", locale=locale())
+    # Babel's format_decimal, as "#,##0" would give, without parsing the pattern for
+    # each of the thousand cells a year's tables hold.
+    return f"{round(n):,}".replace(",", get_group_symbol(locale=locale()))
 
 
 def tenths(n: float | None) -> str:
