@@ -143,7 +143,16 @@ SPACE_TABLES = (
             ),
             Key("url", "", about="# Shown in the SpaceAPI document."),
             Key("logo", ""),
+            Key(
+                "closed_dates",
+                about="# Days closed whatever the weekday's hours say (holidays).",
+                example='# closed_dates = ["2026-12-25", "2027-01-01"]',
+            ),
         ),
+        note="# The local admins can change the space's hours, days closed, languages, "
+        "purposes,\n# capacity, screen times, guidelines, retention, SpaceAPI contact and "
+        "events on the\n# kiosk's Settings and Events pages; what they save is kept in "
+        "the database and\n# wins over this file. `spacekiosk check-config` shows both.",
     ),
     _HOURS,
     Table(
@@ -197,6 +206,12 @@ SPACE_TABLES = (
                 1,
                 about="# Raise this when the participation guidelines change: returning "
                 "visitors accept again.",
+            ),
+            Key(
+                "guidelines",
+                about="# The guidelines' text in each language (else the kiosk's own).",
+                example='# guidelines = { en = "Be kind; leave the space tidier than you '
+                'found it." }',
             ),
         ),
     ),
@@ -309,6 +324,22 @@ SPACE_TABLES = (
             Key("token_file", example='# token_file = "/etc/spacekiosk/collector-token"'),
             Key("http_after_seconds", 120),
         ),
+    ),
+    Table(
+        "spaceapi",
+        (
+            Key("email"),
+            Key("phone"),
+            Key("matrix"),
+            Key("mastodon"),
+            Key("address"),
+            Key("lat"),
+            Key("lon"),
+        ),
+        note="# How people reach the space, for the SpaceAPI document (/spaceapi.json).",
+        optional=True,
+        example='# [spaceapi]\n# email = "hello@example.org"\n# address = "1 Example '
+        'Street"\n# lat = -1.2921\n# lon = 36.8219',
     ),
     Table(
         "events",
