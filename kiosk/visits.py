@@ -368,6 +368,10 @@ def sign_out(
     db: Database, visit_id: int, now: float | None = None, clock: Watch | None = None
 ) -> Visit:
     """Close an open visit; signing out someone already out is refused, not repeated."""
+    return _close(db, visit_id, "visitor", now, clock)
+
+
+def _close(db: Database, visit_id: int, by: str, now: float | None, clock: Watch | None) -> Visit:
     with write(db):
         now, synced = _stamp(now, clock)
         visit = get(db, visit_id)
@@ -376,9 +380,9 @@ def sign_out(
         if visit.signed_out_at is not None:
             raise VisitError("already_out", status=409, since=visit.signed_out_at)
         db.conn.execute(
-            "UPDATE visits SET signed_out_at = ?, closed_by = 'visitor', "
+            "UPDATE visits SET signed_out_at = ?, closed_by = ?, "
             "clock_synced = min(clock_synced, ?) WHERE id = ?",
-            [now, int(synced), visit_id],
+            [now, by, int(synced), visit_id],
         )
     return get(db, visit_id)
 
@@ -495,19 +499,7 @@ def sign_out_by_admin(
 ) -> Visit:
     """Close a visit its visitor forgot to close, for an admin (closed_by 'admin'); a
     visit already closed is refused, as a visitor's second sign-out is."""
-    with write(db):
-        now, synced = _stamp(now, clock)
-        visit = get(db, visit_id)
-        if visit is None:
-            raise VisitError("unknown_visit", status=404)
-        if visit.signed_out_at is not None:
-            raise VisitError("already_out", status=409, since=visit.signed_out_at)
-        db.conn.execute(
-            "UPDATE visits SET signed_out_at = ?, closed_by = 'admin', "
-            "clock_synced = min(clock_synced, ?) WHERE id = ?",
-            [now, int(synced), visit_id],
-        )
-    return get(db, visit_id)
+    return _close(db, visit_id, "admin", now, clock)
 
 
 def sign_out_everyone(

@@ -182,11 +182,15 @@ def estimate(db: Database, config: SpaceConfig, now: float | None = None) -> Est
 
 def hourly(steps, hour_start: float) -> tuple[int, int]:
     """Peak people and person-minutes (the time-weighted mean times 60) in an hour."""
-    end = hour_start + 3600
-    current = value_at(steps, hour_start)
-    peak, area, last = current, 0.0, hour_start
+    return between(steps, hour_start, hour_start + 3600)
+
+
+def between(steps, start: float, end: float) -> tuple[int, int]:
+    """Peak people and person-minutes from `start` to `end`, from (time, people) steps."""
+    current = value_at(steps, start)
+    peak, area, last = current, 0.0, start
     for at, people in steps:
-        if at <= hour_start:
+        if at <= start:
             continue
         if at >= end:
             break

@@ -376,25 +376,8 @@ def _live(
     at = since
     while at < until:
         end = min(at + HOUR, until)
-        peak, minutes = _between(steps, at, end)
+        peak, minutes = occupancy.between(steps, at, end)
         seen = _hour(peak, minutes, round(opened[at] / 60))
         if seen.peak or seen.person_minutes or seen.open_minutes:
             usage.presence.setdefault(local.index(at), Presence()).add(seen)
         at += HOUR
-
-
-def _between(steps, start: float, end: float) -> tuple[int, int]:
-    """Peak people and person-minutes between start and end, from (time, people) steps:
-    `occupancy.hourly` for a stretch that may end before the hour does (now)."""
-    current = occupancy.value_at(steps, start)
-    peak, area, last = current, 0.0, start
-    for at, people in steps:
-        if at <= start:
-            continue
-        if at >= end:
-            break
-        area += current * (at - last)
-        current, last = people, at
-        peak = max(peak, people)
-    area += current * (end - last)
-    return peak, round(area / 60)

@@ -20,6 +20,7 @@ from sqlite_utils import Database
 
 from kiosk import space, visits
 from kiosk.admin import admin_required, audit, bp
+from kiosk.admin.health import sensor_name
 from spacekiosk import occupancy, sensorstate
 from spacekiosk.db import write
 
@@ -73,18 +74,6 @@ def estimate_words(estimate: occupancy.Estimate) -> tuple[str, str]:
     return source, trust
 
 
-def _sensor_name(name: str) -> str:
-    if name == "door":
-        return _("The door sensor")
-    if name.startswith("motion:"):
-        return _("The motion sensor in %(place)s", place=name.removeprefix("motion:"))
-    if name == "beam_a":
-        return _("The people counter's first beam")
-    if name == "beam_b":
-        return _("The people counter's second beam")
-    return name
-
-
 def alerts(db: Database, config, now: float) -> list[str]:
     """Each thing an admin should go and look at: a door left open, a faulty sensor."""
     found = []
@@ -96,7 +85,7 @@ def alerts(db: Database, config, now: float) -> list[str]:
     for name, state in sensorstate.health(db, config, now).items():
         if state["ok"]:
             continue
-        sensor = _sensor_name(name)
+        sensor = sensor_name(name)
         if state["since"] is None:
             found.append(_("%(sensor)s is not working.", sensor=sensor))
         else:
