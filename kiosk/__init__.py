@@ -67,6 +67,7 @@ def _settings(config: SpaceConfig) -> dict:
         "SPACE": config,
         "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS),
         "BABEL_DEFAULT_TIMEZONE": config.space.timezone.key,
+        "ADMIN_NETWORKS": config.kiosk.admin_networks,
     }
 
 

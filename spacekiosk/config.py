@@ -8,6 +8,7 @@ one with a `[central]` table configures the central collector.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -228,6 +229,28 @@ def purpose(value: str, ctx: Context) -> str:
     return value
 
 
+# The private ranges a space's own network uses: who besides the kiosk's screen may
+# reach the admin pages, unless the config names its own networks.
+PRIVATE_NETWORKS = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+
+def network(value: str, ctx: Context) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise Invalid(
+            f"{value!r} is not a network; write e.g. '192.168.1.0/24' (or one address, "
+            "'192.168.1.20/32')"
+        ) from None
+
+
 def http_url(value: str, ctx: Context) -> str:
     if value and not re.match(r"^https?://[^/\s]+", value):
         raise Invalid(f"{value!r} is not a web address; write e.g. 'http://192.168.1.20:8080'")
@@ -385,6 +408,9 @@ class Kiosk:
     # The guidelines' text in each language; a language without one shows the first
     # language's, and with none at all the kiosk's own translated text.
     guidelines: dict[str, str] = setting({}, check=paragraphs(GUIDELINES_CHARS), keys=LANGUAGES)
+    # Who may reach the admin pages besides the kiosk's own screen (which always may).
+    # File only: no admin page changes it.
+    admin_networks: tuple[str, ...] = setting(PRIVATE_NETWORKS, check=network)
 
 
 @dataclass(frozen=True, kw_only=True)

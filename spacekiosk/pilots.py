@@ -213,6 +213,13 @@ SPACE_TABLES = (
                 example='# guidelines = { en = "Be kind; leave the space tidier than you '
                 'found it." }',
             ),
+            Key(
+                "admin_networks",
+                about="# Who reaches the admin pages besides the kiosk's own screen: by "
+                "default the\n# private ranges (10/8, 172.16/12, 192.168/16, link-local, "
+                "IPv6 ULA); name yours to\n# narrow it, e.g. the space's Wi-Fi alone.",
+                example='# admin_networks = ["192.168.1.0/24"]',
+            ),
         ),
     ),
     Table(

@@ -338,6 +338,31 @@ def test_only_the_screen_and_the_space_s_networks_reach_the_admin_pages(client):
     assert client.get("/admin/screen/nobody").status_code == 404
 
 
+def test_a_space_narrows_who_reaches_the_admin_pages_to_its_own_network(tmp_path):
+    extra = '[kiosk]\nadmin_networks = ["192.168.1.0/24", "10.1.2.3"]'
+    toml = write_space_config(tmp_path / "space", broker_port=1, extra=extra)
+    client = kiosk.create_app(config.load(toml), {"TESTING": True}).test_client()
+    for address, status in (
+        ("192.168.1.30", 200),  # the space's Wi-Fi
+        ("10.1.2.3", 200),  # one address, named alone
+        ("10.1.2.4", 404),  # private, but not the space's
+        ("192.168.2.30", 404),
+        (OUTSIDE, 404),
+        ("127.0.0.1", 200),  # the kiosk's own screen, always
+    ):
+        got = client.get("/admin/login", environ_base={"REMOTE_ADDR": address}).status_code
+        assert got == status, address
+
+
+def test_a_network_that_is_not_one_is_named_in_the_config(tmp_path):
+    extra = '[kiosk]\nadmin_networks = ["192.168.1.0/24", "the wifi"]'
+    toml = write_space_config(tmp_path / "space", broker_port=1, extra=extra)
+    with pytest.raises(config.ConfigError) as refused:
+        config.load(toml)
+    assert "kiosk.admin_networks" in refused.value.report()
+    assert "'the wifi' is not a network" in refused.value.report()
+
+
 def test_visitors_still_get_no_session_cookie(client):
     for path in ("/", "/sign-in", "/sign-out", "/healthz", "/api/v1/status"):
         answer = client.get(path)

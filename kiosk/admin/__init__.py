@@ -37,24 +37,17 @@ from flask_login import current_user
 
 from kiosk import admins
 from spacekiosk import webauth
+from spacekiosk.config import PRIVATE_NETWORKS
 from spacekiosk.db import write
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 COOKIE = "spacekiosk_admin"
 FORM_COOKIE = "spacekiosk_admin_form"
-# Loopback (the kiosk's own screen) and the private ranges a space's network uses. The
-# visitor pages answer whoever reaches the kiosk; the admin pages never answer more.
-ADMIN_NETWORKS = (
-    "127.0.0.0/8",
-    "::1/128",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "169.254.0.0/16",
-    "fc00::/7",
-    "fe80::/10",
-)
+# The kiosk's own screen reaches the admin pages always; other addresses only from the
+# networks in `kiosk.admin_networks` (the private ranges unless the config says less).
+# The visitor pages answer whoever reaches the kiosk; the admin pages never answer more.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 # What answers a caller not logged in: the ways to log in, and the way out.
 PUBLIC = {"admin.login", "admin.screen", "admin.screen_pin", "admin.leave"}
 
@@ -65,7 +58,6 @@ def init_app(app: Flask) -> None:
     # it, never with the key behind the visitors' PINs.
     key = b"spacekiosk admin sessions\0" + app.config["PIN_KEY"].encode()
     app.secret_key = hashlib.sha256(key).hexdigest()
-    app.config.setdefault("ADMIN_NETWORKS", ADMIN_NETWORKS)
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE,
         SESSION_COOKIE_PATH="/admin",
@@ -73,7 +65,8 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Strict",
     )
     app.extensions["admin_networks"] = [
-        ipaddress.ip_network(n, strict=False) for n in app.config["ADMIN_NETWORKS"]
+        ipaddress.ip_network(n, strict=False)
+        for n in (*LOOPBACK, *app.config.get("ADMIN_NETWORKS", PRIVATE_NETWORKS))
     ]
     app.before_request(guard)  # before the CSRF check: strangers get 404, not 400
     csrf = webauth.init_app(
