@@ -28,6 +28,8 @@ from collector.logins import (
 from spacekiosk.config import CollectorConfig, broker_address, is_collector_login
 from spacekiosk.service import EX_CONFIG, EX_DATAERR
 
+EX_USAGE = 64  # sysexits.h: the command was used wrongly
+
 
 class Refused(Exception):
     """The command cannot do this; `code` is its exit status."""
@@ -212,6 +214,13 @@ def space_list(cfg: CollectorConfig) -> int:
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        # getpass would read a script's stdin as if typed, or die on its end: say how instead.
+        raise Refused(
+            "no terminal to ask for the password; pipe it in instead: "
+            "printf '%s\\n' \"$PASSWORD\" | spacekiosk user add NAME --password-stdin",
+            EX_USAGE,
+        )
     first = getpass.getpass("password: ")
     if getpass.getpass("again: ") != first:
         raise Refused("the two passwords differ; nothing changed")
