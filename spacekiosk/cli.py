@@ -16,12 +16,26 @@ log = logging.getLogger("spacekiosk")
 CENTRAL_PATH = "/etc/spacekiosk/central.toml"  # where spacekiosk-collector.service looks
 
 
+def _central_path(explicit: str | None) -> str:
+    """The collector's config: the one every central command finds by default."""
+    return explicit or os.environ.get("SPACEKIOSK_CONFIG") or CENTRAL_PATH
+
+
 def _load(args, want: type, secrets: bool = True) -> config.SpaceConfig | config.CollectorConfig:
     """Load and check the config, or print every problem and exit 78."""
     try:
         loaded = config.load(args.config, secrets=secrets)
     except config.ConfigError as exc:
-        print(exc.report(), file=sys.stderr)
+        if want is config.CollectorConfig and not config.find_path(args.config).exists():
+            # The core's advice (init-config --pilot) writes a space's config, not this.
+            print(
+                f"{exc.source}: file not found; write one with "
+                f"`spacekiosk init-config --central {exc.source}`, or pass "
+                "--config PATH or set SPACEKIOSK_CONFIG",
+                file=sys.stderr,
+            )
+        else:
+            print(exc.report(), file=sys.stderr)
         raise SystemExit(EX_CONFIG) from None
     if not isinstance(loaded, want):
         kind = "[space]" if want is config.SpaceConfig else "[central]"
@@ -71,6 +85,8 @@ def cmd_sync(args) -> int:
 def cmd_collector(args) -> int:
     import collector
 
+    # The central server's config, like `space`, `user` and `token`, not a space's.
+    args.config = _central_path(args.config)
     cfg = _load(args, config.CollectorConfig)
     return collector.run(cfg, stop_event())
 
@@ -116,7 +132,7 @@ def _admin(args, action) -> int:
     from collector import admin
 
     # On the central server the collector's config is the one to find.
-    args.config = args.config or os.environ.get("SPACEKIOSK_CONFIG") or CENTRAL_PATH
+    args.config = _central_path(args.config)
     cfg = _load(args, config.CollectorConfig, secrets=False)
     try:
         return action(admin, cfg)
@@ -212,13 +228,17 @@ def _secret(path: str | None, what: str, option: str, check) -> str:
 def cmd_init_config(args) -> int:
     from spacekiosk import pilots
 
-    pilot = pilots.PILOTS.get(args.pilot)
-    if pilot is None:
-        print(
-            f"unknown pilot {args.pilot!r}; choose from {', '.join(pilots.PILOTS)}", file=sys.stderr
-        )
-        return 2
-    text = pilots.render(pilot, database=args.database)
+    if args.central:
+        text = pilots.central_template(database=args.database or pilots.CENTRAL_DATABASE)
+    else:
+        pilot = pilots.PILOTS.get(args.pilot)
+        if pilot is None:
+            print(
+                f"unknown pilot {args.pilot!r}; choose from {', '.join(pilots.PILOTS)}",
+                file=sys.stderr,
+            )
+            return 2
+        text = pilots.render(pilot, database=args.database or pilots.DATABASE)
     if args.path == "-":
         sys.stdout.write(text)
         return 0
@@ -284,10 +304,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --once, give up after this long (default 120)",
     )
-    with_config(
-        command(
-            "collector", cmd_collector, "run the central collector: MQTT ingest, web page and API"
-        )
+    command(
+        "collector", cmd_collector, "run the central collector: MQTT ingest, web page and API"
+    ).add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"the collector's config (default: $SPACEKIOSK_CONFIG, else {CENTRAL_PATH})",
     )
     p = command(
         "demo",
@@ -317,15 +339,22 @@ def parser() -> argparse.ArgumentParser:
     p = command(
         "init-config",
         cmd_init_config,
-        "write a complete, commented config for one of the pilot spaces",
+        "write a complete, commented config: a pilot space's (--pilot ID) or the central "
+        f"collector's (--central; the central commands read {CENTRAL_PATH})",
     )
     p.add_argument("path", metavar="PATH", help="where to write it ('-' for stdout)")
     from spacekiosk import pilots
 
     *others, last = pilots.PILOTS
-    p.add_argument("--pilot", required=True, metavar="ID", help=f"{', '.join(others)} or {last}")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pilot", metavar="ID", help=f"a space's: {', '.join(others)} or {last}")
+    which.add_argument(
+        "--central", action="store_true", help="the central collector's, with placeholders"
+    )
     p.add_argument(
-        "--database", default=pilots.DATABASE, help="the SQLite file the config points at"
+        "--database",
+        help=f"the SQLite file the config points at (default: {pilots.DATABASE}, "
+        f"with --central {pilots.CENTRAL_DATABASE})",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     admin_commands(command, with_config)

@@ -45,6 +45,8 @@ PILOTS = {
 }
 
 DATABASE = "/var/lib/spacekiosk/space.db"  # where the spacekiosk units keep the store
+CENTRAL_DATABASE = "/var/lib/spacekiosk-collector/central.db"  # the collector unit's
+CENTRAL_MQTT_LOGIN_FILE = "/etc/spacekiosk/mqtt-password"  # as docs/central.md installs it
 # The pilots' hours until a space sets its own.
 PILOT_HOURS = {
     "mon": "10:00-21:00",
@@ -431,32 +433,78 @@ CENTRAL_TABLES = (
         (
             Key(
                 "listen",
-                about="# Where the dashboard, JSON API and CSV exports are served.",
+                "127.0.0.1:8090",
+                about="# Where the dashboard, JSON API and CSV exports are served (put a TLS\n"
+                "# proxy in front of it for anyone beyond this machine).",
             ),
-            Key("database", about="# The central SQLite store."),
-            Key("database_url", about="# A postgresql:// URL: store in PostgreSQL instead."),
-            Key("client_id"),
-            Key("shared", about="# Share the spaces' messages with other collectors."),
-            Key("secret_file"),
-            Key("mqtt_password_file"),
-            Key("public_broker"),
-            Key("public_url"),
+            Key("database", CENTRAL_DATABASE, about="# The central SQLite store."),
+            Key(
+                "database_url",
+                about="# A postgresql:// URL: store in PostgreSQL instead.",
+                example='# database_url = "postgresql://collector@localhost/spacekiosk"',
+            ),
+            Key(
+                "client_id",
+                about="# What the collector asks the broker to call it.",
+                example='# client_id = "collector-1"',
+            ),
+            Key(
+                "shared",
+                about="# Share the spaces' messages with other collectors.",
+                example="# shared = false",
+            ),
+            Key(
+                "secret_file",
+                about="# Signs the page's login cookies; made on first start if left out.",
+                example='# secret_file = "/etc/spacekiosk/central-secret"',
+            ),
+            Key(
+                "mqtt_password_file",
+                about="# The broker's password file: `spacekiosk space add` writes a space's\n"
+                "# login there (the collector itself never reads it).",
+                example='# mqtt_password_file = "/etc/mosquitto/spacekiosk.passwd"',
+            ),
+            Key(
+                "public_broker",
+                about="# The broker as the spaces reach it, for `spacekiosk space add`'s snippet.",
+                example='# public_broker = "mqtts://broker.example.org:8883"',
+            ),
+            Key(
+                "public_url",
+                about="# The collector's address as the spaces reach it (the HTTPS route).",
+                example='# public_url = "https://collector.example.org"',
+            ),
         ),
     ),
     Table(
         "mqtt",
         (
-            Key("host", about="# The central broker."),
+            Key(
+                "host",
+                about="# The central broker. Beside it, use its loopback-only listener (1883,\n"
+                "# no TLS: the connection never leaves this host); a broker elsewhere: its\n"
+                "# host name, port 8883 and tls = true.",
+            ),
             Key("port"),
             Key("tls"),
-            Key("ca_file"),
+            Key(
+                "ca_file",
+                example='# ca_file = "/etc/spacekiosk/ca.crt"        '
+                "# with tls: omit to use the system's CA certificates",
+            ),
             Key(
                 "username",
+                "collector",
                 about="# The collector's login (and client id) on the broker: collector, "
                 "collector-2, ...",
             ),
-            Key("password_file"),
-            Key("keepalive_seconds"),
+            Key(
+                "password_file",
+                CENTRAL_MQTT_LOGIN_FILE,
+                about="# Its password, on the file's first line (only the collector's user may\n"
+                "# read it).",
+            ),
+            Key("keepalive_seconds", 600),
         ),
     ),
 )
@@ -565,6 +613,23 @@ def central_toml(
         *note.splitlines(),
     ]
     return _render(CENTRAL_TABLES, _merge(_given(data), overrides or {}), head, every_key=False)
+
+
+def central_template(database: str = CENTRAL_DATABASE, broker: str = "localhost") -> str:
+    """A complete config file for the central collector, every key present and explained
+    (the optional ones as commented examples), for `spacekiosk init-config --central`."""
+    head = [
+        "spacekiosk configuration for a central collector.",
+        "Check it with `spacekiosk check-config PATH`; the collector refuses to start",
+        "(exit code 78) until it is right. Before starting it, write the collector's",
+        f"broker password into {CENTRAL_MQTT_LOGIN_FILE} (docs/central.md, step 4).",
+    ]
+    port, tls = (1883, False) if broker in ("localhost", "127.0.0.1") else (8883, True)
+    data = {
+        "central": {"database": database},
+        "mqtt": {"host": broker, "port": port, "tls": tls},
+    }
+    return _render(CENTRAL_TABLES, data, head, every_key=True)
 
 
 # --- writing TOML (tomllib reads it but does not write it) ---

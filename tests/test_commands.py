@@ -51,3 +51,51 @@ def test_user_add_without_a_terminal_says_to_use_password_stdin(tmp_path):
     no_traceback(result)
     assert result.returncode == 0, result.stderr
     assert "user ada added" in result.stdout
+
+
+def test_every_central_command_looks_for_central_toml_and_says_how_to_write_it(tmp_path):
+    missing = tmp_path / "central.toml"
+    env = {"SPACEKIOSK_CONFIG": str(missing)}
+    for args in (
+        ["collector"],
+        ["space", "list"],
+        ["user", "remove", "ada"],
+        ["token", "remove", "x"],
+    ):
+        result = run(*args, env=env)
+        no_traceback(result)
+        assert result.returncode == 78, (args, result.stderr)
+        assert f"spacekiosk init-config --central {missing}" in result.stderr, result.stderr
+        assert "--pilot" not in result.stderr
+    # Without $SPACEKIOSK_CONFIG, one default for all of them: the collector's unit's.
+    for args in (["collector"], ["space", "list"]):
+        result = run(*args)
+        assert "/etc/spacekiosk/central.toml" in result.stderr, result.stderr
+        assert "space.toml" not in result.stderr
+
+
+def test_init_config_central_writes_a_collector_config_the_commands_then_use(tmp_path):
+    path = tmp_path / "central.toml"
+    result = run("init-config", "--central", str(path))
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    assert "[central]" in text and "[space]" not in text
+    assert "# public_url" in text and "# secret_file" in text  # the optional keys, explained
+    # Its one gap is the collector's broker password, and check-config names the file.
+    result = run("check-config", str(path))
+    no_traceback(result)
+    assert result.returncode == 78
+    assert "mqtt.password_file" in result.stderr
+    (tmp_path / "mqtt-password").write_text("collector-secret\n")
+    text = text.replace("/etc/spacekiosk/mqtt-password", str(tmp_path / "mqtt-password"))
+    path.write_text(text.replace("/var/lib/spacekiosk-collector/", f"{tmp_path}/"))
+    result = run("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "central collector" in result.stdout
+    result = run("token", "add", "grafana", env={"SPACEKIOSK_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+    # A space's pilot and --central are one or the other.
+    result = run("init-config", "--central", "--pilot", "athens", str(tmp_path / "x.toml"))
+    no_traceback(result)
+    assert result.returncode == 2 and "not allowed with" in result.stderr
