@@ -136,11 +136,33 @@ def _comparison(
     ]
 
 
-def _period(now: float) -> periods.Period:
+def _period(now: float, space: str | None = None) -> periods.Period:
     try:
-        return periods.parse_period(request.args.get("period") or periods.last_full_month(now))
+        return periods.parse_period(request.args.get("period") or _default_month(now, space))
     except ValueError as exc:
         abort(400, str(exc))
+
+
+def _default_month(now: float, space: str | None = None) -> str:
+    """The month a report opens on: the last full month, what a central team reports on
+    to its funders; but when that month holds nothing (of this space) and this month
+    does, as for a programme that began this month, this month so far (the report says
+    it is still running) rather than an empty page."""
+    last = periods.last_full_month(now)
+    this = periods.recent_periods(now, 1)[0]
+    if _holds(periods.parse_period(last), space):
+        return last
+    return this if _holds(periods.parse_period(this), space) else last
+
+
+def _holds(period: periods.Period, space: str | None) -> bool:
+    """Whether any space (or `space`) stored an hour or a day in the period."""
+    sql = "SELECT 1 FROM usage WHERE hour_start >= ? AND hour_start < ?"
+    params: list = [period.start, period.end]
+    if space is not None:
+        sql += " AND space = ?"
+        params.append(space)
+    return g.db.execute(sql + " LIMIT 1", params).fetchone() is not None
 
 
 @bp.get("/reports")
@@ -151,6 +173,8 @@ def report_table():
         "reports.html",
         report=reports.report(g.db, period, now),
         choices=periods.recent_periods(now),
+        now=now,
+        over=reports.over(now),
     )
 
 
@@ -228,7 +252,7 @@ def csv_values(row: reports.Figures) -> list:
 def space_report(space: str):
     now = time.time()
     known = _space_or_404(space)
-    period = _period(now)
+    period = _period(now, space)
     until = min(period.end, periods.next_start(periods.period_start(int(now), "week"), "week"))
     history = periods.rows(g.db, until - reports.WEEKS_SHOWN * 7 * DAY, until, space)
     weeks, series = reports.weekly_visits(history, until)
@@ -263,6 +287,7 @@ def space_report(space: str):
         ),
         events=reports.breakdown(inside, "by_event"),
         now=now,
+        over=reports.over(now),
     )
 
 

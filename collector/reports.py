@@ -107,11 +107,18 @@ def _since(space: Space) -> float | None:
     return min(known) if known else None
 
 
+def over(now: float) -> int:
+    """The end of the hours that are over: a space's minute counts (connected, open,
+    occupied, person-minutes) and its peak are for those alone, even when it sends the
+    hour still running (that hour carries its sign-ins and crossings so far)."""
+    return int(now) - int(now) % periods.HOUR
+
+
 def _observed_minutes(space: Space, period: Period, now: float) -> int:
     since = _since(space)
     if since is None:
         return 0
-    return max(0, int(min(period.end, now) - max(period.start, since)) // 60)
+    return max(0, int(min(period.end, over(now)) - max(period.start, since)) // 60)
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -319,7 +326,21 @@ def _zone(name: object) -> tzinfo | None:
         return None
 
 
+# What the kiosk's purposes are called (a space sends the key; the kiosk shows visitors
+# these words, translated). A purpose a space added itself is shown as it named it.
+PURPOSE_LABELS = {
+    "cowork": "Coworking or a project",
+    "event": "An event",
+    "meeting": "A meeting",
+    "other": "Something else",
+}
+
+
 def breakdown(found: list[Row], name: str = "by_purpose") -> list[tuple[str, int]]:
-    """Sign-ins by purpose (or event), most first."""
+    """Sign-ins by purpose (by its label) or by event, most first."""
     totals = periods.total(found)[name]
-    return sorted(((label, n) for label, n in totals.items() if n), key=lambda x: (-x[1], x[0]))
+    names = PURPOSE_LABELS if name == "by_purpose" else {}
+    return sorted(
+        ((names.get(label, label), n) for label, n in totals.items() if n),
+        key=lambda x: (-x[1], x[0]),
+    )
