@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
 from collector import periods, reading, reports, store
-from collector.periods import GRANULARITIES, iso
+from collector.periods import GRANULARITIES, HOUR, iso
 from spacekiosk import protocol
 from spacekiosk.config import SPACE_ID
 from spacekiosk.protocol import Bucket
@@ -91,6 +92,7 @@ def _usage(fmt: str):
         wire = [Bucket(start, v, counts, hours).to_wire() for start, hours, v, counts in stored]
         return jsonify({"space": space, "buckets": wire})
     found = periods.summed(periods.rows(g.db, since, until, space), granularity)
+    over = reports.over(time.time())
     if fmt == "csv":
         name = f"{space or 'all'}-{granularity}"
         return _csv(space or "all", [(s, h, None, c) for s, h, c in found], name)
@@ -100,7 +102,12 @@ def _usage(fmt: str):
             "granularity": granularity,
             "from": iso(since),
             "to": iso(until),
-            "periods": [{"start": iso(s), "hours": h} | c for s, h, c in found],
+            # `hours`: the period's length, not the hours of data in it; `provisional`:
+            # it holds hours not over yet, whose minute counts and peak are still to come.
+            "periods": [
+                {"start": iso(s), "hours": h, "provisional": s + h * HOUR > over} | c
+                for s, h, c in found
+            ],
         }
     )
 

@@ -128,3 +128,28 @@ def test_report_opens_on_last_month_when_it_has_data(central):
     commit_usage(db, "demo", [Bucket(start, 1, {"signins": 4})], now=now)
     commit_usage(db, "demo", [Bucket(int(now) // HOUR * HOUR, 1, {"signins": 1})], now=now)
     assert f"Report for {last}" in logged_in(cfg).get("/reports").text
+
+
+def test_usage_says_which_periods_are_provisional(central):
+    cfg, db = central
+    now = time.time()
+    running = int(now) // HOUR * HOUR
+    yesterday = running // 86400 * 86400 - 86400 + 9 * HOUR
+    commit_usage(
+        db,
+        "demo",
+        [
+            Bucket(yesterday, 1, {"signins": 1, "open_minutes": 60, "connected_minutes": 60}),
+            Bucket(running, 1, {"signins": 2, "entries": 2}),
+        ],
+        now=now,
+    )
+    headers = {"Authorization": f"Bearer {accounts.add_api_token(db, 'figures')}"}
+    client = create_app(cfg).test_client()
+    answer = client.get("/api/v1/usage?space=demo&granularity=day", headers=headers).json
+    before, today = answer["periods"]
+    assert (before["hours"], before["provisional"], before["open_minutes"]) == (24, False, 60)
+    # The day's span is 24 hours; its running hour's minutes are still to come.
+    assert (today["hours"], today["provisional"], today["signins"]) == (24, True, 2)
+    hourly = client.get("/api/v1/usage?space=demo&granularity=hour", headers=headers).json
+    assert [p["provisional"] for p in hourly["periods"]] == [False, True]
