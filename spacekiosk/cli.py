@@ -106,7 +106,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    cfg = _load(args, (config.SpaceConfig, config.CollectorConfig))
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(config.ConfigError(exc.source, exc.problems + _hidden(exc)).report(), file=sys.stderr)
+        return EX_CONFIG
     if isinstance(cfg, config.SpaceConfig):
         sensors = [name for name, _ in cfg.sensors.pins()] or ["none"]
         print(
@@ -124,7 +128,69 @@ def cmd_check_config(args) -> int:
             f"{cfg.source}: OK — central collector on "
             f"{cfg.central.listen[0]}:{cfg.central.listen[1]}"
         )
+    # A file init-config wrote and nobody finished is valid (the kiosk and the sensors
+    # run without the broker, and the pilots' examples must check), so these are warnings
+    # and the exit status stays 0; but they say plainly that nothing will reach the centre.
+    for warning in _placeholders(cfg):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+PLACEHOLDER_HOSTS = ("example.org", "example.com", "example.net")
+
+
+def _placeholders(cfg: config.SpaceConfig | config.CollectorConfig) -> list[str]:
+    """What an untouched config still holds in place of the real thing."""
+    found = []
+    host = cfg.mqtt.host.rstrip(".").lower()
+    if any(host == name or host.endswith("." + name) for name in PLACEHOLDER_HOSTS):
+        found.append(
+            f"mqtt.host is the placeholder {cfg.mqtt.host!r}: nothing will reach the "
+            "central broker until it names yours"
+        )
+    if cfg.mqtt.password_file is None:
+        found.append(
+            "mqtt.password_file is not set: the broker refuses a login without a password; "
+            "save the one `spacekiosk space add` printed and point password_file at it"
+            if isinstance(cfg, config.SpaceConfig)
+            else "mqtt.password_file is not set: the broker refuses a login without a "
+            "password; save the collector's and point password_file at it"
+        )
+    return found
+
+
+def _hidden(exc: config.ConfigError) -> list:
+    """The problems the loader did not reach: it checks across keys (a GPIO pin used
+    twice, say) only once every table is right. Check again with each table that had a
+    problem replaced by a pilot's, and keep what is new in the other tables."""
+    import re
+    import tomllib
+
+    from spacekiosk import pilots
+
+    try:
+        data = tomllib.loads(Path(exc.source).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return []
+    failed = {re.split(r"[.\[]", p.path, maxsplit=1)[0] for p in exc.problems}
+    if "space" not in data or "" in failed:
+        return []
+    sample = tomllib.loads(pilots.render(next(iter(pilots.PILOTS.values()))))
+    for table in failed:
+        if table in sample:
+            data[table] = sample[table]
+        else:
+            data.pop(table, None)
+    try:
+        config.from_data(data, exc.source, secrets=False)
+    except config.ConfigError as again:
+        seen = set(map(str, exc.problems))
+        return [
+            p
+            for p in again.problems
+            if re.split(r"[.\[]", p.path, maxsplit=1)[0] not in failed and str(p) not in seen
+        ]
+    return []
 
 
 def _admin(args, action) -> int:
