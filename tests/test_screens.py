@@ -71,9 +71,9 @@ class Visitor:
             layout = board.get_attribute("data-layout")
             greek = "\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff"
             if greek and layout != "greek":
-                self.key(self.t("Greek letters"))
+                self.key(f"ΑΒΓ ({self.t('Greek letters')})")
             elif ch.isascii() and ch.isalpha() and layout != "latin":
-                self.key(self.t("Latin letters"))
+                self.key(f"ABC ({self.t('Latin letters')})")
             shown = board.get_by_role("button", name=ch, exact=True)
             if not shown.count():
                 self.key(self.t("Shift"))
@@ -259,6 +259,27 @@ def test_every_control_has_a_name_and_text_meets_wcag_aa(kiosk_url, touch_page):
     check("sign out")
     problems = {k: v for k, v in checks.items() if v != ([], [])}
     assert problems == {}
+
+
+def test_each_key_s_name_holds_the_text_it_shows(kiosk_url, touch_page):
+    """WCAG 2.5.3, label in name: a key that shows "ΑΒΓ" is found by a voice saying
+    "ΑΒΓ"; a symbol key (⇧, ⌫) is named for what it does."""
+    page = touch_page
+    page.goto(kiosk_url + "sign-in")
+    board = page.locator("#keyboard")
+    expect(board).to_be_visible()
+    seen = set()
+    for layout in ("ΑΒΓ (Greek letters)", "123 (Numbers and symbols)", "ABC (Latin letters)"):
+        keys = board.get_by_role("button").evaluate_all(
+            "bs => bs.map(b => [b.textContent, b.getAttribute('aria-label')])"
+        )
+        for shown, name in keys:
+            if any(ch.isalnum() for ch in shown):
+                assert shown in name, (shown, name)
+            seen.add(shown)
+        board.get_by_role("button", name=layout, exact=True).tap()
+    assert {"ΑΒΓ", "123", "ABC", "1"} - seen == set()
+    assert {"a", "A"} & seen  # the letters were there too
 
 
 def test_a_phone_signs_in_and_the_kiosk_greets(

@@ -104,7 +104,12 @@
         b.type = "button";
         b.className = "key" + (key.length > 1 || NAMES[key] ? " wide" : "");
         b.textContent = shift && key.length === 1 ? key.toLocaleUpperCase() : key;
-        b.setAttribute("aria-label", NAMES[key] || b.textContent);
+        // A key that shows letters or digits says them first, so its name holds what
+        // it shows (WCAG 2.5.3): "ΑΒΓ (Greek letters)"; a symbol key says what it does.
+        var shown = b.textContent;
+        var name = NAMES[key];
+        if (name && /[\p{L}\p{N}]/u.test(shown)) { name = shown + " (" + name + ")"; }
+        b.setAttribute("aria-label", name || shown);
         b.addEventListener("pointerdown", function (e) { e.preventDefault(); });
         b.addEventListener("click", function () { press(key); target.focus(); });
         line.appendChild(b);
