@@ -137,3 +137,32 @@ def test_check_config_reports_every_problem_in_one_run_and_warns_on_placeholders
     result = run("check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr
+
+
+def _setup(tmp_path, *args: str):
+    """scripts/setup with apt-get, sudo, pip and python3 replaced by stubs that note their call."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    for name in ("apt-get", "sudo", "python3", "pip"):
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path}/called"\n')
+        (stubs / name).chmod(0o755)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup"), *args],
+        input="",
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=30,
+    )
+
+
+def test_setup_help_prints_usage_and_installs_nothing(tmp_path):
+    for flag in ("-h", "--help"):
+        result = _setup(tmp_path, flag)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Usage: scripts/setup [run|test]")
+        assert not (tmp_path / "called").exists()
+    result = _setup(tmp_path, "--bogus")
+    assert result.returncode == 64
+    assert "unknown argument '--bogus'" in result.stderr and "Usage:" in result.stderr
+    assert not (tmp_path / "called").exists()
