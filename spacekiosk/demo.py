@@ -176,8 +176,9 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     demo = Demo(folder)
+    code = 1
     try:
-        return _run(
+        code = _run(
             demo,
             folder,
             kiosk_port or free_port(),
@@ -185,12 +186,23 @@ def run(
             sync_interval,
             ready,
             stopping,
+            kept=data is not None,
         )
+        return code
     finally:
         demo.stop()
-        if data is None:
+        if data is not None:
+            print(f"demo stopped; its files and logs stay in {folder}", flush=True)
+        elif code != 0:
+            # Its logs are what tell why it failed: never delete them then.
+            print(f"demo stopped; its files and logs are kept in {folder}", flush=True)
+        else:
             shutil.rmtree(folder, ignore_errors=True)
-        print("demo stopped", flush=True)
+            print(
+                f"demo stopped; deleted its temporary folder {folder} and the logs in it "
+                "(run it with --data DIR to keep them)",
+                flush=True,
+            )
 
 
 def _run(
@@ -201,6 +213,7 @@ def _run(
     sync_interval: int,
     ready: threading.Event | None,
     stopping: threading.Event,
+    kept: bool = True,
 ) -> int:
     space_password, collector_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     write_secret(folder / "mqtt-password", space_password)
@@ -260,7 +273,14 @@ def _run(
         flush=True,
     )
     print(broker_line, flush=True)
-    print(f"files and logs: {folder}", flush=True)
+    if kept:
+        print(f"files and logs: {folder}", flush=True)
+    else:
+        print(
+            f"files and logs: {folder}  (a temporary folder, deleted when the demo stops; "
+            "keep them with --data DIR)",
+            flush=True,
+        )
     print("press Ctrl-C to stop", flush=True)
     if ready:
         ready.set()

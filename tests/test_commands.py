@@ -5,11 +5,12 @@ never with a traceback."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_collector_config
+from conftest import wait_until, write_collector_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,3 +167,41 @@ def test_setup_help_prints_usage_and_installs_nothing(tmp_path):
     assert result.returncode == 64
     assert "unknown argument '--bogus'" in result.stderr and "Usage:" in result.stderr
     assert not (tmp_path / "called").exists()
+
+
+def test_the_demo_says_its_temporary_logs_go_on_ctrl_c_and_how_to_keep_them(tmp_path):
+    out = tmp_path / "demo.out"
+    env = {k: v for k, v in os.environ.items() if k != "SPACEKIOSK_CONFIG"}
+    env |= {"TMPDIR": str(tmp_path), "SPACEKIOSK_MOSQUITTO": ""}  # no broker: up sooner
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spacekiosk", "demo"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+        )
+    try:
+
+        def up():
+            assert proc.poll() is None, out.read_text()
+            return "press Ctrl-C" in out.read_text()
+
+        wait_until(up, timeout=60, what="the demo")
+        folders = list(tmp_path.glob("spacekiosk-demo-*"))
+        assert len(folders) == 1
+        text = out.read_text()
+        assert f"files and logs: {folders[0]}  (a temporary folder, deleted" in text
+        assert "--data DIR" in text
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.read_text()
+    assert "Traceback" not in text
+    assert f"deleted its temporary folder {folders[0]}" in text.splitlines()[-1]
+    assert "--data DIR to keep them" in text.splitlines()[-1]
+    assert not folders[0].exists()
