@@ -109,7 +109,7 @@ def cmd_check_config(args) -> int:
     try:
         cfg = config.load(args.config)
     except config.ConfigError as exc:
-        print(config.ConfigError(exc.source, exc.problems + _hidden(exc)).report(), file=sys.stderr)
+        print(exc.report(), file=sys.stderr)
         return EX_CONFIG
     if isinstance(cfg, config.SpaceConfig):
         sensors = [name for name, _ in cfg.sensors.pins()] or ["none"]
@@ -157,40 +157,6 @@ def _placeholders(cfg: config.SpaceConfig | config.CollectorConfig) -> list[str]
             "password; save the collector's and point password_file at it"
         )
     return found
-
-
-def _hidden(exc: config.ConfigError) -> list:
-    """The problems the loader did not reach: it checks across keys (a GPIO pin used
-    twice, say) only once every table is right. Check again with each table that had a
-    problem replaced by a pilot's, and keep what is new in the other tables."""
-    import re
-    import tomllib
-
-    from spacekiosk import pilots
-
-    try:
-        data = tomllib.loads(Path(exc.source).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
-        return []
-    failed = {re.split(r"[.\[]", p.path, maxsplit=1)[0] for p in exc.problems}
-    if "space" not in data or "" in failed:
-        return []
-    sample = tomllib.loads(pilots.render(next(iter(pilots.PILOTS.values()))))
-    for table in failed:
-        if table in sample:
-            data[table] = sample[table]
-        else:
-            data.pop(table, None)
-    try:
-        config.from_data(data, exc.source, secrets=False)
-    except config.ConfigError as again:
-        seen = set(map(str, exc.problems))
-        return [
-            p
-            for p in again.problems
-            if re.split(r"[.\[]", p.path, maxsplit=1)[0] not in failed and str(p) not in seen
-        ]
-    return []
 
 
 def _admin(args, action) -> int:

@@ -102,7 +102,7 @@ def test_init_config_central_writes_a_collector_config_the_commands_then_use(tmp
     assert result.returncode == 2 and "not allowed with" in result.stderr
 
 
-def test_check_config_reports_every_problem_in_one_run_and_warns_on_placeholders(tmp_path):
+def test_check_config_warns_on_an_untouched_init_config_s_placeholders(tmp_path):
     path = tmp_path / "space.toml"
     assert run("init-config", "--pilot", "athens", str(path)).returncode == 0
     # Untouched: valid (the kiosk runs without the broker), but it says what is missing.
@@ -112,25 +112,9 @@ def test_check_config_reports_every_problem_in_one_run_and_warns_on_placeholders
     assert "OK" in result.stdout
     assert "warning: mqtt.host is the placeholder 'broker.example.org'" in result.stderr
     assert "warning: mqtt.password_file is not set" in result.stderr
-    # Two problems elsewhere and a pin used twice: all three at once.
-    text = path.read_text()
-    text = text.replace('timezone = "Europe/Athens"', 'timezone = "Europe/Athen"')
-    text = text.replace("port = 8883", "port = 0")
-    text = text.replace("pin = 27", "pin = 17")
-    path.write_text(text)
-    result = run("check-config", str(path))
-    no_traceback(result)
-    assert result.returncode == 78, result.stdout
-    assert "3 problem(s)" in result.stderr, result.stderr
-    assert "space.timezone" in result.stderr and "mqtt.port" in result.stderr
-    assert "GPIO 17 is already used by sensors.door" in result.stderr
     # Fixed, with a real broker and a password file: OK and no warning.
     (tmp_path / "mqtt-password").write_text("secret\n")
-    text = text.replace('"Europe/Athen"', '"Europe/Athens"').replace("port = 0", "port = 8883")
-    lines = text.splitlines()
-    second = [i for i, line in enumerate(lines) if line == "pin = 17"][1]
-    lines[second] = "pin = 27"
-    text = "\n".join(lines) + "\n"
+    text = path.read_text()
     text = text.replace('host = "broker.example.org"', 'host = "mqtt.fablab.gr"')
     text = text.replace("[mqtt]\n", f'[mqtt]\npassword_file = "{tmp_path}/mqtt-password"\n')
     text = text.replace("/var/lib/spacekiosk/", f"{tmp_path}/")
