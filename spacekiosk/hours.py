@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from spacekiosk.config import Event, Space, SpaceConfig
+
+DAY = 86400
 
 
 @dataclass(frozen=True)
 class OpenState:
     is_open: bool
     change_at: datetime | None  # local time it closes (if open) or opens (if closed)
+    all_day: bool = False  # open and not closing in the next 24 hours
 
 
 def spans(space: Space, since: float) -> Iterator[tuple[datetime, datetime]]:
@@ -42,12 +45,33 @@ def open_intervals(space: Space, since: float, until: float) -> list[tuple[float
 
 
 def state(space: Space, now: float) -> OpenState:
-    for opens, closes in spans(space, now):
-        if opens.timestamp() <= now < closes.timestamp():
-            return OpenState(True, closes)
+    """Open or closed now, and when that changes. A span that runs into the next one (a
+    day's "24:00" into the next day's "00:00", or past midnight) is one stretch: the
+    space closes when the last of them ends, and a stretch that lasts another day or more
+    is open all day."""
+    # A span from yesterday may still be running; the week ahead is looked at as before.
+    found = sorted({*spans(space, now - DAY), *spans(space, now)})
+    for i, (opens, closes) in enumerate(found):
+        if opens.timestamp() <= now < _end(closes):
+            for later_opens, later_closes in found[i + 1 :]:
+                if later_opens.timestamp() > _end(closes):
+                    break
+                closes = max(closes, later_closes, key=_end)
+            if _end(closes) - now >= DAY:
+                return OpenState(True, _at_end(closes), all_day=True)
+            return OpenState(True, _at_end(closes))
         if now < opens.timestamp():
             return OpenState(False, opens)
     return OpenState(False, None)
+
+
+def _end(closes: datetime) -> float:
+    """When a span ends: "24:00" is kept as 23:59:59, and ends at the midnight after."""
+    return closes.timestamp() + (1 if closes.time() == time(23, 59, 59) else 0)
+
+
+def _at_end(closes: datetime) -> datetime:
+    return datetime.fromtimestamp(_end(closes), closes.tzinfo)
 
 
 def closing_time(space: Space, started: float) -> float | None:

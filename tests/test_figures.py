@@ -153,3 +153,54 @@ def test_usage_says_which_periods_are_provisional(central):
     assert (today["hours"], today["provisional"], today["signins"]) == (24, True, 2)
     hourly = client.get("/api/v1/usage?space=demo&granularity=hour", headers=headers).json
     assert [p["provisional"] for p in hourly["periods"]] == [False, True]
+
+
+# --- the kiosk's header: open all day, and a span past midnight ---
+
+
+def space_with(tmp_path, hours: dict[str, str]):
+    from conftest import write_space_config
+
+    table = "".join(f'{day} = "{span}"\n' for day, span in hours.items())
+    toml = write_space_config(tmp_path, broker_port=1, extra="[space.opening_hours]\n" + table)
+    return config.load(toml)
+
+
+ALL_DAY = dict.fromkeys(config.WEEKDAYS, "00:00-24:00")
+
+
+def local(cfg, text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=cfg.space.timezone).timestamp()
+
+
+def test_open_all_day_is_not_open_until_midnight(tmp_path):
+    from spacekiosk import hours
+
+    cfg = space_with(tmp_path, ALL_DAY)
+    now = local(cfg, "2026-11-25T23:30")
+    state = hours.state(cfg.space, now)
+    assert state.is_open and state.all_day
+
+    from kiosk import create_app
+
+    app = create_app(cfg, {"TESTING": True})
+    with app.test_client() as client:
+        page = client.get("/").text
+        assert "Open 24 hours" in page and "Open until" not in page
+        client.set_cookie("lang", "el")
+        assert "Ανοιχτά όλο το 24ωρο" in client.get("/").text
+
+
+def test_a_span_past_midnight_closes_when_the_next_day_s_ends(tmp_path):
+    from spacekiosk import hours
+
+    # Wednesday 18:00 to midnight, then Thursday from midnight to 02:00.
+    week = dict.fromkeys(config.WEEKDAYS, "closed") | {"wed": "18:00-24:00", "thu": "00:00-02:00"}
+    cfg = space_with(tmp_path, week)
+    state = hours.state(cfg.space, local(cfg, "2026-11-25T23:00"))  # a Wednesday
+    assert state.is_open and not state.all_day
+    assert state.change_at.isoformat()[:16] == "2026-11-26T02:00"
+    after = hours.state(cfg.space, local(cfg, "2026-11-26T01:00"))  # the same night
+    assert after.is_open and after.change_at.isoformat()[:16] == "2026-11-26T02:00"
+    evening = hours.state(cfg.space, local(cfg, "2026-11-25T12:00"))
+    assert not evening.is_open and evening.change_at.isoformat()[:16] == "2026-11-25T18:00"
