@@ -35,6 +35,7 @@ FORM_COOKIE = "spacekiosk_login_form"
 # spaces' own routes (which check a space's token themselves).
 PUBLIC = {
     "health.healthz",
+    "health.favicon",
     "spaces.ingest",
     "spaces.digest",
     "spaces.status",

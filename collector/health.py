@@ -23,3 +23,9 @@ def healthz():
             "committed": ingest.committed if ingest is not None else 0,
         }
     )
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The project's mark for a browser's tab, where browsers look for it unasked."""
+    return current_app.send_static_file("logo.svg"), {"Content-Type": "image/svg+xml"}

@@ -79,7 +79,7 @@ def _assets(app: Flask) -> dict[str, str]:
     """Versioned asset URLs, built once: browsers may cache them until the next release."""
     return {
         name: f"{app.static_url_path}/{name}?v={__version__}"
-        for name in ("kiosk.css", "kiosk.js", "admin.css")
+        for name in ("kiosk.css", "kiosk.js", "admin.css", "logo.svg")
     }
 
 

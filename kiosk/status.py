@@ -99,3 +99,9 @@ def healthz():
     g.db.execute("SELECT 1").fetchone()
     store = current_app.extensions["writer"].health.state
     return jsonify({"ok": store == "ok", "store": store}), 200 if store == "ok" else 503
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The project's mark for a browser's tab, where browsers look for it unasked."""
+    return current_app.send_static_file("logo.svg"), {"Content-Type": "image/svg+xml"}

@@ -225,6 +225,9 @@ def test_nothing_is_readable_without_a_login(client, path):
 def test_only_the_health_check_answers_anyone(client):
     answer = client.get("/healthz")
     assert answer.status_code == 200 and answer.json["ok"] is True
+    icon = client.get("/favicon.ico")  # and the tab's icon, which browsers ask for unasked
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    assert icon.data.startswith(b"<svg")
 
 
 def test_forms_refuse_anyone_not_logged_in(client, central):

@@ -541,3 +541,15 @@ def test_the_migration_gives_every_visitor_and_visit_a_handle(tmp_path):
     kiosk = KioskActions(app.test_client())
     step = kiosk.client.post("/sign-in", data={"name": "erased:2"})  # its placeholder key
     assert step.status_code == 200 and "It looks like your first visit" in step.text
+
+
+def test_every_page_names_the_tab_s_icon_and_it_is_there(app):
+    """Browsers ask every site for /favicon.ico: a 404 on each page fills the logs and
+    leaves the tab blank."""
+    client = app.test_client()
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    assert icon.data.startswith(b"<svg")
+    page = client.get("/").get_data(as_text=True)
+    linked = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)"', page)
+    assert linked and client.get(linked[1]).status_code == 200
