@@ -682,9 +682,44 @@ def from_data(data: dict, source: str | os.PathLike, *, secrets: bool = True) ->
     config = build(cls, data, ctx)
     if config is not None and isinstance(config, SpaceConfig):
         _check_space(config, ctx)
+    elif cls is SpaceConfig:
+        # Another table is wrong, so the whole was not built; a pin used twice is still
+        # named now, not only in the run after the rest is fixed.
+        _check_pins(_raw_pins(data.get("sensors")), ctx)
     if ctx.problems:
         raise ConfigError(name, ctx.problems)
     return dataclasses.replace(config, source=source.resolve())
+
+
+def _check_pins(pins: list[tuple[str, int]], ctx: Context) -> None:
+    seen: dict[int, str] = {}
+    for where, pin in pins:
+        if pin in seen:
+            ctx.add(
+                f"sensors.{where}",
+                f"GPIO {pin} is already used by sensors.{seen[pin]}; give each sensor its own pin",
+            )
+        seen.setdefault(pin, where)
+
+
+def _raw_pins(sensors: object) -> list[tuple[str, int]]:
+    """The valid GPIO numbers a [sensors] table as read names, where Sensors.pins() names
+    them; what is not a valid pin is the builder's to report."""
+    if not isinstance(sensors, dict):
+        return []
+
+    def pin(table: object, key: str = "pin") -> int | None:
+        value = table.get(key) if isinstance(table, dict) else None
+        valid = type(value) is int and 0 <= value <= 27
+        return value if valid else None
+
+    found = [("door", pin(sensors.get("door")))]
+    motion = sensors.get("motion")
+    for i, m in enumerate(motion if isinstance(motion, list) else []):
+        found.append((f"motion[{i}]", pin(m)))
+    counter = sensors.get("counter")
+    found += [(f"counter.{beam}", pin(counter, beam)) for beam in ("beam_a", "beam_b")]
+    return [(where, p) for where, p in found if p is not None]
 
 
 def _check_space(config: SpaceConfig, ctx: Context) -> None:
@@ -704,14 +739,7 @@ def _check_space(config: SpaceConfig, ctx: Context) -> None:
             ctx.add(where, f"lists {shown!r} twice; list each once")
     if (config.spaceapi.lat is None) != (config.spaceapi.lon is None):
         ctx.add("spaceapi", "give both lat and lon, or neither")
-    seen: dict[int, str] = {}
-    for where, pin in config.sensors.pins():
-        if pin in seen:
-            ctx.add(
-                f"sensors.{where}",
-                f"GPIO {pin} is already used by sensors.{seen[pin]}; give each sensor its own pin",
-            )
-        seen.setdefault(pin, where)
+    _check_pins(config.sensors.pins(), ctx)
     locations: set[str] = set()
     for i, motion in enumerate(config.sensors.motion):
         if motion.location in locations:

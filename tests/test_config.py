@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_collector_config
+from conftest import ROOT, write_collector_config, write_space_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -444,3 +444,18 @@ def test_what_a_space_s_status_carries_is_held_to_the_protocol_s_bounds(tmp_path
         "space.name": "must be at most 80 characters, not 81",
         "sensors.motion[0].location": "must not hold a control or formatting character",
     }
+
+
+def test_a_pin_used_twice_is_named_in_the_same_run_as_the_other_problems(tmp_path):
+    """A volunteer fixing a config sees every problem at once: the second sensor on pin
+    17 is named beside the unknown time zone, not only once the zone is fixed."""
+    text = write_space_config(
+        tmp_path, broker_port=1, extra="[sensors.door]\npin = 17\n[[sensors.motion]]\npin = 17\n"
+    ).read_text()
+    path = tmp_path / "space.toml"
+    path.write_text(text.replace('timezone = "Europe/Athens"', 'timezone = "Nowhere/Land"'))
+    with pytest.raises(config.ConfigError) as refused:
+        config.load(path)
+    report = refused.value.report()
+    assert "space.timezone" in report
+    assert "sensors.motion[0]: GPIO 17 is already used by sensors.door" in report
