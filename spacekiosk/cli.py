@@ -105,6 +105,27 @@ def cmd_demo(args) -> int:
     )
 
 
+def cmd_watch(args) -> int:
+    from spacekiosk import watch
+
+    try:
+        password = watch.read_password(args.password_file)
+        watch.broker_address(args.broker)
+    except ValueError as exc:
+        print(f"spacekiosk watch: {exc}", file=sys.stderr)
+        return 2
+    return watch.run(
+        args.broker,
+        args.username,
+        password,
+        args.topic,
+        stop_event(),
+        count=args.count,
+        out=lambda line: print(line, flush=True),
+        err=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+
+
 def cmd_check_config(args) -> int:
     try:
         cfg = config.load(args.config)
@@ -357,6 +378,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kiosk-port", type=int, default=0, help="default: a free port")
     p.add_argument("--collector-port", type=int, default=0, help="default: a free port")
     p.add_argument("--sync-interval", type=int, default=10, help="seconds between syncs")
+    p = command(
+        "watch",
+        cmd_watch,
+        "print the broker's traffic decoded: a line for each bucket of a usage batch, "
+        "each status, ack and digest, and why a payload is not readable",
+    )
+    p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST:PORT")
+    p.add_argument("--username", required=True, help="a login that reads the traffic")
+    p.add_argument(
+        "--password-file", required=True, metavar="PATH", help="its password, on the first line"
+    )
+    p.add_argument("--topic", default="spacekiosk/#", help="what to watch (default: %(default)s)")
+    p.add_argument(
+        "--count", type=int, metavar="N", help="exit after N messages (default: until Ctrl-C)"
+    )
     p = command(
         "check-config",
         cmd_check_config,
