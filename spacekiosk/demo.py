@@ -221,14 +221,17 @@ def _run(
     # The broker names each client after its login, so watching the traffic as `collector`
     # would take the collector's place: the watcher has a collector's login of its own.
     watch_password = secrets.token_urlsafe(12)
+    watch_file = write_secret(folder / "watch-password", watch_password)
     logins = {SPACE: space_password, "collector": collector_password, WATCHER: watch_password}
     broker = Broker(folder / "broker", logins)
     if find_mosquitto():
         broker.start()
         demo.broker = broker
         broker_line = (
-            f"broker: mqtt://127.0.0.1:{broker.port}  (watch it: mosquitto_sub -p "
-            f"{broker.port} -u {WATCHER} -P {watch_password} -t 'spacekiosk/#' -v)"
+            f"broker: mqtt://127.0.0.1:{broker.port}  (watch it: spacekiosk watch --broker "
+            f"mqtt://127.0.0.1:{broker.port} --username {WATCHER} --password-file {watch_file}"
+            f"; or raw: mosquitto_sub -p {broker.port} -u {WATCHER} -P {watch_password} "
+            "-t 'spacekiosk/#' -v)"
         )
     else:
         broker_line = (
