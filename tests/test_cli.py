@@ -10,7 +10,16 @@ from conftest import ROOT
 
 from spacekiosk.cli import parser
 
-COMMANDS = ["kiosk", "sensors", "sync", "collector", "demo", "check-config", "init-config"]
+COMMANDS = [
+    "kiosk",
+    "sensors",
+    "sync",
+    "collector",
+    "demo",
+    "check-config",
+    "init-config",
+    "watch",
+]
 COMMANDS += ["space", "user", "token"]
 # The central team's commands each have actions of their own.
 ACTIONS = ["space add", "space rotate", "space remove", "space list", "user add"]
