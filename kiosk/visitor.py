@@ -310,8 +310,19 @@ def returning_pin(handle: str):
     except visits.VisitError as exc:
         if exc.code in ("wrong_pin", "guidelines_changed", "pin_resting", "bad_form"):
             return _pin_step(info, _message(exc), exc.status)
+        if exc.code == "already_in" and exc.handle:
+            return _already_in(exc)
         return _name_step(_message(exc), status=exc.status)
     return _done("welcome", visit, 201)
+
+
+def _already_in(exc: visits.VisitError):
+    """A visitor who proved who they are while their visit is still open is most likely
+    leaving: one tap signs them out, through the sign-out list's own route. Only the
+    visit's handle goes on the page, as on that list, and no name."""
+    return render_template(
+        "visitor/already_in.html", message=_message(exc), handle=exc.handle
+    ), exc.status
 
 
 @bp.post("/sign-in/new")

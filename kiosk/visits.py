@@ -49,11 +49,14 @@ _ALLOWED_FORMAT = "\u200d\ufe0f"
 class VisitError(Exception):
     """A sign-in or sign-out that cannot be done; `code` names the message to show."""
 
-    def __init__(self, code: str, status: int = 400, since: float | None = None):
+    def __init__(
+        self, code: str, status: int = 400, since: float | None = None, handle: str | None = None
+    ):
         super().__init__(code)
         self.code = code
         self.status = status
         self.since = since
+        self.handle = handle  # already_in: the open visit's, for its sign-out button
 
 
 @dataclass(frozen=True)
@@ -190,11 +193,11 @@ def _replay(db: Database, request_id: str | None, same_as) -> Visit | None:
 
 def _refuse_if_present(db: Database, visitor_id: int) -> None:
     row = db.conn.execute(
-        "SELECT signed_in_at FROM visits WHERE visitor_id = ? AND signed_out_at IS NULL",
+        "SELECT signed_in_at, handle FROM visits WHERE visitor_id = ? AND signed_out_at IS NULL",
         [visitor_id],
     ).fetchone()
     if row:
-        raise VisitError("already_in", status=409, since=row[0])
+        raise VisitError("already_in", status=409, since=row[0], handle=row[1])
 
 
 def _stamp(now: float | None, clock: Watch | None) -> tuple[float, bool]:
