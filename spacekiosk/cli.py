@@ -110,7 +110,7 @@ def cmd_watch(args) -> int:
 
     try:
         password = watch.read_password(args.password_file)
-        watch.broker_address(args.broker)
+        config.broker_address(args.broker)
     except ValueError as exc:
         print(f"spacekiosk watch: {exc}", file=sys.stderr)
         return 2

@@ -11,23 +11,25 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
 from spacekiosk import protocol
+from spacekiosk.config import broker_address
 
 DEFAULT_TOPIC = "spacekiosk/#"
 
 
 def describe(topic: str, payload: bytes, now: float | None = None) -> list[str]:
-    """The lines to print for one message: one per bucket of a usage batch, else one."""
+    """The lines to print for one message: one per bucket of a usage batch, else one;
+    printable whatever the topic and payload hold."""
     try:
-        return [f"{topic}: {line}" for line in _read(topic, payload, now)]
+        lines = [f"{topic}: {line}" for line in _read(topic, payload, now)]
     except protocol.ProtocolError as exc:
-        return [f"{topic}: not readable ({exc})"]
+        lines = [f"{topic}: not readable ({exc})"]
     except Exception as exc:  # the readers raise only ProtocolError; the watcher never stops
-        return [f"{topic}: not readable ({type(exc).__name__}: {exc})"]
+        lines = [f"{topic}: not readable ({type(exc).__name__}: {exc})"]
+    return [_printable(line) for line in lines]
 
 
 def _read(topic: str, payload: bytes, now: float | None) -> list[str]:
@@ -115,15 +117,6 @@ def _printable(line: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
-def broker_address(url: str) -> tuple[str, int, bool]:
-    """(host, port, tls) of mqtt://HOST[:PORT] or mqtts://HOST[:PORT], or ValueError."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"--broker must look like mqtt://HOST:PORT, not {url!r}")
-    tls = parts.scheme == "mqtts"
-    return parts.hostname, parts.port or (8883 if tls else 1883), tls
-
-
 def read_password(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").splitlines()[0]
@@ -143,7 +136,7 @@ def run(
 ) -> int:
     """Print each message on `topic` until `stopping` is set or `count` messages came.
     0 when stopped or done; 1 when the broker cannot be reached or refuses the login."""
-    host, port, tls = broker_address(url)
+    host, port, tls = broker_address(url)  # the config's own reading of a broker URL
     seen = 0
     failed: list[str] = []
     lock = threading.Lock()
@@ -168,7 +161,7 @@ def run(
             if count is not None and seen >= count:
                 return
             for line in describe(message.topic, message.payload):
-                out(_printable(line))
+                out(line)
             seen += 1
             if count is not None and seen >= count:
                 stopping.set()

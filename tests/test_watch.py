@@ -8,6 +8,8 @@ import sys
 import time
 
 from conftest import PASSWORDS, ROOT, SPACE, publisher, wait_until
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spacekiosk import protocol
 from spacekiosk.protocol import Bucket
@@ -172,3 +174,32 @@ def test_ctrl_c_ends_it_with_0(tmp_path, broker):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- anything a stranger puts on the broker ---
+
+KINDS = st.sampled_from(["usage", "status", "ack", "digest", "other", ""])
+TOPICS = st.one_of(
+    st.builds(lambda space, kind: f"spacekiosk/v1/{space}/{kind}", st.text(max_size=20), KINDS),
+    st.text(max_size=60),
+)
+PAYLOADS = st.one_of(
+    st.binary(max_size=300),
+    st.builds(  # a real batch, then cut or bit-flipped
+        lambda n, cut: protocol.usage_message(SPACE, [Bucket(1_790_000_000, 1, {"signins": n})])[
+            :cut
+        ],
+        st.integers(0, 10_000),
+        st.integers(0, 400),
+    ),
+    st.builds(lambda text: text.encode(), st.text(max_size=200)),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(topic=TOPICS, payload=PAYLOADS)
+def test_whatever_arrives_is_one_printable_line_or_more_never_a_crash(topic, payload):
+    lines = describe(topic, payload)
+    assert lines, "every message is said"
+    for line in lines:
+        assert line.isprintable(), line  # no control character reaches the terminal
