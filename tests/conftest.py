@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -601,3 +602,16 @@ def pytest_terminal_summary(terminalreporter):
             text = f"{value:.1f}" if isinstance(value, float) else str(value)
             cells.append(f"{text:>{width}}")
         terminalreporter.write_line(" ".join(cells))
+
+
+class ErrorLog(logging.Handler):
+    """Every log record that carries a traceback or says ERROR: a page that answered a
+    hostile request with a 4xx must not have logged one."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.bad: list[str] = []
+
+    def emit(self, record):
+        if record.exc_info or record.levelno >= logging.ERROR:
+            self.bad.append(self.format(record))

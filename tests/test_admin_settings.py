@@ -15,7 +15,15 @@ from datetime import datetime
 import pytest
 import requests
 from admin import csrf_token, log_in, make_admin
-from conftest import SENSORS, http_ready, screenshot, visitor_form, wait_until, write_space_config
+from conftest import (
+    SENSORS,
+    ErrorLog,
+    http_ready,
+    screenshot,
+    visitor_form,
+    wait_until,
+    write_space_config,
+)
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -433,16 +441,6 @@ TARGETS = st.sampled_from(
 )
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.bad: list[str] = []
-
-    def emit(self, record):
-        if record.exc_info or record.levelno >= logging.ERROR:
-            self.bad.append(self.format(record))
-
-
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     """A kiosk as in production (errors rendered, not raised) and a logged-in admin."""
@@ -453,7 +451,7 @@ def hostile(tmp_path_factory):
     client = app.test_client()
     log_in(client)
     token = csrf_token(client, "/admin/settings")
-    log = _Collect()
+    log = ErrorLog()
     app.logger.addHandler(log)
     logging.getLogger().addHandler(log)
     db = open_store(app.config["SPACE"].database.path, SPACE_MIGRATIONS)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from admin import csrf_token, log_in, make_admin
-from conftest import http_ready, screenshot, visitor_form, wait_until, write_space_config
+from conftest import ErrorLog, http_ready, screenshot, visitor_form, wait_until, write_space_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import expect
@@ -334,16 +334,6 @@ def test_nobody_else_reaches_a_visitor_or_changes_one(app):
 # --- hostile input: a 4xx, never a 500 ---
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.bad: list[str] = []
-
-    def emit(self, record):
-        if record.exc_info or record.levelno >= logging.ERROR:
-            self.bad.append(self.format(record))
-
-
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     """One kiosk as in production (errors rendered, not raised), an admin logged in."""
@@ -356,7 +346,7 @@ def hostile(tmp_path_factory):
         assert client.post("/sign-in/new", data=visitor_form(name, "1234")).status_code == 201
     log_in(client)
     client.token = csrf_token(client, "/admin/visitors")
-    log = _Collect()
+    log = ErrorLog()
     logging.getLogger().addHandler(log)
     app.logger.addHandler(log)
     yield app, client, log

@@ -14,7 +14,7 @@ import sqlite3
 from urllib.parse import quote
 
 import pytest
-from conftest import visitor_form, write_space_config
+from conftest import ErrorLog, visitor_form, write_space_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
@@ -118,7 +118,7 @@ def kiosk(tmp_path_factory):
     juan = db.execute("SELECT handle FROM visitors WHERE id = 4").fetchone()[0]
     for _ in range(visits.PIN_TRIES):
         assert client.post(f"/sign-in/returning/{juan}", data={"pin": "0000"}).status_code == 403
-    log = _Collect()
+    log = ErrorLog()
     logging.getLogger().addHandler(log)
     app.logger.addHandler(log)
     state = Kiosk(app, client, db, pins, log)
@@ -127,18 +127,6 @@ def kiosk(tmp_path_factory):
     state.check_store()
     assert client.get("/").status_code == 200
     assert client.get("/sign-out").status_code == 200
-
-
-class _Collect(logging.Handler):
-    """Every log record that carries a traceback or says ERROR."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.bad: list[str] = []
-
-    def emit(self, record):
-        if record.exc_info or record.levelno >= logging.ERROR:
-            self.bad.append(self.format(record))
 
 
 class Kiosk:
