@@ -18,26 +18,30 @@ from spacekiosk.watch import describe
 WATCHER = "collector-2"  # a collector's login of its own: the tap's stays the tap's
 
 
+def watch_command(broker, password, *extra: str) -> list[str]:
+    """`spacekiosk watch` on the test's broker, as the watcher's login."""
+    return [
+        sys.executable,
+        "-m",
+        "spacekiosk",
+        "watch",
+        "--broker",
+        f"mqtt://127.0.0.1:{broker.port}",
+        "--username",
+        WATCHER,
+        "--password-file",
+        str(password),
+        *extra,
+    ]
+
+
 def test_it_prints_a_batch_a_status_and_garbage_decoded(tmp_path, broker, tap):
     password = tmp_path / "watch-password"
     password.write_text(PASSWORDS[WATCHER] + "\n")
     out, err = tmp_path / "watch.out", tmp_path / "watch.err"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spacekiosk",
-                "watch",
-                "--broker",
-                f"mqtt://127.0.0.1:{broker.port}",
-                "--username",
-                WATCHER,
-                "--password-file",
-                str(password),
-                "--count",
-                "3",
-            ],
+            watch_command(broker, password, "--count", "3"),
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
@@ -96,18 +100,7 @@ def test_it_exits_1_when_the_broker_refuses_the_login(tmp_path, broker):
     password = tmp_path / "wrong"
     password.write_text("not the password\n")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spacekiosk",
-            "watch",
-            "--broker",
-            f"mqtt://127.0.0.1:{broker.port}",
-            "--username",
-            WATCHER,
-            "--password-file",
-            str(password),
-        ],
+        watch_command(broker, password),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -149,18 +142,7 @@ def test_ctrl_c_ends_it_with_0(tmp_path, broker):
     err = tmp_path / "watch.err"
     with open(err, "wb") as stderr:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spacekiosk",
-                "watch",
-                "--broker",
-                f"mqtt://127.0.0.1:{broker.port}",
-                "--username",
-                WATCHER,
-                "--password-file",
-                str(password),
-            ],
+            watch_command(broker, password),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
