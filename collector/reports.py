@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector import periods, reading
 from collector.periods import DAY, Period, Row
+from spacekiosk.config import PURPOSE_LABELS
 
 WEEKS_SHOWN = 26  # the charts' window: about six months
 
@@ -328,14 +329,6 @@ def _zone(name: object) -> tzinfo | None:
 
 # What the kiosk's purposes are called (a space sends the key; the kiosk shows visitors
 # these words, translated). A purpose a space added itself is shown as it named it.
-PURPOSE_LABELS = {
-    "cowork": "Coworking or a project",
-    "event": "An event",
-    "meeting": "A meeting",
-    "other": "Something else",
-}
-
-
 def breakdown(found: list[Row], name: str = "by_purpose") -> list[tuple[str, int]]:
     """Sign-ins by purpose (by its label) or by event, most first."""
     totals = periods.total(found)[name]

@@ -220,6 +220,15 @@ def opening_hours(value: str, ctx: Context) -> tuple[tuple[time, time], ...]:
 
 
 PURPOSES = ("cowork", "event", "meeting", "other")
+# What the built-in purposes are called, in English: the central pages show these, the
+# kiosk its translations of the same words (kiosk/i18n.py); a space's own purposes are
+# shown as they are named.
+PURPOSE_LABELS = {
+    "cowork": "Coworking or a project",
+    "event": "An event",
+    "meeting": "A meeting",
+    "other": "Something else",
+}
 
 
 def purpose(value: str, ctx: Context) -> str:

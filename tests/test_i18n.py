@@ -15,7 +15,7 @@ from conftest import ROOT, visitor_form, write_space_config
 
 from kiosk import create_app
 from spacekiosk import config
-from spacekiosk.config import LANGUAGES
+from spacekiosk.config import LANGUAGES, PURPOSE_LABELS
 
 KIOSK = ROOT / "kiosk"
 CATALOGUES = KIOSK / "translations"
@@ -142,3 +142,13 @@ def test_catalogues_are_where_the_app_looks():
     from kiosk import TRANSLATIONS
 
     assert Path(TRANSLATIONS) == CATALOGUES
+
+
+def test_the_kiosk_and_the_central_pages_call_each_purpose_the_same(tmp_path):
+    """The central pages show the core's English labels; the kiosk translates its own
+    copy of the same words, which must stay the same words."""
+    app = create_app(config.load(write_space_config(tmp_path, broker_port=1)))
+    with app.test_request_context("/", headers={"Cookie": "lang=en"}):
+        from kiosk.i18n import PURPOSE_NAMES
+
+        assert {key: str(name) for key, name in PURPOSE_NAMES.items()} == PURPOSE_LABELS
