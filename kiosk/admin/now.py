@@ -12,7 +12,7 @@ import contextlib
 import time
 from datetime import UTC, datetime
 
-from flask import current_app, g, redirect, render_template, request, url_for
+from flask import abort, current_app, g, redirect, render_template, request, url_for
 from flask_babel import format_datetime, format_time
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -181,6 +181,8 @@ def sign_out_all_confirm():
 @admin_required
 def sign_out_all():
     up_to = request.form.get("up_to", type=int)
+    if up_to is not None and not 0 <= up_to < 2**63:  # no visit id SQLite could hold
+        abort(400, "That list of visits is not one this page showed.")
     if up_to is not None:
         writer().run(close_all, up_to, admin_name(), current_app.extensions["clock"])
     return redirect(url_for("admin.now"))
