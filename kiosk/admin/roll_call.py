@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import g, jsonify, redirect, render_template, request, url_for
+from flask import abort, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import force_locale, format_datetime, format_time
 from flask_babel import gettext as _
 from sqlite_utils import Database
@@ -28,6 +28,9 @@ REFRESH_SECONDS = 5  # how often the kiosk's roll-call screen reloads itself
 # How often an admin's phone reloads the roll-call, to see other admins' ticks: seldom
 # enough that a reload does not land in the middle of a tap.
 PHONE_REFRESH_SECONDS = 15
+
+# The largest id SQLite holds: a larger one in a URL names no roll-call (404, not a 500).
+MAX_ID = 2**63 - 1
 
 
 # --- the roll-call's state ---
@@ -205,6 +208,8 @@ def evacuation_start():
 @bp.post("/evacuation/<int:roll_call_id>/safe/<handle>")
 @admin_required
 def evacuation_mark(roll_call_id: int, handle: str):
+    if roll_call_id > MAX_ID:
+        abort(404)
     safe = request.form.get("safe", "yes") == "yes"
     if visits.is_handle(handle):
         writer().run(mark, roll_call_id, handle, safe, admin_name(), time.time())
@@ -214,6 +219,8 @@ def evacuation_mark(roll_call_id: int, handle: str):
 @bp.post("/evacuation/<int:roll_call_id>/end")
 @admin_required
 def evacuation_end(roll_call_id: int):
+    if roll_call_id > MAX_ID:
+        abort(404)
     call = load(g.db, roll_call_id)
     if call is None:
         return redirect(url_for("admin.evacuation"))
