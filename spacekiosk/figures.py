@@ -1,0 +1,568 @@
+"""What each figure the project shows means: one definition each, for every page.
+
+The collector's pages, reports and API and the kiosk's admin pages link each figure's
+label to its definition here, by its key (the anchor of the "How the figures are
+counted" pages, which both web apps render from FIGURES). docs/figures.md is written
+from it: `python -m spacekiosk.figures > docs/figures.md` (a test fails when it is out
+of date).
+
+Every definition says what is counted, over which minutes, how the hour still running
+and the days the space was closed or cut off are treated, and the unit. They describe
+what the code does (sync/buckets.py counts each hour on the Pi; collector/reports.py
+and collector/api.py add the hours up; spacekiosk/usage.py and spacekiosk/occupancy.py
+count for the admins' pages); a change there changes the definition here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The sections of the page, in order.
+SECTIONS = (
+    ("visits", "Visits and visitors"),
+    ("people", "People present"),
+    ("hours", "Opening hours and use"),
+    ("link", "Connection and sensors"),
+    ("money", "Cost"),
+    ("now", "The space now"),
+    ("data", "About the data"),
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str  # stable: the anchor every page links to
+    title: str
+    section: str
+    unit: str
+    definition: str  # one paragraph, plain text
+    names: tuple[str, ...] = ()  # its names in the API, the CSVs and the wire protocol
+    shown: tuple[str, ...] = ()  # where it is shown
+
+
+CENTRAL = "the central page"
+REPORTS = "the reports (table, CSV, printable)"
+API = "/api/v1/usage"
+HISTORY = "the kiosk's History page"
+
+# Said once, used by several definitions below.
+_RUNNING = (
+    "The hour still running is only counted when the space sends it "
+    "(sync.send_running_hour), and then only its sign-ins and counts so far."
+)
+_CLOCK = "Times taken while the Pi's clock was not yet set are left out until they are corrected."
+_OVER = (
+    "The Pi works it out only for hours that are over, so a period still running holds it "
+    "up to the end of the last hour over (the period is provisional)."
+)
+
+FIGURES: tuple[Figure, ...] = (
+    # --- visits and visitors ---
+    Figure(
+        "visits",
+        "Visits (sign-ins)",
+        "visits",
+        "sign-ins",
+        "Each sign-in on the kiosk (on its screen or a phone) is one visit, counted in the "
+        "hour it began; a person who signs in twice is two visits. A visit belongs to the "
+        "hour, day, week or month its sign-in falls in: UTC at the centre, the space's own "
+        "days on the kiosk's pages. Sign-ins count whether or not the space was open then, "
+        "and whether or not the link was up: the Pi keeps them and sends them later. "
+        + _RUNNING
+        + " "
+        + _CLOCK
+        + " Visits of visitors whose names were erased still count.",
+        ("signins", "visits"),
+        (CENTRAL, REPORTS, API, HISTORY),
+    ),
+    Figure(
+        "sign-outs",
+        "Sign-outs",
+        "visits",
+        "sign-outs",
+        "Visits that ended in the hour: signed out by the visitor, by an admin, or by the "
+        "kiosk at closing time (a visit still open when the opening hours end is closed at "
+        "the closing time). Counted in the hour of the sign-out. " + _RUNNING + " " + _CLOCK,
+        ("signouts",),
+        (API,),
+    ),
+    Figure(
+        "unique-visitors",
+        "Unique visitors (sum of hourly)",
+        "visits",
+        "visitors",
+        "For each hour, the number of different visitors who signed in in it; over a day, "
+        "week, month or quarter, those hourly numbers added up. Someone who came in two "
+        "different hours counts twice (only hourly counts leave a space, never who came), so "
+        "over a month it is not the number of different people: that number is only on the "
+        "kiosk's History page (Different people). All spaces: the spaces' sums added up. "
+        + _RUNNING
+        + " "
+        + _CLOCK,
+        ("unique_visitors", "unique_visitors_hourly_sum"),
+        (REPORTS, API),
+    ),
+    Figure(
+        "new-visitors",
+        "New visitors",
+        "visits",
+        "visitors",
+        "Of each hour's visitors, those whose first visit ever began in that hour; over a "
+        "longer period, the hours' numbers added up. A person is new once, in the hour of "
+        "their first sign-in at that space. " + _RUNNING + " " + _CLOCK,
+        ("new_visitors",),
+        (REPORTS, API),
+    ),
+    Figure(
+        "returning-visitors",
+        "Returning visitors",
+        "visits",
+        "visitors",
+        "Of each hour's visitors, those who had visited before that hour began; over a "
+        "longer period, the hours' numbers added up, so a regular who came on twelve days "
+        "of a month counts twelve times (a first-timer who comes back later in the month "
+        "counts once as new, then as returning). New plus returning is the unique visitors "
+        "(sum of hourly). " + _RUNNING + " " + _CLOCK,
+        ("returning_visitors",),
+        (REPORTS, API),
+    ),
+    Figure(
+        "different-people",
+        "Different people",
+        "visits",
+        "people",
+        "On the kiosk's History page: the number of different visitor records that signed "
+        "in at least once in the chosen days (the space's local days, up to now for a span "
+        "still running). Someone who came on ten days counts once; one person with two "
+        "records counts twice until an admin merges them. Visits of erased visitors still count, "
+        "until they are deleted after retention.visits_days. " + _CLOCK,
+        (),
+        (HISTORY,),
+    ),
+    Figure(
+        "new-people",
+        "New people",
+        "visits",
+        "people",
+        "On the kiosk's History page: of the different people in the chosen days, those "
+        "whose first visit ever fell within those days. Each counts once, on the local day "
+        "of that first visit (the charts' New people). " + _CLOCK,
+        (),
+        (HISTORY,),
+    ),
+    Figure(
+        "returning-people",
+        "Returning people",
+        "visits",
+        "people",
+        "On the kiosk's History page: the different people of the chosen days less the new "
+        "people, that is those who had come before the first chosen day. Each counts once, "
+        "however often they came.",
+        (),
+        (HISTORY,),
+    ),
+    Figure(
+        "by-purpose",
+        "Why visitors came (by purpose)",
+        "visits",
+        "sign-ins",
+        "Sign-ins by the purpose the visitor picked on the kiosk, shown by the purpose's "
+        "label (a purpose a space added itself is shown as the space named it). A sign-in "
+        "without a purpose is in the visits but under no purpose, so the purposes may add "
+        "up to fewer than the visits. Counted like visits: in the hour of the sign-in, "
+        "added up label by label.",
+        ("by_purpose", "purpose:<label>"),
+        (REPORTS, API, HISTORY),
+    ),
+    Figure(
+        "by-event",
+        "Sign-ins by event",
+        "visits",
+        "sign-ins",
+        "Sign-ins made for a community event (the visitor picked today's event on the "
+        "kiosk), by the event's name. Counted like visits: in the hour of the sign-in, "
+        "added up name by name.",
+        ("by_event", "event:<label>", "event_signins"),
+        (REPORTS, API, HISTORY),
+    ),
+    Figure(
+        "events-held",
+        "Events held",
+        "visits",
+        "events",
+        "A space's community events with at least one sign-in in the period, counted by "
+        "name (the same name on two days is one event). All spaces: the spaces' counts "
+        "added up. In brackets, the sign-ins for events. An event nobody signed in for is "
+        "not counted.",
+        ("events_held", "event_signins"),
+        (REPORTS,),
+    ),
+    Figure(
+        "visits-per-week",
+        "Visits per week",
+        "visits",
+        "sign-ins per week",
+        "Visits (sign-ins) in each ISO week, Monday 00:00 to Sunday 24:00 UTC, for the 26 "
+        "weeks up to this one (the report's period shaded); this week is so far, drawn "
+        "dashed. A rolled-up day counts in the week it starts in. On the kiosk's History "
+        "page the weeks are the space's local weeks, and the first and last count only the "
+        "chosen days. Past eight spaces the quieter ones are one summed line.",
+        (),
+        (CENTRAL, REPORTS, HISTORY),
+    ),
+    Figure(
+        "visits-by-hour-of-week",
+        "Visits by hour of the week",
+        "visits",
+        "sign-ins per hour",
+        "Sign-ins added up by weekday and hour, each space's hours in its own time zone "
+        "(UTC for a space that has not named a real zone; in a zone off UTC by part of an "
+        "hour, an hour counts at the local hour it began). A rolled-up day is left out, "
+        "since its hours are not known, and the page says how many were.",
+        (),
+        (CENTRAL, REPORTS, HISTORY),
+    ),
+    Figure(
+        "visits-per-space",
+        "Visits per space",
+        "visits",
+        "sign-ins",
+        "In the report's By size of space table: the visits of the spaces in a size band "
+        "divided by the number of spaces in it.",
+        (),
+        (REPORTS,),
+    ),
+    # --- people present ---
+    Figure(
+        "entries",
+        "Entries and exits (people counter)",
+        "people",
+        "crossings",
+        "Crossings of the people counter's beam at the door, inwards (entries) and outwards "
+        "(exits), counted in the hour they happened. Zero at a space without a counter. "
+        + _RUNNING
+        + " "
+        + _CLOCK,
+        ("entries", "exits"),
+        (API,),
+    ),
+    Figure(
+        "door-openings",
+        "Door openings",
+        "people",
+        "openings",
+        "Times the door sensor reported the door opening, in the hour it happened. "
+        + _RUNNING
+        + " "
+        + _CLOCK,
+        ("door_openings",),
+        (API,),
+    ),
+    Figure(
+        "motion-periods",
+        "Motion periods",
+        "people",
+        "periods",
+        "Times a motion sensor (PIR) started seeing motion, in the hour it started. "
+        + _RUNNING
+        + " "
+        + _CLOCK,
+        ("motion_periods",),
+        (API,),
+    ),
+    Figure(
+        "peak-occupancy",
+        "Peak occupancy (most people present at once)",
+        "people",
+        "people",
+        "The most people present at the same moment. People present are the people "
+        "counter's running total where the space has a counter (entries less exits, never "
+        "below zero, and back to zero at the first moment after closing that the door has "
+        "been shut and nothing has moved for 30 minutes); without a counter, the visits "
+        "signed in and not yet out. Over several hours, days or a rolled-up day, the "
+        "highest hour. All spaces: the highest space's peak, not how many were present "
+        "across the spaces at once. Closed hours count too. " + _OVER + " " + _CLOCK,
+        ("occupancy_peak",),
+        (REPORTS, API, HISTORY),
+    ),
+    Figure(
+        "peak-per-capacity",
+        "Peak ÷ capacity",
+        "people",
+        "percent",
+        "Peak occupancy divided by the space's capacity (the one entered on its page, or "
+        "the one its Pi reports). All spaces, and a size band: the peaks of the spaces that "
+        "have a capacity added up, divided by their capacities added up. Blank without a "
+        "capacity.",
+        ("peak_per_capacity",),
+        (REPORTS,),
+    ),
+    Figure(
+        "person-minutes",
+        "Person-minutes",
+        "people",
+        "person-minutes",
+        "People present (as in peak occupancy) added up minute by minute over the hour: "
+        "three people for twenty minutes are 60. It adds up across hours, days and spaces; "
+        "divided by 60 it is the hour's time-weighted average. Every minute of the hour "
+        "counts, open or not. " + _OVER,
+        ("person_minutes",),
+        (API,),
+    ),
+    Figure(
+        "average-occupancy",
+        "Average occupancy (people on average while open)",
+        "people",
+        "people",
+        "In the reports: person-minutes divided by open minutes, for the space or (for all "
+        "spaces and a size band) summed over the spaces. The person-minutes are those of "
+        "every hour of the period, the hours the space was closed included, while the "
+        "divisor is only the minutes it was open, so use outside the opening hours raises "
+        "it; blank when there are no open minutes. " + _OVER,
+        ("average_occupancy",),
+        (REPORTS,),
+    ),
+    Figure(
+        "present-on-average",
+        "People present on average while open",
+        "people",
+        "people",
+        "On the kiosk's History page: the person-minutes of the hours in which the space "
+        "was open for at least a minute, divided by the minutes it was open. For a space "
+        "without opening hours in the chosen days, the person-minutes divided by the "
+        "minutes of the hours anyone was there. The hours the Pi has already counted come "
+        "from its hourly counts; the most recent ones (not yet counted) are worked out from "
+        "the sensors the same way. Hours are the Pi's UTC hours, each in the local hour it "
+        "starts in.",
+        (),
+        (HISTORY,),
+    ),
+    # --- opening hours and use ---
+    Figure(
+        "occupied-minutes",
+        "Occupied minutes",
+        "hours",
+        "minutes (hours in the reports)",
+        "The minutes in which any motion sensor (PIR) was seeing motion, from its motion "
+        "event to its next still event, overlapping sensors counted once, rounded to whole "
+        "minutes per hour. Every minute counts, open or not; zero at a space without motion "
+        "sensors. The reports show it in hours. " + _OVER + " " + _CLOCK,
+        ("occupied_minutes", "occupied_hours"),
+        (REPORTS, API),
+    ),
+    Figure(
+        "open-minutes",
+        "Open minutes",
+        "hours",
+        "minutes (hours in the reports)",
+        "The minutes the opening hours in effect on the Pi (its config, with what the admins "
+        "saved) say the space was open, in the space's time zone, days closed left out. It "
+        "comes from the opening hours alone: a space that stayed shut on an open day, or "
+        "whose Pi was off, still counts those minutes, and use outside the hours adds none. "
+        "A space open 00:00 to 24:00 has 60 in each hour. The reports show it in hours. " + _OVER,
+        ("open_minutes", "open_hours"),
+        (REPORTS, API),
+    ),
+    Figure(
+        "utilisation",
+        "Utilisation (occupied hours ÷ open hours)",
+        "hours",
+        "percent",
+        "Occupied minutes divided by open minutes over the period, for a space or (all "
+        "spaces, a size band, the central page's comparison over 26 weeks) sums divided by "
+        "sums. The motion counted is at any hour, the divisor only the opening hours, so it "
+        "can pass 100 % when a space is used outside its hours. Blank (—) when there are no "
+        "open minutes; zero at a space without motion sensors. " + _OVER,
+        ("utilisation",),
+        (CENTRAL, REPORTS),
+    ),
+    # --- connection and sensors ---
+    Figure(
+        "connected-minutes",
+        "Connected minutes",
+        "link",
+        "minutes",
+        "The minutes the space's sync agent held a connection to the central broker, from "
+        "the Pi's own log of connections, rounded to whole minutes per hour. The Pi counts "
+        "them locally and sends them once the link is back, so an outage shows as hours "
+        "with fewer connected minutes, not as missing hours. " + _OVER + " " + _CLOCK,
+        ("connected_minutes",),
+        (API,),
+    ),
+    Figure(
+        "link-availability",
+        "Link availability",
+        "link",
+        "percent",
+        "Connected minutes divided by the minutes of the period since the space was first "
+        "heard from (its first message, or its oldest hour if earlier), up to the end of "
+        "the last hour that is over. All spaces: connected minutes added up divided by "
+        "those minutes added up. The minutes of hours the Pi has not sent yet (it sends "
+        "every sync.send_every_minutes, or after an outage) are in the divisor but not yet "
+        "in the connected minutes, so in a period still running it reads low until they "
+        "arrive. Every minute counts, open or not.",
+        ("link_availability",),
+        (REPORTS,),
+    ),
+    Figure(
+        "sensor-fault-minutes",
+        "Sensor fault minutes",
+        "link",
+        "minutes",
+        "The minutes in which any sensor was reported faulty (stuck, blocked, flickering), "
+        "from its fault event to its next ok event, overlapping faults counted once. " + _OVER,
+        ("sensor_fault_minutes",),
+        (API,),
+    ),
+    # --- money ---
+    Figure(
+        "cost",
+        "Cost",
+        "money",
+        "the currency entered",
+        "The running costs the central team entered on the space's page for the period's "
+        "months, added up. Blank (—) when none is entered; mixed currencies when they "
+        "cannot be added. All spaces: the spaces' costs added up when they share a currency.",
+        ("cost", "currency", "cost_months"),
+        (REPORTS,),
+    ),
+    Figure(
+        "cost-per-visit",
+        "Cost per visit",
+        "money",
+        "the currency entered, per sign-in",
+        "The cost divided by the visits in the months that have a cost entered (a month "
+        "without a cost takes neither its cost nor its visits). A month still running "
+        "divides the whole month's cost by its visits so far. All spaces: the priced "
+        "spaces' costs added up divided by their visits added up. Blank without a cost.",
+        ("cost_per_visit",),
+        (REPORTS,),
+    ),
+    # --- the space now ---
+    Figure(
+        "signed-in-now",
+        "People signed in",
+        "now",
+        "people",
+        "Visits signed in on the kiosk and not signed out yet, at this moment. Forgotten "
+        "sign-outs count until the kiosk closes them at closing time or an admin signs "
+        "them out.",
+        ("people_signed_in", "signed_in"),
+        ("the kiosk's Now page", "/api/v1/status"),
+    ),
+    Figure(
+        "people-present-now",
+        "People present, by the sensors' estimate",
+        "now",
+        "people",
+        "The people counter's running total now (as in peak occupancy), with high "
+        "confidence when the space stood empty and quiet within the last day and medium "
+        "otherwise; without a counter, the people signed in (medium confidence), or 1 "
+        "(low confidence) when nobody is signed in but a motion sensor saw motion in the "
+        "last 30 minutes.",
+        ("people", "people_now_present"),
+        ("the kiosk's Now page", "/api/v1/status", "/spaceapi.json"),
+    ),
+    Figure(
+        "online",
+        "Online and last contact",
+        "now",
+        "status and time",
+        "Online: the space's last status says its agent is connected (the broker's last "
+        "will says offline when the connection is lost). Last contact: when the collector "
+        "itself last received a valid message from the space (its retained status and "
+        "last will are not contact); usage delivered: when it last stored hours from it.",
+        ("online", "last_contact", "last_delivery"),
+        (CENTRAL, "/api/v1/spaces"),
+    ),
+    Figure(
+        "backlog",
+        "Backlog",
+        "now",
+        "hours",
+        "The hours the Pi has counted but the collector has not acknowledged yet (a "
+        "rolled-up day is 24), and since when, as the space's last status says.",
+        ("backlog", "oldest_pending"),
+        (CENTRAL, "/api/v1/spaces"),
+    ),
+    Figure(
+        "hours-stored",
+        "Hours stored",
+        "now",
+        "buckets",
+        "The hourly buckets the collector holds for the space; a rolled-up day is one.",
+        ("hours",),
+        (CENTRAL, "/api/v1/spaces"),
+    ),
+    # --- about the data ---
+    Figure(
+        "provisional",
+        "Provisional",
+        "data",
+        "yes or no",
+        "A report period, or an API period, that holds an hour not over yet. Its visits, "
+        "visitors and events count what the spaces have sent so far; its occupancy, open, "
+        "occupied and connected minutes count only the hours that are over, and its cost "
+        "per visit divides a whole month's cost by the visits so far. Hours a space has "
+        "not sent yet (its Pi sends every few hours, or after an outage) arrive later and "
+        "change a past period too.",
+        ("provisional",),
+        (REPORTS, API),
+    ),
+    Figure(
+        "period-hours",
+        "Hours of a period",
+        "data",
+        "hours",
+        "In /api/v1/usage: the length of the period (a day is 24, a week 168), however few "
+        "of its hours hold data, not the hours of data in it. By hour, a rolled-up day is "
+        "one entry of 24. Only periods with data are listed.",
+        ("hours",),
+        (API,),
+    ),
+)
+
+BY_KEY = {figure.key: figure for figure in FIGURES}
+
+
+def get(key: str) -> Figure:
+    """The figure of `key`; KeyError for a key no figure has (a link to nowhere)."""
+    return BY_KEY[key]
+
+
+def by_section() -> list[tuple[str, str, list[Figure]]]:
+    """(section key, its title, its figures) in the page's order."""
+    return [(key, title, [f for f in FIGURES if f.section == key]) for key, title in SECTIONS]
+
+
+def markdown() -> str:
+    """docs/figures.md: every definition, each under an anchor of its key."""
+    lines = [
+        "# How the figures are counted",
+        "",
+        "<!-- Written by `python -m spacekiosk.figures > docs/figures.md` from",
+        "     spacekiosk/figures.py: edit that, not this. -->",
+        "",
+        "Each figure the collector's pages, reports and API and the kiosk's admin pages "
+        "show, defined once. The pages link each figure's label to its definition here "
+        "(the collector at `/figures`, the kiosk at `/admin/figures`).",
+        "",
+        "All counts are anonymous: a space sends counts per hour, never who came.",
+    ]
+    for _key, title, found in by_section():
+        lines += ["", f"## {title}"]
+        for figure in found:
+            lines += ["", f'<a id="{figure.key}"></a>', f"### {figure.title}", ""]
+            lines.append(figure.definition)
+            lines.append("")
+            facts = [f"Unit: {figure.unit}."]
+            if figure.names:
+                facts.append("Named " + ", ".join(f"`{n}`" for n in figure.names) + ".")
+            if figure.shown:
+                facts.append("Shown on " + ", ".join(figure.shown) + ".")
+            lines.append(" ".join(facts))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
