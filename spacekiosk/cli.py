@@ -278,6 +278,74 @@ def _secret(path: str | None, what: str, option: str, check) -> str:
     return first
 
 
+def _store_of(args) -> tuple[Path, object, str]:
+    """The SQLite store a config names, the Kind of store it is, and its backup folder
+    (--to wins); exit 69 with the way to do it for a PostgreSQL central store."""
+    from spacekiosk import backup
+    from spacekiosk.migrations import SPACE_MIGRATIONS
+
+    cfg = _load(args, config.SpaceConfig | config.CollectorConfig, secrets=False)
+    if isinstance(cfg, config.SpaceConfig):
+        kind = backup.Kind(cfg.space.id, SPACE_MIGRATIONS, backup.SPACE_TABLES)
+        return cfg.database.path, kind, cfg.backup
+    from collector.store import COLLECTOR_MIGRATIONS
+
+    if cfg.central.database_url:
+        raise backup.BackupError(
+            "the central store is in PostgreSQL (central.database_url): back it up with "
+            "`pg_dump --format=custom --file=central-$(date -u +%Y%m%dT%H%M%SZ).dump DBNAME` "
+            "and restore with `pg_restore --clean --dbname=DBNAME FILE`, the collector "
+            "stopped (docs/install.md)",
+            backup.EX_UNAVAILABLE,
+        )
+    kind = backup.Kind("central", COLLECTOR_MIGRATIONS, backup.CENTRAL_TABLES)
+    return cfg.central.database, kind, cfg.backup
+
+
+def cmd_backup(args) -> int:
+    from spacekiosk import backup
+
+    try:
+        store, kind, settings = _store_of(args)
+        folder = Path(args.to) if args.to else settings.folder
+        keep = args.keep if args.keep is not None else settings.keep
+        if keep < 1:
+            raise backup.BackupError("--keep must be at least 1", 2)
+        made = backup.backup(store, folder.absolute(), kind, keep)
+    except backup.BackupError as exc:
+        print(f"spacekiosk backup: {exc}", file=sys.stderr)
+        return exc.code
+    print(f"backed up {store} to {made.path} ({made.bytes:,} bytes)")
+    for old in made.removed:
+        print(f"removed the old backup {old.name} (keeping {keep})")
+    if made.same_disk:
+        print(
+            f"warning: {folder} is on the same disk as {store}: it will not survive the "
+            "disk failing; point [backup] folder at a USB stick (docs/install.md)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from spacekiosk import backup
+
+    try:
+        store, kind, _settings = _store_of(args)
+        central = kind.tables == backup.CENTRAL_TABLES
+        units = ("spacekiosk-collector.service",) if central else backup.PI_UNITS
+        done = backup.restore(Path(args.file).absolute(), store, kind, units=units)
+    except backup.BackupError as exc:
+        print(f"spacekiosk restore: {exc}", file=sys.stderr)
+        return exc.code
+    held = "" if done.checked.visits is None else f", {done.checked.visits} visits"
+    print(f"restored {args.file} to {store} (schema version {done.checked.version}{held})")
+    if done.aside:
+        print(f"the store it replaced is kept as {done.aside}")
+    print("start the services again: sudo systemctl start spacekiosk.target")
+    return 0
+
+
 def cmd_init_config(args) -> int:
     from spacekiosk import pilots
 
@@ -426,8 +494,32 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     admin_commands(command, with_config)
+    backup_commands(command, with_config)
     central_commands(command)
     return top
+
+
+def backup_commands(command, with_config) -> None:
+    """`backup` and `restore`: the store's backups, on the Pi or the central server."""
+    p = command(
+        "backup",
+        cmd_backup,
+        "copy the store (the space's, or with the collector's config the central SQLite "
+        "store) into the backup folder while the services run, and keep the newest N",
+    )
+    with_config(p)
+    p.add_argument("--to", metavar="DIR", help="the folder (default: the config's [backup] folder)")
+    p.add_argument(
+        "--keep", type=int, metavar="N", help="backups to keep (default: [backup] keep, 14)"
+    )
+    p = command(
+        "restore",
+        cmd_restore,
+        "check a backup and put it in place of the store, keeping the current one aside "
+        "(the services must be stopped)",
+    )
+    p.add_argument("file", metavar="FILE", help="a backup made by `spacekiosk backup`")
+    with_config(p)
 
 
 def admin_commands(command, with_config) -> None:

@@ -530,6 +530,24 @@ class Retention:
     visits_days: int = setting(730, check=at_least(15, 36500))
 
 
+def backup_folder(value: Path, ctx: Context) -> Path:
+    """Where backups go. Not checked for existence here: a USB stick may be out while
+    the kiosk starts; `spacekiosk backup` says so when it runs."""
+    if str(value) == "/":
+        raise Invalid("the root folder is not a backup folder; give e.g. /media/backup/spacekiosk")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backup:
+    """Nightly backups of the store (`spacekiosk backup`, spacekiosk-backup.timer)."""
+
+    # A folder that already exists; a USB stick's is common. It is never created, so a
+    # stick that is not mounted fills no empty mount point on the SD card.
+    folder: Path = setting(Path("/var/backups/spacekiosk"), check=backup_folder)
+    keep: int = setting(14, check=at_least(1, 1000), doc="how many backups to keep")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SpaceApi:
     """How to reach the space and where it is, for its SpaceAPI document (/spaceapi.json).
@@ -570,6 +588,7 @@ class SpaceConfig:
     retention: Retention = setting(Retention())
     events: tuple[Event, ...] = setting(())
     spaceapi: SpaceApi = setting(SpaceApi())
+    backup: Backup = setting(Backup())
     source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
 
     @property
@@ -618,6 +637,7 @@ class CentralMqtt(Mqtt):
 class CollectorConfig:
     central: Central = setting(doc="add a [central] table with listen and database")
     mqtt: CentralMqtt = setting(doc="add an [mqtt] table with the broker's host")
+    backup: Backup = setting(Backup())
     source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
 
 

@@ -248,6 +248,20 @@ SPACE_TABLES = (
         ),
     ),
     Table(
+        "backup",
+        (
+            Key(
+                "folder",
+                "/var/backups/spacekiosk",
+                about="# Where the nightly backups go (spacekiosk-backup.timer runs `spacekiosk "
+                "backup`): a folder\n# that exists already, best on a USB stick. It is never "
+                "created, so a stick that is\n# not mounted fills no empty mount point on the "
+                "SD card. See docs/install.md.",
+            ),
+            Key("keep", 14, about="# How many backups to keep; the oldest go first."),
+        ),
+    ),
+    Table(
         "mqtt",
         (
             Key(
@@ -474,6 +488,20 @@ CENTRAL_TABLES = (
                 about="# The collector's address as the spaces reach it (the HTTPS route).",
                 example='# public_url = "https://collector.example.org"',
             ),
+        ),
+    ),
+    Table(
+        "backup",
+        (
+            Key(
+                "folder",
+                "/var/backups/spacekiosk",
+                about="# Where `spacekiosk backup --config central.toml` writes the central "
+                "SQLite store's\n# backups: a folder that exists already (it is never "
+                "created). With database_url,\n# back PostgreSQL up with pg_dump instead; "
+                "see docs/install.md.",
+            ),
+            Key("keep", 14, about="# How many backups to keep; the oldest go first."),
         ),
     ),
     Table(
