@@ -23,9 +23,24 @@ from flask import (
 from collector import accounts, periods, reports, store
 from collector.api import safe_cell
 from collector.periods import DAY
-from spacekiosk import charts
+from spacekiosk import charts, figures
 
 bp = Blueprint("pages", __name__)
+
+
+@bp.app_template_global("define")
+def define(key: str) -> str:
+    """The address of a figure's definition on the "How the figures are counted" page;
+    a key no figure has is an error, not a link to nowhere."""
+    return url_for("pages.figure_definitions", _anchor=figures.get(key).key)
+
+
+@bp.get("/figures")
+def figure_definitions():
+    """How the figures are counted: every definition, each under its key as an anchor.
+    Behind the same login as the other pages: it says nothing secret (docs/figures.md
+    is the same text), but nothing on the collector but /healthz is read without one."""
+    return render_template("figures.html", sections=figures.by_section())
 
 
 def _window(now: float) -> tuple[int, int]:

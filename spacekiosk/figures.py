@@ -486,11 +486,37 @@ FIGURES: tuple[Figure, ...] = (
         (CENTRAL, "/api/v1/spaces"),
     ),
     Figure(
+        "clock",
+        "Clock",
+        "now",
+        "synchronised or not",
+        "Whether the Pi's clock is set, as its last status says: synchronised when "
+        "systemd-timesyncd says so, not synchronised when it does not or when the clock "
+        "reads a date before the release (a Pi that booted without the time). While it is "
+        "not, what the Pi records is held back from the counts until the time is corrected.",
+        ("clock",),
+        (CENTRAL, "/api/v1/spaces"),
+    ),
+    Figure(
+        "sensors",
+        "Sensors",
+        "now",
+        "faults and alerts",
+        "What the space's last status says is wrong: each sensor the sensors daemon judges "
+        "faulty (stuck, blocked, flickering) and why, a door left open past "
+        "sensors.door.open_alert_minutes, and a store that is full or failing (then the Pi "
+        "is not recording). ok when none of these.",
+        ("sensors", "store"),
+        (CENTRAL, "/api/v1/spaces"),
+    ),
+    Figure(
         "hours-stored",
         "Hours stored",
         "now",
         "buckets",
-        "The hourly buckets the collector holds for the space; a rolled-up day is one.",
+        "The buckets the collector holds for the space, of all time: an hour is one, and "
+        "so is a rolled-up day. It says how much history the space has sent, not how long "
+        "it was open.",
         ("hours",),
         (CENTRAL, "/api/v1/spaces"),
     ),
