@@ -195,6 +195,7 @@ def evacuation():
         present=visits.present_count(g.db),
         when=lambda ts: when(ts, at),
         refresh_seconds=PHONE_REFRESH_SECONDS,
+        live=request.args.get("live") == "1",
     )
 
 
@@ -213,7 +214,8 @@ def evacuation_mark(roll_call_id: int, handle: str):
     safe = request.form.get("safe", "yes") == "yes"
     if visits.is_handle(handle):
         writer().run(mark, roll_call_id, handle, safe, admin_name(), time.time())
-    return redirect(url_for("admin.evacuation", _anchor=f"p-{handle}"))
+    live = "1" if request.form.get("live") == "1" else None  # still updating by itself
+    return redirect(url_for("admin.evacuation", live=live, _anchor=f"p-{handle}"))
 
 
 @bp.post("/evacuation/<int:roll_call_id>/end")
