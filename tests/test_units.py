@@ -43,8 +43,12 @@ PI_SERVICES = {
     "spacekiosk-sync.service": "sync",
 }
 SERVICES = {**PI_SERVICES, "spacekiosk-collector.service": "collector"}
+# Started by its timer, not by the target: one backup a night, then it exits.
+BACKUP, BACKUP_TIMER = "spacekiosk-backup.service", "spacekiosk-backup.timer"
+ONESHOTS = {BACKUP: "backup"}
 STATE_DIRECTORY = {"kiosk": "spacekiosk", "sensors": "spacekiosk", "sync": "spacekiosk"}
 STATE_DIRECTORY["collector"] = "spacekiosk-collector"
+STATE_DIRECTORY["backup"] = "spacekiosk"
 # systemd-analyze security's scale is 0-100 here (it prints 0.0-10.0): at most 2.0.
 MAX_EXPOSURE = 20
 
@@ -131,7 +135,7 @@ def load_unit(name: str) -> dict:
 def test_the_unit_files_are_the_expected_ones():
     kinds = {".service", ".target", ".socket", ".timer", ".path"}
     units = sorted(p.name for p in UNITS.iterdir() if p.suffix in kinds)
-    assert units == sorted([*SERVICES, TARGET])
+    assert units == sorted([*SERVICES, *ONESHOTS, BACKUP_TIMER, TARGET])
 
 
 def test_the_target_enables_every_pi_service_and_nothing_more():
@@ -146,7 +150,7 @@ def test_the_target_enables_every_pi_service_and_nothing_more():
 # --- each service against the code it starts ---
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", {**SERVICES, **ONESHOTS})
 def test_execstart_runs_a_real_spacekiosk_command(name):
     unit = load_unit(name)
     argv = exec_start(unit)
@@ -155,7 +159,7 @@ def test_execstart_runs_a_real_spacekiosk_command(name):
         args = cli.parser().parse_args(argv[1:])
     except SystemExit:
         pytest.fail(f"{name}: `spacekiosk {' '.join(argv[1:])}` is not a valid command line")
-    assert args.command == SERVICES[name]
+    assert args.command == {**SERVICES, **ONESHOTS}[name]
     assert args.config, f"{name}: pass --config explicitly"
     assert Path(args.config).parent == CONFIG_DIR, f"{name}: the config lives in {CONFIG_DIR}"
     assert words(unit, "Service", "ConfigurationDirectory") == [CONFIG_DIR.name]
@@ -261,17 +265,18 @@ def test_restart_on_failure_but_not_on_a_bad_config(name):
     assert str(EX_CONFIG) in words(unit, "Service", "RestartPreventExitStatus")
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", {**SERVICES, **ONESHOTS})
 def test_runs_as_the_shared_spacekiosk_user(name):
     unit = load_unit(name)
     assert last(unit, "Service", "User") == "spacekiosk"
     assert last(unit, "Service", "Group") == "spacekiosk"
     # Not DynamicUser=: the Pi services share one SQLite file, and with it one owner.
     assert last(unit, "Service", "DynamicUser") in (None, "no", "false")
-    assert words(unit, "Service", "StateDirectory") == [STATE_DIRECTORY[SERVICES[name]]]
+    command = {**SERVICES, **ONESHOTS}[name]
+    assert words(unit, "Service", "StateDirectory") == [STATE_DIRECTORY[command]]
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", {**SERVICES, **ONESHOTS})
 def test_hardening(name):
     unit = load_unit(name)
     expected = {
@@ -362,6 +367,57 @@ def test_example_databases_are_inside_the_state_directories():
     assert spaces >= 1
 
 
+# --- the nightly backup ---
+
+
+def test_the_backup_runs_once_a_night_from_its_timer_and_never_restarts():
+    unit = load_unit(BACKUP)
+    assert last(unit, "Service", "Type") == "oneshot"
+    assert last(unit, "Service", "Restart") in (None, "no")  # a missing stick waits a night
+    assert "Install" not in unit, "the timer starts it, not the boot"
+    assert words(unit, "Service", "UMask") == ["0077"], "backups hold visitors' names"
+    timer = load_unit(BACKUP_TIMER)
+    assert last(timer, "Timer", "OnCalendar")
+    assert last(timer, "Timer", "Persistent") == "true", "a Pi off at night backs up later"
+    assert last(timer, "Timer", "Unit") in (None, BACKUP)
+    assert words(timer, "Install", "WantedBy") == ["timers.target"]
+    # Not part of the target: stopping the services for a restore leaves it alone, and
+    # `systemctl stop spacekiosk.target` does not cut a backup short.
+    assert BACKUP not in words(load_unit(TARGET), "Install", "Also")
+
+
+def test_the_backup_may_write_the_configs_backup_folder():
+    writable = [path.lstrip("-") for path in words(load_unit(BACKUP), "Service", "ReadWritePaths")]
+    for path in sorted(CONFIGS.glob("*.toml")):
+        loaded = config.load(path)
+        if isinstance(loaded, config.SpaceConfig):
+            assert str(loaded.backup.folder) in writable, path.name
+
+
+def test_the_backup_units_command_backs_a_store_up(tmp_path):
+    """The unit's command line, on a test config whose [backup] folder is a temporary one."""
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    toml = write_space_config(
+        tmp_path / "space", broker_port=free_port(), extra=f'[backup]\nfolder = "{folder}"\n'
+    )
+    from spacekiosk.db import open_store
+    from spacekiosk.migrations import SPACE_MIGRATIONS
+
+    open_store(config.load(toml, secrets=False).database.path, SPACE_MIGRATIONS).close()
+    args = [str(toml) if Path(a).parent == CONFIG_DIR else a for a in exec_start(load_unit(BACKUP))]
+    done = subprocess.run(
+        [sys.executable, "-m", "spacekiosk", *args[1:]],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list(folder.glob("spacekiosk-*.db"))) == 1
+
+
 # --- systemd's own checks ---
 
 
@@ -392,7 +448,7 @@ def checkable_units(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name", [*SERVICES, TARGET])
+@pytest.mark.parametrize("name", [*SERVICES, *ONESHOTS, BACKUP_TIMER, TARGET])
 def test_systemd_analyze_verify(name, checkable_units):
     result = subprocess.run(
         [systemd_analyze(), "verify", "--recursive-errors=no", str(checkable_units / name)],
@@ -405,7 +461,7 @@ def test_systemd_analyze_verify(name, checkable_units):
     assert str(checkable_units) not in output, f"systemd-analyze verify {name}:\n{output}"
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", {**SERVICES, **ONESHOTS})
 def test_systemd_analyze_security(name, checkable_units):
     result = subprocess.run(
         [
