@@ -35,6 +35,12 @@ def define(key: str) -> str:
     return url_for("pages.figure_definitions", _anchor=figures.get(key).key)
 
 
+@bp.app_template_global("figure")
+def figure(key: str) -> figures.Figure:
+    """A figure's definition, for a page that prints it beside the figure."""
+    return figures.get(key)
+
+
 @bp.get("/figures")
 def figure_definitions():
     """How the figures are counted: every definition, each under its key as an anchor.

@@ -91,14 +91,12 @@ FIGURES: tuple[Figure, ...] = (
         "Unique visitors (sum of hourly)",
         "visits",
         "visitors",
-        "For each hour, the number of different visitors who signed in in it; over a day, "
-        "week, month or quarter, those hourly numbers added up. Someone who came in two "
-        "different hours counts twice (only hourly counts leave a space, never who came), so "
-        "over a month it is not the number of different people: that number is only on the "
-        "kiosk's History page (Different people). All spaces: the spaces' sums added up. "
-        + _RUNNING
-        + " "
-        + _CLOCK,
+        "The sum of each hour's distinct visitors: for each hour, the number of different "
+        "visitors who signed in in it, added up over the day, week, month or quarter. "
+        "Someone who came in two different hours counts twice (only hourly counts leave "
+        "a space, never who came), so over a month it is not the number of different "
+        "people: that number is only on the kiosk's History page (Different people). "
+        "All spaces: the spaces' sums added up. " + _RUNNING + " " + _CLOCK,
         ("unique_visitors", "unique_visitors_hourly_sum"),
         (REPORTS, API),
     ),
@@ -206,7 +204,8 @@ FIGURES: tuple[Figure, ...] = (
         "weeks up to this one (the report's period shaded); this week is so far, drawn "
         "dashed. A rolled-up day counts in the week it starts in. On the kiosk's History "
         "page the weeks are the space's local weeks, and the first and last count only the "
-        "chosen days. Past eight spaces the quieter ones are one summed line.",
+        "chosen days. With more than eight spaces, the seven busiest have a line each and "
+        "the others one summed line.",
         (),
         (CENTRAL, REPORTS, HISTORY),
     ),
@@ -492,8 +491,9 @@ FIGURES: tuple[Figure, ...] = (
         "synchronised or not",
         "Whether the Pi's clock is set, as its last status says: synchronised when "
         "systemd-timesyncd says so, not synchronised when it does not or when the clock "
-        "reads a date before the release (a Pi that booted without the time). While it is "
-        "not, what the Pi records is held back from the counts until the time is corrected.",
+        "reads a date before the release (a Pi that booted without the time), unknown when "
+        "there is no systemd-timesyncd to ask. Times the Pi records while its clock is not "
+        "trusted are held back from the counts until they are corrected.",
         ("clock",),
         (CENTRAL, "/api/v1/spaces"),
     ),
