@@ -107,7 +107,9 @@ FIGURES: tuple[Figure, ...] = (
         "visitors",
         "Of each hour's visitors, those whose first visit ever began in that hour; over a "
         "longer period, the hours' numbers added up. A person is new once, in the hour of "
-        "their first sign-in at that space. " + _RUNNING + " " + _CLOCK,
+        "their first sign-in at that space; but someone whose name was erased "
+        "(retention.days after their last visit) who comes back signs in as a first visit, "
+        "and is new again. " + _RUNNING + " " + _CLOCK,
         ("new_visitors",),
         (REPORTS, API),
     ),
@@ -144,7 +146,8 @@ FIGURES: tuple[Figure, ...] = (
         "people",
         "On the kiosk's History page: of the different people in the chosen days, those "
         "whose first visit ever fell within those days. Each counts once, on the local day "
-        "of that first visit (the charts' New people). " + _CLOCK,
+        "of that first visit (the charts' New people). Someone whose name was erased who "
+        "comes back is a new record, so new again. " + _CLOCK,
         (),
         (HISTORY,),
     ),
