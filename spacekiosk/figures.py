@@ -296,7 +296,7 @@ FIGURES: tuple[Figure, ...] = (
         "the one its Pi reports). All spaces, and a size band: the peaks of the spaces that "
         "have a capacity added up, divided by their capacities added up. Blank without a "
         "capacity.",
-        ("peak_per_capacity",),
+        ("peak_per_capacity", "capacity"),
         (REPORTS,),
     ),
     Figure(

@@ -21,9 +21,9 @@ from test_admin_history import midday_zone, seed, space_toml
 from test_collector_web import ATHENS, NAIROBI, STATUS, at
 
 import kiosk
-from collector import accounts, periods, store
+from collector import accounts, pages, periods, store
 from collector.web import create_app
-from spacekiosk import config, figures
+from spacekiosk import config, figures, protocol
 from spacekiosk.protocol import Bucket
 
 DOC = ROOT / "docs" / "figures.md"
@@ -54,6 +54,12 @@ def test_each_figure_is_defined_once_with_a_stable_key_a_unit_and_a_paragraph():
         assert f'<a id="{figure.key}"></a>' in figures.markdown()
     with pytest.raises(KeyError):
         figures.get("no-such-figure")
+
+
+def test_every_count_the_api_and_the_csv_give_is_defined():
+    named = {name for figure in figures.FIGURES for name in figure.names}
+    given = {*protocol.COUNTS, *protocol.BREAKDOWNS, *pages.CSV_COLUMNS} - {"space", "name"}
+    assert given <= named, f"defined nowhere: {sorted(given - named)}"
 
 
 # --- reading the pages ---
