@@ -246,12 +246,25 @@ def _echo(raw: str) -> str:
     return "".join(ch for ch in raw[: visits.MAX_NAME] if unicodedata.category(ch)[0] != "C")
 
 
-def _new_step(name: str, error: str | None = None, status: int = 200, form=None):
+# The first visit's step that holds the field each refusal is about: kiosk.js opens it.
+# Any other refusal (the guidelines, a busy database) stays on the last step, Sign in's.
+_ERROR_STEPS = {
+    "bad_purpose": "why",
+    "bad_email": "details",
+    "bad_pin": "details",
+    "pin_mismatch": "details",
+}
+
+
+def _new_step(
+    name: str, error: str | None = None, status: int = 200, form=None, code: str | None = None
+):
     cfg = _config()
     return render_template(
         "visitor/new.html",
         name=name,
         error=error,
+        error_step=_ERROR_STEPS.get(code or "", "guidelines"),
         form=form or {},
         purposes=[(p, i18n.PURPOSE_NAMES.get(p, p)) for p in cfg.kiosk.purposes],
         event=hours.todays_event(cfg, time.time()),
@@ -365,7 +378,7 @@ def new_visitor():
     except visits.VisitError as exc:
         safe = {k: _echo(form.get(k, "")) for k in ("purpose", "event", "accept")}
         safe["email"] = _echo(form.get("email", "")[: visits.MAX_EMAIL])
-        return _new_step(name, _message(exc), exc.status, safe)
+        return _new_step(name, _message(exc), exc.status, safe, exc.code)
     return _done("welcome", visit, 201)
 
 

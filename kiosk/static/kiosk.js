@@ -25,8 +25,9 @@
 
   // --- one submission per form: a double tap must not post twice ---
   document.querySelectorAll("form").forEach(function (form) {
-    form.addEventListener("submit", function () {
+    form.addEventListener("submit", function (e) {
       setTimeout(function () {
+        if (e.defaultPrevented) { return; }  // a step's Enter, not a submission
         form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
       }, 0);
     });
@@ -133,14 +134,28 @@
     shift = autoShift();
     keyboard.hidden = false;
     body.classList.add("typing");
+    // In a step of the first visit only the field's own group stays beside the keyboard
+    // (see kiosk.css), so that the field and the step's Next both fit above it.
+    document.querySelectorAll(".field.typing-here").forEach(function (f) {
+      f.classList.remove("typing-here");
+    });
+    var field = input.closest(".field");
+    if (field) { field.classList.add("typing-here"); }
     draw();
-    // Leave room to scroll everything above the keyboard, and keep the field in sight.
+    // Leave room to scroll everything above the keyboard, and keep the field in sight,
+    // with its step's buttons below it when they fit.
     document.querySelector("main").style.paddingBottom = keyboard.offsetHeight + "px";
-    var hidden = input.getBoundingClientRect().bottom - (window.innerHeight - keyboard.offsetHeight);
-    if (hidden > -8) { window.scrollBy(0, hidden + 16); }
+    var top = window.innerHeight - keyboard.offsetHeight;
+    var step = input.closest("[data-step]");
+    var nav = step && step.querySelector(".step-nav");
+    var keep = nav && !nav.hidden ? nav : input;
+    var hidden = keep.getBoundingClientRect().bottom - top;
+    hidden = Math.min(hidden, input.getBoundingClientRect().top - 8);
+    if (hidden > -8) { window.scrollBy(0, hidden + 8); }
   }
 
   function hide() {
+    if (!keyboard) { return; }
     keyboard.hidden = true;
     body.classList.remove("typing");
     document.querySelector("main").style.paddingBottom = "";
@@ -152,6 +167,63 @@
     });
     var first = document.querySelector("input[data-autofocus]");
     if (first) { first.focus(); }
+  }
+
+  // --- the first visit, one step at a time: the form stays one POST, and without
+  // this script every step shows at once. A refusal from the server opens the step
+  // that holds the refused field (data-error-step). ---
+  var stepped = document.querySelector("form[data-steps]");
+  if (stepped) {
+    var steps = Array.prototype.slice.call(stepped.querySelectorAll("[data-step]"));
+    var counter = stepped.querySelector(".step-count");
+    var current = 0;
+    var box = stepped.querySelector(".guidelines-text");
+    var more = document.getElementById("guidelines-more");
+
+    // The guidelines' box takes what room the screen has left, and says when it scrolls.
+    var fit = function () {
+      if (!box || box.offsetParent === null) { return; }
+      more.hidden = false;
+      box.style.maxHeight = "";
+      var over = document.documentElement.scrollHeight - window.innerHeight;
+      if (over > 0) {
+        box.style.maxHeight = Math.max(box.clientHeight - over, 72) + "px";
+      }
+      more.hidden = box.scrollHeight <= box.clientHeight + 1;
+    };
+
+    var go = function (index, focus) {
+      current = Math.max(0, Math.min(index, steps.length - 1));
+      hide();
+      steps.forEach(function (step, i) { step.hidden = i !== current; });
+      counter.textContent = steps[current].dataset.counter;
+      window.scrollTo(0, 0);
+      fit();
+      if (focus) { steps[current].querySelector("h2").focus(); }
+    };
+
+    stepped.querySelectorAll(".step-nav, [data-go]").forEach(function (el) { el.hidden = false; });
+    stepped.querySelectorAll("[data-go]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var how = button.dataset.go;
+        if (how === "skip") {  // nothing given on this step, whatever was typed
+          steps[current].querySelectorAll("input[data-keyboard]").forEach(function (input) {
+            input.value = "";
+          });
+        }
+        go(current + (how === "back" ? -1 : 1), true);
+      });
+    });
+    // Enter in a field (a phone's keyboard) goes to the next step, until the last.
+    stepped.addEventListener("submit", function (e) {
+      if (current < steps.length - 1) { e.preventDefault(); go(current + 1, true); }
+    });
+    window.addEventListener("resize", fit);
+    counter.hidden = false;
+    body.classList.add("stepped");
+    var failed = stepped.dataset.errorStep;
+    var at = steps.findIndex(function (step) { return step.dataset.step === failed; });
+    go(at < 0 ? 0 : at, at >= 0);
   }
 
   // --- returning visitors: matches for the first letters typed, masked ---
