@@ -81,8 +81,11 @@ def test_a_visitor_still_in_signs_out_from_the_sign_in(
     page.goto(kiosk_url + "sign-in")
     page.get_by_label("Name", exact=True).fill("Juan Pérez")
     page.locator("#keyboard").get_by_role("button", name="Done").tap()
+    expect(page.get_by_role("heading", name="Why are you here today?")).to_be_visible()
+    page.get_by_role("button", name="Next").tap()  # the first visit's steps
     page.get_by_label("Choose a 4-digit PIN for next time (optional)").fill("2580")
     page.get_by_label("The same PIN again").fill("2580")
+    page.get_by_role("button", name="Next").tap()
     page.get_by_label("I accept the participation guidelines").check()
     page.get_by_role("button", name="Sign in", exact=True).tap()
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Juan")

@@ -46,6 +46,9 @@ def test_a_sign_in_on_the_kiosk_reaches_the_collector(
     page.get_by_role("link", name="Sign in").tap()
     page.get_by_label("Name", exact=True).fill("Ana Papadopoulou")
     page.get_by_role("button", name="Done").tap()  # the on-screen keyboard's check key
+    expect(page.get_by_role("heading", name="Why are you here today?")).to_be_visible()
+    page.get_by_role("button", name="Next").tap()  # the first visit's steps
+    page.get_by_role("button", name="Next").tap()
     page.get_by_label("I accept the participation guidelines").check()
     page.get_by_role("button", name="Sign in").tap()
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")

@@ -109,12 +109,14 @@ def test_first_visit_return_and_sign_out_in_each_language(
     expect(page.get_by_role("heading", level=1)).to_have_text(
         t("Welcome, %(name)s! It looks like your first visit.", name=first)
     )
+    # The form comes in steps: why you came, a PIN (optional), the guidelines.
     you.tap(page.get_by_label(t("Coworking or a project")))
+    you.tap(page.get_by_role("button", name=t("Next")))
     you.tap(page.get_by_label(t("Choose a 4-digit PIN for next time (optional)")))
     you.pin("2580")
     you.tap(page.get_by_label(t("The same PIN again")))
     you.pin("2580")
-    you.key(t("Done"))
+    you.tap(page.get_by_role("button", name=t("Next")))  # above the keyboard, and puts it away
     you.tap(page.get_by_label(t("I accept the participation guidelines")))
     shot(page, screenshots, f"first-visit-{lang}")
     you.tap(page.get_by_role("button", name=t("Sign in"), exact=True))
@@ -190,7 +192,8 @@ def test_the_kiosk_makes_no_outside_request_and_stays_light(kiosk_url, touch_pag
     page.locator("#keyboard").get_by_role("button", name="Done").wait_for()
     page.get_by_label("Name", exact=True).fill("Budget Person")
     page.locator("#keyboard").get_by_role("button", name="Done").tap()
-    expect(page.get_by_label("I accept the participation guidelines")).to_be_visible()
+    expect(page.get_by_role("heading", name="Why are you here today?")).to_be_visible()
+    expect(page.get_by_label("I accept the participation guidelines")).to_be_attached()
     page.wait_for_load_state("networkidle")
     outside = [url for url, _ in seen if not url.startswith(kiosk_url)]
     assert outside == []
@@ -247,7 +250,14 @@ def test_every_control_has_a_name_and_text_meets_wcag_aa(kiosk_url, touch_page):
     check("sign-in with keyboard")
     page.get_by_label("Name", exact=True).fill("Contrast Check")
     page.locator("#keyboard").get_by_role("button", name="Done").tap()
+    expect(page.get_by_role("heading", name="Why are you here today?")).to_be_visible()
+    check("first visit, step 1")
+    page.get_by_role("button", name="Next").tap()
+    expect(page.get_by_role("heading", name="E-mail and PIN (optional)")).to_be_focused()
+    check("first visit, step 2")
+    page.get_by_role("button", name="Next").tap()
     page.get_by_label("I accept the participation guidelines").wait_for()
+    check("first visit, step 3")
     page.get_by_role("button", name="Sign in", exact=True).tap()  # without accepting
     expect(page.get_by_role("alert")).to_be_visible()
     check("first visit, with an error")
@@ -297,6 +307,10 @@ def test_a_phone_signs_in_and_the_kiosk_greets(
     t = tr("zh_Hant_TW")  # the phone's browser asked for Chinese
     phone.get_by_label(t("Name"), exact=True).fill("林美玲")
     phone.get_by_role("button", name=t("Next")).tap()
+    expect(phone.get_by_label(t("Coworking or a project"))).to_be_visible()
+    phone.get_by_role("button", name=t("Next")).tap()  # the first visit's steps
+    expect(phone.get_by_label(t("The same PIN again"))).to_be_visible()
+    phone.get_by_role("button", name=t("Next")).tap()
     phone.get_by_label(t("I accept the participation guidelines")).check()
     screenshot(phone, screenshots / "phone-first-visit.png", full_page=True)
     phone.get_by_role("button", name=t("Sign in"), exact=True).tap()
@@ -325,8 +339,11 @@ def test_two_people_of_one_name_each_sign_in_as_themselves(
             assert page.evaluate(SMALL_TARGETS) == []
             shot(page, screenshots, "same-name-en")
             page.get_by_role("button", name="No, I'm new here").tap()
+        expect(page.get_by_role("heading", name="Why are you here today?")).to_be_visible()
+        page.get_by_role("button", name="Next").tap()
         page.get_by_label("Choose a 4-digit PIN for next time (optional)").fill(pin)
         page.get_by_label("The same PIN again").fill(pin)
+        page.get_by_role("button", name="Next").tap()
         page.get_by_label("I accept the participation guidelines").check()
         page.get_by_role("button", name="Sign in", exact=True).tap()
         expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")
@@ -367,6 +384,9 @@ def test_a_double_tap_and_hostile_names_in_the_browser(kiosk_url, touch_page, tm
     page.goto(kiosk_url + "sign-in")
     page.get_by_label("Name", exact=True).fill("<img src=x onerror=alert(1)> Mallory")
     page.locator("#keyboard").get_by_role("button", name="Done").tap()
+    expect(page.get_by_role("heading", name="Why are you here today?")).to_be_visible()
+    page.get_by_role("button", name="Next").tap()
+    page.get_by_role("button", name="Next").tap()
     page.get_by_label("I accept the participation guidelines").check()
     # Two taps in the same instant: both reach the form before the page can change.
     page.get_by_role("button", name="Sign in", exact=True).evaluate(
