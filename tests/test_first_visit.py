@@ -204,7 +204,6 @@ def test_a_first_visit_by_touch_fits_every_step_on_the_screen(
     you.tap(page.get_by_role("button", name="Sign in", exact=True))
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ana")
     seconds = time.monotonic() - started - paused
-    shot("kiosk-first-visit-done")
 
     db = sqlite3.connect(tmp_path / "space.db")
     assert db.execute("SELECT purpose FROM visits").fetchall() == [("cowork",)]
