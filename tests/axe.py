@@ -4,8 +4,8 @@ from axe import violations
 assert violations(page) == []     # each a line: rule, impact, where, what to fix
 
 `scripts/setup test` fetches axe-core from the npm registry into .venv (checked against
-the registry's integrity); the page gets it as a script tag, which works under the pages'
-content security policy because Playwright adds it outside the page's own rules.
+the registry's integrity). The page gets it as an inline script tag, which the collector's
+content security policy refuses: open the page in a context with `bypass_csp=True`.
 """
 
 from __future__ import annotations

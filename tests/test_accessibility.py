@@ -199,7 +199,9 @@ def pages(browser):
                 has_touch=True,
                 is_mobile=size == PHONE,
                 locale="en-GB",
-                bypass_csp=True,  # for axe's script tag only: the pages' own rules stay
+                # axe comes as an inline script, which the collector's content security
+                # policy refuses (test_collector_web checks the policy itself).
+                bypass_csp=True,
                 **options,
             )
             made[key] = context.new_page()
