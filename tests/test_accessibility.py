@@ -525,6 +525,7 @@ def test_admin_page(kiosk, pages, which, size):
 ADMIN_REFUSALS = {
     "event": ("admin/events", "form#event-form", {"name": ""}),
     "settings": ("admin/settings", "form#signin", {"capacity": "-5"}),
+    "pin-reset": ("admin/visitors/{Fotini Papa}", "form.pin-form", {"pin": "12", "pin2": "34"}),
 }
 
 
@@ -534,7 +535,7 @@ def test_admin_form_refused(kiosk, pages, which, size):
     """A form sent back with its problems beside the fields."""
     page = admin_page(pages, kiosk, size)
     path, form, fields = ADMIN_REFUSALS[which]
-    page.goto(kiosk.url + path)
+    page.goto(kiosk.url + re.sub(r"\{([^}]+)\}", lambda m: kiosk.handles[m[1]], path))
     send(page, form, **fields)
     expect(page.locator("[aria-invalid=true], [role=alert]").first).to_be_visible()
     assert_clean(page, f"admin {which} refused at {size}")
