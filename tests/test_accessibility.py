@@ -223,18 +223,21 @@ def assert_clean(page, what: str, earlier: list[str] = ()) -> None:
 
 
 def test_axe_finds_a_known_violation(browser):
-    """An unlabelled field, an image without text and grey on grey: if axe is not
-    running, or not with the WCAG tags, this fails rather than every page passing."""
+    """An unlabelled field, an image without text, grey on grey and the keyboard's old
+    "123" key named "Numbers and symbols": if axe is not running, or not with the WCAG
+    tags and the label-in-name rule, this fails rather than every page passing."""
     context = browser.new_context()
     page = context.new_page()
     page.set_content(
         '<html lang="en"><title>t</title><main><input type="text">'
         '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">'
-        '<p style="color:#aaa;background:#bbb">faint</p></main></html>'
+        '<p style="color:#aaa;background:#bbb">faint</p>'
+        '<button aria-label="Numbers and symbols">123</button></main></html>'
     )
     result = run(page)
     found = {v["id"] for v in result["violations"]}
-    assert {"label", "image-alt", "color-contrast"} <= found, found
+    expected = {"label", "image-alt", "color-contrast", "label-content-name-mismatch"}
+    assert expected <= found, found
     assert result["version"] == "4.14.1"
     lines = describe(result["violations"])
     assert any(line.startswith("label (critical) at input") for line in lines), lines
