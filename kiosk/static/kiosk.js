@@ -7,8 +7,14 @@
   var body = document.body;
   var onKiosk = body.classList.contains("kiosk");
 
-  // --- idle reset: counts from the last touch or key, not from page load ---
+  // --- idle reset: counts from the last touch or key, not from page load. A
+  // confirmation ("Welcome, Ana") goes back sooner, on the kiosk only: a touch keeps it,
+  // and a phone is the visitor's own (no timed refresh a visitor cannot stop) ---
+  var confirmation = document.querySelector("[data-confirm-seconds]");
   var idleSeconds = parseInt(body.dataset.idleSeconds || "0", 10);
+  if (confirmation) {
+    idleSeconds = onKiosk ? parseInt(confirmation.dataset.confirmSeconds, 10) : 0;
+  }
   if (idleSeconds) {
     var idleTimer;
     var restart = function () {
@@ -290,6 +296,29 @@
     });
     spaceName.addEventListener("click", function (e) { if (held) { e.preventDefault(); } });
     spaceName.addEventListener("contextmenu", function (e) { e.preventDefault(); });
+  }
+
+  // --- an evacuation's roll-call on the kiosk's screen stays up to date in place (no
+  // timed reload): the counts and both lists, every few seconds; once it is over (the
+  // page is no roll-call any more, or cannot be had again) the screen goes home ---
+  var rollCall = document.querySelector("[data-refresh-seconds]");
+  if (rollCall) {
+    setInterval(function () {
+      fetch(window.location.href, { cache: "no-store" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          var fresh = html && new DOMParser().parseFromString(html, "text/html");
+          if (!fresh || !fresh.querySelector("[data-refresh-seconds]")) {
+            window.location.replace(body.dataset.home || "/");
+            return;
+          }
+          ["roll-count", "missing", "safe"].forEach(function (id) {
+            var now = document.getElementById(id), next = fresh.getElementById(id);
+            if (now && next && now.innerHTML !== next.innerHTML) { now.innerHTML = next.innerHTML; }
+          });
+        })
+        .catch(function () {});
+    }, parseInt(rollCall.dataset.refreshSeconds, 10) * 1000);
   }
 
   // --- greet, on the kiosk's screen, visitors who signed in on their phone ---
