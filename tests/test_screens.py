@@ -63,6 +63,7 @@ class Visitor:
 
     def type(self, text: str) -> None:
         """Type on the kiosk's own keyboard, switching layouts as a person would."""
+        expect(self.page.locator("#keyboard")).to_be_visible()  # drawn: its layout is read below
         for ch in text:
             board = self.page.locator("#keyboard")
             if ch == " ":
