@@ -116,7 +116,11 @@ def connect(central: Central, role: str = "web") -> Database | PgDatabase:
     if central.database_url:
         return open_pg(central.database_url)
     synchronous = "FULL" if role == "ingest" else "NORMAL"
-    return open_store(central.database, COLLECTOR_MIGRATIONS, synchronous=synchronous)
+    # SQLite's own page size: a server's disk is not an SD card, and `usage` rows (index
+    # b-tree rows, WITHOUT ROWID) would spill into overflow pages in the Pi's small ones.
+    return open_store(
+        central.database, COLLECTOR_MIGRATIONS, synchronous=synchronous, page_size=None
+    )
 
 
 def alive(db) -> bool:

@@ -5,7 +5,7 @@ runs the numbered migrations it knows under an exclusive lock, so whichever serv
 starts first brings the schema up to date and the others find it done.
 
 A full disk is a state to ride out, not a crash: the WAL is bounded (it is checkpointed
-every WAL_PAGES pages and cut back to JOURNAL_LIMIT bytes), a write that fails for space
+once it holds WAL_BYTES and cut back to JOURNAL_LIMIT bytes), a write that fails for space
 checkpoints and truncates the WAL at once (the only space SQLite can give back), and
 `StoreHealth` lets a service say so once, back off, and notice when writes succeed again.
 """
@@ -29,11 +29,19 @@ from sqlite_utils import Database
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 15_000
-# The WAL is checkpointed every WAL_PAGES pages (SQLite's default of 1000 pages would let
-# it grow to 4 MB, more than a nearly full card has), and cut back to JOURNAL_LIMIT bytes
-# after each checkpoint, so it never keeps hold of the space of a burst of writes.
-WAL_PAGES = 256
+# The WAL is checkpointed once it holds WAL_BYTES of pages (SQLite's default of 1000
+# pages would let it grow to 4 MB of 4 KiB pages, more than a nearly full card has), and
+# cut back to JOURNAL_LIMIT bytes after each checkpoint, so it never keeps hold of the
+# space of a burst of writes.
+WAL_BYTES = 1 << 20
 JOURNAL_LIMIT = 1 << 20
+# The page size of a store open_store() creates: every commit writes each page it
+# changed whole into the WAL, and again into the file at the checkpoint. A sign-in
+# changes a row and its index entries in a dozen b-trees, a hundred bytes each: in
+# 1 KiB pages that is a quarter of the bytes the SD card is sent with SQLite's default
+# 4 KiB (bench/sdwear.py). Rows and index entries here are small enough for it. A store
+# made with other pages keeps them (docs/install.md says how to convert one).
+PAGE_SIZE = 1024
 RECLAIM_BUSY_MS = 1000  # how long a checkpoint after a full disk waits for readers
 
 Migration = Callable[[Database], None]
@@ -49,11 +57,13 @@ def connect(
     synchronous: str = "FULL",
     readonly: bool = False,
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    page_size: int | None = None,
 ) -> Database:
     """A connection with the house pragmas, for a store already migrated by open_store().
 
     `synchronous="FULL"` is for processes that tell a person "done" (a commit survives a
-    power cut); "NORMAL" is enough where the source can resend.
+    power cut); "NORMAL" is enough where the source can resend. `page_size` applies only
+    to a file that has no page yet (see PAGE_SIZE).
     """
     path = Path(path)
     uri = f"file:{path}?mode=ro" if readonly else str(path)
@@ -67,9 +77,12 @@ def connect(
         )
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if not readonly:
+            if page_size:
+                conn.execute(f"PRAGMA page_size = {int(page_size)}")  # before the first page
             _wal(conn, busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_LIMIT}")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+            (size,) = conn.execute("PRAGMA page_size").fetchone()
+            conn.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_BYTES // size, 1)}")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         # A deleted or rewritten row's bytes are zeroed, not left in the page's free space:
@@ -99,15 +112,20 @@ def _wal(conn: sqlite3.Connection, patience: float) -> None:
 
 
 def open_store(
-    path: Path | str, migrations: Sequence[Migration], *, synchronous: str = "FULL"
+    path: Path | str,
+    migrations: Sequence[Migration],
+    *,
+    synchronous: str = "FULL",
+    page_size: int | None = PAGE_SIZE,
 ) -> Database:
-    """Open (creating if needed) the SQLite file at `path` and bring its schema up to date."""
+    """Open (creating if needed) the SQLite file at `path` and bring its schema up to date.
+    A file it creates has pages of `page_size` bytes (None: SQLite's default)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
-    db = connect(path, synchronous=synchronous)
+    db = connect(path, synchronous=synchronous, page_size=page_size)
     try:
         migrate(db, migrations, path)
     except sqlite3.DatabaseError as exc:

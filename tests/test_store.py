@@ -12,9 +12,10 @@ from conftest import ROOT, SmallDisk, wait_until, write_space_config
 
 from spacekiosk.db import (
     JOURNAL_LIMIT,
-    WAL_PAGES,
+    WAL_BYTES,
     GroupWriter,
     StoreError,
+    StoreHealth,
     connect,
     is_full,
     migrate,
@@ -132,7 +133,8 @@ def test_processes_starting_together_migrate_once(tmp_path):
 def test_every_connection_bounds_its_wal(tmp_path):
     db = open_store(tmp_path / "space.db", SPACE_MIGRATIONS)
     assert db.execute("PRAGMA journal_size_limit").fetchone()[0] == JOURNAL_LIMIT
-    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_PAGES
+    pages = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    assert pages * db.execute("PRAGMA page_size").fetchone()[0] == WAL_BYTES
 
 
 def test_a_writer_on_a_full_disk_recovers_by_itself_once_space_is_back(tmp_path, caplog):
@@ -166,7 +168,9 @@ def test_a_writer_on_a_full_disk_recovers_by_itself_once_space_is_back(tmp_path,
                 writer.run(visitor, f"Last {i} " + "x" * 60)
         assert writer.health.state == "full"
         disk.free()
-        wait_until(lambda: writer.health.state == "ok", what="the idle writer to find room")
+        # The idle writer looks again within its longest backoff, however long the spell.
+        wait_until(lambda: writer.health.state == "ok", StoreHealth.MAX_BACKOFF + 15,
+                   what="the idle writer to find room")  # fmt: skip
         writer.run(visitor, "After")
         db = connect(path)
         names = [n for (n,) in db.execute("SELECT name FROM visitors")]
