@@ -290,15 +290,17 @@ install_units() {
 
 # wait_active SECONDS UNIT... — every unit reaches and stays "active" (Type=notify: READY=1
 # sent) until the deadline; a unit restarting in a loop never does. Prints the laggards.
+# With WAIT_FAST_FAIL=1 it gives up as soon as a unit has failed or waits to restart.
 wait_active() {
-  local seconds=$1 unit state bad
+  local seconds=$1 unit state bad failing
   shift
   local deadline=$((SECONDS + seconds)) steady=0
   while :; do
-    bad=()
+    bad=() failing=""
     for unit in "$@"; do
-      state=$(systemctl show -p ActiveState --value "$unit")
-      [ "$state" = active ] || bad+=("$unit=$state")
+      state=$(systemctl show -p ActiveState,SubState --value "$unit" | paste -sd/)
+      [ "$state" = active/running ] || [ "$state" = active/waiting ] || bad+=("$unit=$state")
+      case $state in failed/* | */auto-restart) failing=1 ;; esac
     done
     if [ ${#bad[@]} -eq 0 ]; then
       # Active twice, 5 s apart: a crash right after READY=1 counts as unhealthy.
@@ -307,7 +309,7 @@ wait_active() {
     else
       steady=0
     fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
+    if [ "$SECONDS" -ge "$deadline" ] || { [ -n "$failing" ] && [ -n "${WAIT_FAST_FAIL:-}" ]; }; then
       printf '%s\n' "${bad[@]}"
       return 1
     fi

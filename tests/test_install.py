@@ -17,15 +17,18 @@ developer's machine; CI makes it afresh).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import tarfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -95,12 +98,15 @@ class Root:
         check(["mount", "--bind", str(source), str(target)])
         self.mounts.append(target)
 
-    def close(self) -> None:
+    def unmount(self) -> None:
         for target in reversed(self.mounts):
             subprocess.run(["umount", "-l", str(target)], check=False)
         self.mounts.clear()
         for target in ("proc", "sys", "dev/pts", "dev", "var/cache/spacekiosk-test-pip"):
             assert not os.path.ismount(self.path / target), f"{self.path / target} still mounted"
+
+    def close(self) -> None:
+        self.unmount()
         shutil.rmtree(self.path)
 
     def env(self) -> dict[str, str]:
@@ -117,8 +123,12 @@ class Root:
                 env[key] = os.environ[key]
         return env
 
+    def enter(self) -> list[str]:
+        """How a command gets into the root: chroot, or into the booted container."""
+        return ["chroot", str(self.path)]
+
     def run(self, *args: str, timeout: float = 600, stdin=subprocess.DEVNULL):
-        return run(["chroot", str(self.path), *args], timeout=timeout, env=self.env(), stdin=stdin)
+        return run([*self.enter(), *args], timeout=timeout, env=self.env(), stdin=stdin)
 
     def check(self, *args: str, timeout: float = 600) -> str:
         result = self.run(*args, timeout=timeout)
@@ -310,7 +320,7 @@ def store(root: Root) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{root.p('/var/lib/spacekiosk/space.db')}?mode=ro", uri=True)
 
 
-def check_pi_installation(root: Root) -> None:
+def check_pi_installation(root: Root, port: int = 8080) -> None:
     # The release, its own venv, the command on the PATH.
     release = venv_release(root)
     assert root.p(f"/opt/spacekiosk/releases/{release}/bin/spacekiosk").is_file()
@@ -368,7 +378,7 @@ def check_pi_installation(root: Root) -> None:
     autostart = root.p("/home/pi/.config/labwc/autostart")
     assert autostart.stat().st_uid == 1000
     text = autostart.read_text()
-    assert "lwrespawn /usr/local/bin/spacekiosk-screen http://127.0.0.1:8080/ &" in text
+    assert f"lwrespawn /usr/local/bin/spacekiosk-screen http://127.0.0.1:{port}/ &" in text
     environment = root.p("/home/pi/.config/labwc/environment").read_text()
     assert "XCURSOR_THEME=spacekiosk-hidden" in environment
     assert root.p("/usr/share/icons/spacekiosk-hidden/cursors/left_ptr").read_bytes()[:4] == b"Xcur"
@@ -431,62 +441,6 @@ def test_the_pi_installer_installs_then_changes_nothing_the_second_time(make_roo
     root.check(f"{SRC}/scripts/install", "--uninstall", "--purge")
     assert not root.p("/etc/spacekiosk").exists() and not root.p("/var/lib/spacekiosk").exists()
     assert "spacekiosk:" not in root.p("/etc/passwd").read_text()
-
-
-def test_an_upgrade_keeps_and_migrates_a_populated_store_and_a_downgrade_is_refused(make_root):
-    root = make_root("upgrade")
-    root.copy_tree(SRC)
-    root.copy_tree("/srv/previous", commit=PREVIOUS_RELEASE)
-    pi_secrets(root)
-
-    install(
-        root,
-        "--pilot",
-        "nairobi",
-        *ADMIN,
-        "--mqtt-password-file",
-        "/root/mqtt-password",
-        release="/srv/previous",
-    )
-    old = venv_release(root)
-    # Visitors sign in with the previous release's own code, as its kiosk would.
-    root.as_service(
-        "/opt/spacekiosk/venv/bin/python",
-        "-c",
-        "from spacekiosk import config\n"
-        "from spacekiosk.db import open_store\n"
-        "from spacekiosk.migrations import SPACE_MIGRATIONS\n"
-        "from kiosk import visits\n"
-        "cfg = config.load('/etc/spacekiosk/space.toml', secrets=False)\n"
-        "db = open_store(cfg.database.path, SPACE_MIGRATIONS)\n"
-        "for name in ('Wanjiru Kamau', 'Otieno Ouma', 'Achieng Atieno'):\n"
-        "    visitor = visits.NewVisitor(name=name, purpose='cowork', pin='2468')\n"
-        "    visits.sign_in_new(db, visitor, 'k' * 32)\n",
-    )
-    with store(root) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS) - 1
-    config_before = root.p("/etc/spacekiosk/space.toml").read_bytes()
-
-    out = install(root, "--pilot", "nairobi")
-    new = venv_release(root)
-    assert new != old and f"upgraded {old} -> {new}" in out, out
-    assert root.p(f"/opt/spacekiosk/releases/{old}/bin/spacekiosk").exists()  # for a rollback
-    assert root.p("/etc/spacekiosk/space.toml").read_bytes() == config_before
-    assert root.p("/etc/spacekiosk/mqtt-password").read_text() == "the-space-broker-password\n"
-    with store(root) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS)
-        names = {row[0] for row in db.execute("SELECT name FROM visitors")}
-        assert names == {"Wanjiru Kamau", "Otieno Ouma", "Achieng Atieno"}
-        assert db.execute("SELECT count(*) FROM visits").fetchone()[0] == 3
-    check_pi_installation(root)
-
-    # Back to the previous release over the migrated store: refused, nothing switched.
-    refused = root.run(
-        f"{SRC}/scripts/install", "--release", "/srv/previous", "--no-screen-packages"
-    )
-    assert refused.returncode != 0
-    assert "written by a newer release" in refused.stdout + refused.stderr
-    assert venv_release(root) == new
 
 
 def make_certificate(root: Root, host: str) -> None:
@@ -604,3 +558,172 @@ def test_the_central_installer_sets_up_broker_proxy_and_collector_and_space_add_
         r"^nairobi:\$7\$", root.p("/etc/mosquitto/spacekiosk.passwd").read_text(), re.M
     )
     assert "nairobi" in root.check("spacekiosk", "space", "list")
+
+
+# --- a live upgrade, under a real systemd -------------------------------------------------
+
+
+class Booted:
+    """The root booted with systemd-nspawn: systemd is PID 1 inside, sharing this
+    machine's network (the installer fetches packages), entered with nsenter."""
+
+    def __init__(self, root: Root) -> None:
+        if not shutil.which("systemd-nspawn"):
+            pytest.fail("systemd-nspawn is not installed: run scripts/setup test")
+        self.root = root
+        root.unmount()
+        self.process = subprocess.Popen(
+            [
+                "systemd-nspawn",
+                "--quiet",
+                "--register=no",
+                "--keep-unit",
+                "-D",
+                str(root.path),
+                "-b",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        self.leader = 0
+        while time.monotonic() < deadline and not self.leader:
+            self.leader = self._leader()
+            if not self.leader:
+                time.sleep(0.2)
+        assert self.leader, "systemd-nspawn started no container"
+        root.enter = lambda: ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "--"]
+        # "offline" until systemd inside has its bus up; then --wait waits for the boot.
+        while (state := self.system_state()) == "offline" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert state in ("running", "degraded"), state
+
+    def system_state(self) -> str:
+        result = self.root.run("systemctl", "is-system-running", "--wait", timeout=120)
+        return result.stdout.strip() or "offline"
+
+    def _leader(self) -> int:
+        for child in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            for pid in child.read_text().split():
+                status = Path(f"/proc/{pid}/status").read_text()
+                if re.search(r"^NSpid:\s+\d+\s+1$", status, re.M):
+                    return int(pid)
+        return 0
+
+    def state(self, unit: str) -> str:
+        return self.root.check("systemctl", "show", "-p", "ActiveState", "--value", unit).strip()
+
+    def wait_active(self, unit: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (state := self.state(unit)) != "active":
+            assert time.monotonic() < deadline, f"{unit} is {state}"
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.root.run("systemctl", "poweroff", "--no-block", timeout=30)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def populate(root: Root) -> None:
+    """Visitors sign in with the installed release's own code, as its kiosk would."""
+    root.as_service(
+        "/opt/spacekiosk/venv/bin/python",
+        "-c",
+        "from spacekiosk import config\n"
+        "from spacekiosk.db import open_store\n"
+        "from spacekiosk.migrations import SPACE_MIGRATIONS\n"
+        "from kiosk import visits\n"
+        "cfg = config.load('/etc/spacekiosk/space.toml', secrets=False)\n"
+        "db = open_store(cfg.database.path, SPACE_MIGRATIONS)\n"
+        "for name in ('Wanjiru Kamau', 'Otieno Ouma', 'Achieng Atieno'):\n"
+        "    visitor = visits.NewVisitor(name=name, purpose='cowork', pin='2468')\n"
+        "    visits.sign_in_new(db, visitor, 'k' * 32)\n",
+    )
+
+
+def test_a_live_upgrade_restarts_on_the_new_release_and_a_broken_one_is_rolled_back(make_root):
+    root = make_root("live")
+    root.copy_tree(SRC)
+    root.copy_tree("/srv/previous", commit=PREVIOUS_RELEASE)
+    # A release whose kiosk cannot start: the upgrade to it must roll back.
+    root.copy_tree("/srv/broken")
+    with root.p("/srv/broken/kiosk/__init__.py").open("a") as f:
+        f.write("\nraise SystemExit('a release that cannot start, on purpose')\n")
+    pi_secrets(root)
+    install(
+        root,
+        "--pilot",
+        "nairobi",
+        *ADMIN,
+        "--mqtt-password-file",
+        "/root/mqtt-password",
+        release="/srv/previous",
+    )
+    old = venv_release(root)
+    populate(root)
+    port = free_port()  # the container shares this machine's network
+    config = root.p("/etc/spacekiosk/space.toml")
+    config.write_text(config.read_text().replace('"127.0.0.1:8080"', f'"127.0.0.1:{port}"'))
+
+    booted = Booted(root)
+    try:
+        booted.wait_active("spacekiosk-kiosk.service")  # enabled, so started at boot
+
+        config_before = config.read_bytes()
+        out = install(root, "--pilot", "nairobi", "--health-timeout", "60")
+        new = venv_release(root)
+        assert f"upgraded {old} -> {new}" in out and f"healthy on {new}" in out, out
+        assert booted.state("spacekiosk-kiosk.service") == "active"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
+            assert answer.status == 200
+        # Config, secret and store kept; the store migrated by the new release's services.
+        assert config.read_bytes() == config_before
+        assert root.p("/etc/spacekiosk/mqtt-password").read_text() == "the-space-broker-password\n"
+        assert root.p(f"/opt/spacekiosk/releases/{old}/bin/spacekiosk").exists()  # to go back
+        with store(root) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS)
+            names = {row[0] for row in db.execute("SELECT name FROM visitors")}
+            assert names == {"Wanjiru Kamau", "Otieno Ouma", "Achieng Atieno"}
+            assert db.execute("SELECT count(*) FROM visits").fetchone()[0] == 3
+        check_pi_installation(root, port)
+
+        # Back to the previous release over the migrated store: refused, nothing switched.
+        refused = root.run(
+            f"{SRC}/scripts/install", "--release", "/srv/previous", "--no-screen-packages"
+        )
+        assert refused.returncode != 0
+        assert "written by a newer release" in refused.stdout + refused.stderr
+        assert venv_release(root) == new
+
+        # A release whose kiosk does not start: the symlink and the store go back.
+        broken = root.run(
+            f"{SRC}/scripts/install",
+            "--release",
+            "/srv/broken",
+            "--health-timeout",
+            "60",
+            "--no-screen-packages",
+        )
+        output = broken.stdout + broken.stderr
+        assert broken.returncode != 0, output
+        assert "is not healthy" in output and f"rolled back to {new}" in output, output
+        assert venv_release(root) == new
+        booted.wait_active("spacekiosk-kiosk.service")
+        assert not root.p("/var/lib/spacekiosk/pre-upgrade.db").exists()
+        with store(root) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == len(SPACE_MIGRATIONS)
+            assert db.execute("SELECT count(*) FROM visits").fetchone()[0] == 3
+    finally:
+        booted.close()
