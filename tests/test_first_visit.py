@@ -20,6 +20,7 @@ from playwright.sync_api import expect
 from test_screens import CONTRAST, NAMELESS, Visitor
 
 from spacekiosk import config
+from spacekiosk.config import LANGUAGES
 
 # Several paragraphs, as a space's admins may write them: longer than the screen has room
 # for at 800x480, so the box scrolls and says so.
@@ -56,19 +57,24 @@ def _summary(pytestconfig):
         pytestconfig.pluginmanager.register(_Summary(), "first-visit-summary")
 
 
-@pytest.fixture
-def kiosk_url(tmp_path, services):
+def _kiosk(tmp_path, services, languages: str = "") -> str:
     today = datetime.now(ZoneInfo("Europe/Athens")).date().isoformat()  # the space's day
     toml = write_space_config(
         tmp_path,
         broker_port=1,
-        extra=f'[[events]]\nname = "Repair café"\ndate = "{today}"\nhours = "18:00-21:00"\n',
+        extra=languages
+        + f'[[events]]\nname = "Repair café"\ndate = "{today}"\nhours = "18:00-21:00"\n',
     )
     guidelines = f"[kiosk]\nguidelines = {{ en = '''{GUIDELINES}''' }}\n"
     toml.write_text(toml.read_text().replace("[kiosk]\n", guidelines))
     url = f"http://127.0.0.1:{config.load(toml).kiosk.listen[1]}/"
     http_ready(url + "healthz", services("kiosk", "--config", str(toml)))
     return url
+
+
+@pytest.fixture
+def kiosk_url(tmp_path, services):
+    return _kiosk(tmp_path, services)
 
 
 def _page(browser, width: int, height: int, **options):
@@ -102,18 +108,25 @@ def check_step(page, heading: str, counter: str, expected: set[str]) -> None:
     without scrolling."""
     expect(page.get_by_role("heading", level=2, name=heading)).to_be_visible()
     expect(page.get_by_role("status")).to_have_text(counter)
+    names = on_screen(page, heading)
+    assert expected <= names, (heading, names)
+    assert page.evaluate(NAMELESS) == [] and page.evaluate(CONTRAST) == []
+
+
+def on_screen(page, where: str) -> set[str]:
+    """Every target of the step shown is on screen and at least 44 px, with nothing to
+    scroll; returns their names."""
     width, height = page.viewport_size["width"], page.viewport_size["height"]
     assert page.evaluate("scrollY") == 0
+    assert page.evaluate("document.documentElement.scrollHeight") <= height, where
     targets = page.evaluate(TARGETS)
-    names = {t["name"] for t in targets}
-    assert expected <= names, (heading, names)
     for t in targets:
-        where = f"{t['name']!r} at {width}x{height}: {t}"
+        where = f"{where}: {t['name']!r} at {width}x{height}: {t}"
         assert t["x"] >= 0 and t["y"] >= 0, where
         assert t["right"] <= width and t["bottom"] <= height, where
         if not t["box"]:
             assert t["height"] >= 44 and t["width"] >= 44, where
-    assert page.evaluate(NAMELESS) == [] and page.evaluate(CONTRAST) == []
+    return {t["name"] for t in targets}
 
 
 def above_keyboard(page, *locators) -> None:
@@ -320,3 +333,31 @@ def test_without_javascript_the_one_page_form_still_signs_in(kiosk_url, browser,
     assert db.execute("SELECT purpose FROM visits").fetchall() == [("other",)]
     assert db.execute("SELECT pin_hash IS NOT NULL FROM visitors").fetchall() == [(1,)]
     context.close()
+
+
+def test_every_step_fits_in_every_language(tmp_path, services, browser):
+    """Greek, Filipino or Kannada words are longer than English ones: each step, and the
+    keyboard beside the PIN and the e-mail, still fit both ways up in each language."""
+    languages = f"[space]\nlanguages = {list(LANGUAGES)!r}\n".replace("'", '"')
+    url = _kiosk(tmp_path, services, languages)
+    for width, height in ((800, 480), (480, 800)):
+        context, page = _page(browser, width, height)
+        for lang in LANGUAGES:
+            page.goto(f"{url}lang/{lang}?next=/sign-in")
+            page.fill("#name", "Ana Perez")
+            with page.expect_navigation():
+                page.locator("#keyboard button").last.tap()  # ✓, whatever its name
+            for step in ("why", "details", "guidelines"):
+                shown = page.locator(f"[data-step={step}]")
+                expect(shown).to_be_visible()
+                on_screen(page, f"{lang}, step {step}")
+                if step == "details":
+                    ahead = shown.locator("[data-go=next]")
+                    for field in ("#pin", "#email"):
+                        page.locator(field).tap()
+                        above_keyboard(page, page.locator(field), ahead)
+                        page.locator("#keyboard button").last.tap()  # ✓: put it away
+                        expect(page.locator("#keyboard")).to_be_hidden()
+                if step != "guidelines":
+                    shown.locator("[data-go=next]").tap()
+        context.close()
