@@ -84,12 +84,16 @@ def _location(about, space) -> dict:
 
 
 def _last_change(space, now: float) -> float:
-    """When the space last opened or closed by its opening hours (or now, if it never does)."""
+    """When the space last opened or closed by its opening hours (or now, if it never
+    does), within the last two weeks: `hours.spans` gives eight days from the day it is
+    given, so from a week back they reach today (from eight days back they stopped at
+    yesterday, and a space that opened this morning said it last changed last night)."""
     last = None
-    for opens, closes in hours.spans(space, now - 8 * 86400):
-        for moment in (opens.timestamp(), closes.timestamp()):
-            if moment <= now and (last is None or moment > last):
-                last = moment
+    for back in (14, 7):
+        for opens, closes in hours.spans(space, now - back * 86400):
+            for moment in (opens.timestamp(), closes.timestamp()):
+                if moment <= now and (last is None or moment > last):
+                    last = moment
     return last if last is not None else now
 
 
