@@ -586,6 +586,15 @@ def test_admin_form_refused(kiosk, pages, which, size):
     assert_clean(page, f"admin {which} refused at {size}")
 
 
+def test_admin_page_with_the_kiosk_keyboard_out(kiosk, pages):
+    """On the kiosk's own screen a field brings up the on-screen keyboard over the page."""
+    page = admin_page(pages, kiosk, "800x480")
+    page.goto(kiosk.url + "admin/visitors")
+    page.locator("#q").click()
+    expect(page.locator("#keyboard")).to_be_visible()
+    assert_clean(page, "admin visitors with the keyboard out at 800x480")
+
+
 # --- an evacuation: the kiosk's screen, the admins' phones; last, as it ends ---
 
 
