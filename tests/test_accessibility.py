@@ -3,7 +3,7 @@
 no violation of WCAG 2.2 A or AA anywhere.
 
 One kiosk and one collector run for the whole module, seeded so that every page shows
-real content: people signed in, months of visits, a faulty sensor, sync behind, an event
+real content: people signed in, six weeks of visits, a faulty sensor, sync behind, an event
 today; spaces with weeks of counts, one offline and one with a stuck beam. Each screen is
 reached as a person reaches it (a tap, a form sent) in one browser context per size and
 language, and checked as it stands."""
@@ -46,7 +46,7 @@ KIOSK_SIZES = {"800x480": (800, 480), "480x800": (480, 800), "1920x1080": (1920,
 PHONE = (390, 844)
 ADMIN_SIZES = {"800x480": (800, 480), "phone": PHONE, "1280x800": (1280, 800)}
 CENTRAL_SIZES = {"1280x800": (1280, 800), "phone": PHONE}
-LANGUAGES = ["en", "el", "zh_Hant_TW"]  # the kiosk's; the others at 800x480 only
+LANGUAGES = ["en", "el", "zh_Hant_TW"]  # en at every size; Greek and Chinese at 800x480
 SECRET = "ab" * 32  # the kiosk's PIN key, written before it starts
 DAY = 86400
 
@@ -319,6 +319,7 @@ def send(page, form: str, **fields: str | bool) -> None:
 
 
 def new_name(tag: str) -> str:
+    """A name nobody has used (a known one asks "Have you been here before?"), in letters."""
     new_name.count = getattr(new_name, "count", 0) + 1
     return f"Test {tag} Person{'x' * new_name.count}"
 
