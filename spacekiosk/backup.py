@@ -94,7 +94,7 @@ def backup(store: Path, folder: Path, kind: Kind, keep: int, now: float | None =
     part = folder / f".{final.name}.part"
     _remove_leftovers(folder, kind)
     try:
-        source = sqlite3.connect(f"file:{store}?mode=ro", uri=True, isolation_level=None)
+        source = sqlite3.connect(_uri(store, "mode=ro"), uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot open the store {store}: {exc}", EX_NOINPUT) from None
     try:
@@ -190,6 +190,11 @@ def _remove_leftovers(folder: Path, kind: Kind) -> None:
             path.unlink(missing_ok=True)
 
 
+def _uri(path: Path, query: str) -> str:
+    """A file: URI for SQLite, whatever characters the path holds."""
+    return f"{path.absolute().as_uri()}?{query}"
+
+
 def _own_like(store: Path) -> None:
     """Opening a WAL store, even read-only, makes its -wal and -shm files when no one had
     it open. Run as root (by hand, the services stopped), they would be root's, and the
@@ -281,7 +286,7 @@ def check(path: Path, kind: Kind) -> Checked:
     if header != b"SQLite format 3\x00":
         raise BackupError(f"{path} is not a SQLite database (nor a backup of one)", EX_DATAERR)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        conn = sqlite3.connect(_uri(path, "mode=ro&immutable=1"), uri=True)
     except sqlite3.Error as exc:
         raise BackupError(f"{path} cannot be opened: {exc}", EX_DATAERR) from None
     try:
@@ -368,7 +373,13 @@ def restore(
     try:
         aside = _set_aside(store, now)
         _match_owner(part, store if aside is None else aside, store.parent)
-        os.replace(part, store)
+        try:
+            os.replace(part, store)
+        except OSError as exc:
+            if aside is not None:
+                os.replace(aside, store)  # the store goes back where it was
+            raise BackupError(f"cannot put the backup in place of {store}: {exc}; nothing "
+                              "changed", EX_CANTCREAT) from None  # fmt: skip
         _fsync_dir(store.parent)
     finally:
         part.unlink(missing_ok=True)

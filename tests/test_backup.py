@@ -374,3 +374,19 @@ def test_restore_onto_a_pi_with_no_store_yet(tmp_path, store, toml):
     assert result.returncode == 0, result.stderr
     assert request_ids(store) == {"first"}
     assert not list(store.parent.glob("*.before-restore-*"))
+
+
+def test_folders_whose_names_hold_spaces_and_uri_characters(tmp_path):
+    store = tmp_path / "data #2 ?x=y" / "space.db"
+    db = open_store(store, SPACE_MIGRATIONS)
+    db.execute("INSERT INTO visitors (id, name, name_key, created_at) VALUES (1, 'Zoë', 'zoë', 0)")
+    db.close()
+    folder = tmp_path / "USB stick #1 %20"
+    folder.mkdir()
+    kind = backup.Kind("testspace", SPACE_MIGRATIONS, backup.SPACE_TABLES)
+    made = backup.backup(store, folder, kind, keep=3)
+    done = backup.restore(made.path, store, kind)
+    assert done.aside is not None and done.aside.exists()
+    conn = sqlite3.connect(store)
+    assert conn.execute("SELECT name FROM visitors").fetchall() == [("Zoë",)]
+    conn.close()
