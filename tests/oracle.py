@@ -1,0 +1,475 @@
+"""The truth of a scripted week at a space, computed from the script alone.
+
+tests/test_truth.py plays the script through the real kiosk, sensors, sync agent, broker
+and collector, and holds every figure they show to what this module computes. So this
+module must not share a line of code with them: it imports nothing of spacekiosk, kiosk,
+sensors, sync or collector (the test checks), only the standard library, and it counts
+from the script's own list of what happened, at the true times it happened.
+
+The definitions are those a funder is given (docs/figures.md), written again here:
+hourly counts as a space sends them, then periods summed from those hours.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+HOUR = 3600
+DAY = 86400
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PURPOSE_LABELS = {  # what the central pages call the kiosk's built-in purposes
+    "cowork": "Coworking or a project",
+    "event": "An event",
+    "meeting": "A meeting",
+    "other": "Something else",
+}
+
+
+@dataclass(frozen=True)
+class Act:
+    """One thing that happened, at a true UTC time: a sign-in ("new", "returning"),
+    a sign-out ("out"), a crossing of the counter ("entry", "exit"), the door
+    ("door_open", "door_close") or the PIR ("motion", "still")."""
+
+    at: float
+    kind: str
+    who: str | None = None
+    purpose: str | None = None
+    event: str | None = None
+
+
+@dataclass
+class Script:
+    zone: str
+    capacity: int
+    first_day: date  # the local day the week begins
+    hours: dict[str, list[tuple[time, time]]]  # by weekday; [] = closed
+    events: list[tuple[str, date, time, time]]  # (name, local date, from, to)
+    pins: dict[str, str]  # each visitor's PIN
+    acts: list[Act]
+    link: list[tuple[float, float | None]]  # when the link was up; None = still up
+    late: tuple[float, float, float]  # (booted, set): the Pi's clock behind by the third
+    costs: dict[str, tuple[float, str]]  # by month YYYY-MM: (amount, currency)
+    start: float = 0.0  # the week's first moment (the first local midnight), UTC
+    live: list[Act] = field(default_factory=list)  # done at the test's real time
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.zone)
+
+    def local(self, day: int, clock: str) -> float:
+        """UTC seconds of a local time `day` days after the first day."""
+        hh, mm = (int(x) for x in clock.split(":"))
+        d = self.first_day + timedelta(days=day)
+        return datetime(d.year, d.month, d.day, hh, mm, tzinfo=self.tz).timestamp()
+
+    def all_acts(self) -> list[Act]:
+        return sorted(self.acts + self.live, key=lambda a: a.at)
+
+
+# --- the week ---
+
+PEOPLE = {
+    "Ana Papadopoulou": "1111",
+    "Bo Chen": "2222",
+    "Chidi Okafor": "3333",
+    "Dana Levi": "4444",
+    "Eleni Georgiou": "5555",
+    "Femi Adeyemi": "6666",
+    "Gita Rao": "7777",
+    "Hugo Silva": "8888",
+}
+EVENT = "Repair café"
+
+# (day, arrives, leaves, who, purpose, for the event): a first visit gives its purpose
+# (and says if it is for the day's event); a returning visitor's PIN screen asks neither.
+VISITS = [
+    (0, "10:15", "12:40", "Ana Papadopoulou", "cowork", False),
+    (0, "10:50", "11:30", "Bo Chen", "meeting", False),
+    (0, "14:05", "17:20", "Chidi Okafor", "cowork", False),
+    (0, "18:00", "19:10", "Ana Papadopoulou", None, False),
+    (1, "10:20", "13:00", "Bo Chen", None, False),
+    (1, "11:45", "12:15", "Dana Levi", "meeting", False),
+    (2, "10:30", "11:00", "Gita Rao", "other", False),
+    (2, "16:50", "19:30", "Eleni Georgiou", "event", True),
+    (2, "17:05", "19:45", "Femi Adeyemi", "cowork", True),
+    (2, "17:10", "18:30", "Chidi Okafor", None, False),
+    # day 3: closed; day 4: the Pi boots at 08:30 with its clock 3 hours behind, and
+    # timesyncd sets it at 11:00
+    (4, "10:05", "10:40", "Hugo Silva", "cowork", False),
+    (4, "10:20", "12:00", "Ana Papadopoulou", None, False),
+    (4, "15:00", "16:00", "Dana Levi", None, False),
+    (5, "10:10", "13:50", "Bo Chen", None, False),
+    (5, "16:30", "19:00", "Gita Rao", None, False),
+    (5, "16:40", "17:00", "Hugo Silva", None, False),
+    (6, "11:00", "12:30", "Eleni Georgiou", None, False),
+    (6, "11:05", "11:35", "Femi Adeyemi", None, False),
+    (6, "19:30", "19:55", "Chidi Okafor", None, False),
+]
+
+
+def week(first_day: date, zone: str = "Europe/Athens", capacity: int = 20) -> Script:
+    """The scripted week from `first_day` (local): open 10:00-20:00, closed on its fourth
+    day, a lunch break on its sixth, a repair café on its third evening."""
+    ten_to_eight = [(time(10), time(20))]
+    hours = {WEEKDAYS[(first_day.weekday() + d) % 7]: ten_to_eight for d in range(7)}
+    hours[WEEKDAYS[(first_day.weekday() + 3) % 7]] = []
+    hours[WEEKDAYS[(first_day.weekday() + 5) % 7]] = [(time(10), time(14)), (time(16), time(20))]
+    script = Script(
+        zone=zone,
+        capacity=capacity,
+        first_day=first_day,
+        hours=hours,
+        events=[(EVENT, first_day + timedelta(days=2), time(17), time(20))],
+        pins=dict(PEOPLE),
+        acts=[],
+        link=[],
+        late=(0.0, 0.0, 0.0),
+        costs={},
+    )
+    script.start = script.local(0, "00:00")
+    acts: list[Act] = []
+    motion: list[tuple[float, float]] = []
+    for day, arrives, leaves, who, purpose, for_event in VISITS:
+        t_in, t_out = script.local(day, arrives), script.local(day, leaves)
+        first = not any(a.who == who and a.kind in ("new", "returning") for a in acts)
+        acts += [
+            Act(t_in - 60, "door_open"),
+            Act(t_in - 50, "entry"),
+            Act(t_in - 40, "door_close"),
+        ]
+        if first:
+            acts.append(Act(t_in, "new", who, purpose, EVENT if for_event else None))
+        else:
+            acts.append(Act(t_in, "returning", who))
+        acts += [
+            Act(t_out, "out", who),
+            Act(t_out + 20, "door_open"),
+            Act(t_out + 30, "exit"),
+            Act(t_out + 40, "door_close"),
+        ]
+        motion.append((t_in + 120, t_out - 120))
+    # The closed day: someone comes to clean, through the door, without signing in.
+    acts += [
+        Act(script.local(3, "09:00"), "door_open"),
+        Act(script.local(3, "09:00") + 15, "door_close"),
+        Act(script.local(3, "09:25") + 15, "door_open"),
+        Act(script.local(3, "09:25") + 30, "door_close"),
+    ]
+    motion.append((script.local(3, "09:01"), script.local(3, "09:24")))
+    # The PIR: one sensor, so the visits' motion merges into periods.
+    rng = random.Random(14)
+    for start, end in _merge(motion):
+        acts += [Act(start, "motion"), Act(end + rng.choice((0, 7, 31)), "still")]
+    script.acts = sorted(acts, key=lambda a: a.at)
+    # The link: up from the start, down for two days from the second day's noon.
+    script.link = [
+        (script.start, script.local(1, "12:00")),
+        (script.local(3, "12:00"), None),
+    ]
+    script.late = (script.local(4, "08:30"), script.local(4, "11:00"), 3 * HOUR)
+    month = datetime.fromtimestamp(script.start, UTC).strftime("%Y-%m")
+    script.costs = {month: (612.5, "EUR")}
+    return script
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+# --- the truth, hour by hour ---
+
+
+def hour_of(t: float) -> int:
+    return int(t // HOUR * HOUR)
+
+
+def over(now: float) -> int:
+    """The end of the hours that are over at `now`."""
+    return hour_of(now)
+
+
+def open_spans(script: Script, since: float, until: float) -> list[tuple[float, float]]:
+    """When the opening hours say the space was open, in UTC, within [since, until)."""
+    tz = script.tz
+    spans = []
+    day = datetime.fromtimestamp(since, tz).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(until, tz).date() + timedelta(days=1)
+    while day <= last:
+        for opens, closes in script.hours[WEEKDAYS[day.weekday()]]:
+            s = datetime.combine(day, opens, tz).timestamp()
+            e = datetime.combine(day, closes, tz).timestamp()
+            if e > since and s < until:
+                spans.append((max(s, since), min(e, until)))
+        day += timedelta(days=1)
+    return spans
+
+
+def _minutes(spans: list[tuple[float, float]]) -> dict[int, int]:
+    """Whole minutes of each hour the spans cover (rounded to the nearest minute)."""
+    seconds: dict[int, float] = {}
+    for s, e in _merge(spans):
+        h = hour_of(s)
+        while h < e:
+            seconds[h] = seconds.get(h, 0) + min(e, h + HOUR) - max(s, h)
+            h += HOUR
+    return {h: min(60, round(sec / 60)) for h, sec in seconds.items()}
+
+
+def people_steps(script: Script) -> list[tuple[float, int]]:
+    """People present by the counter: entries less exits, never below zero."""
+    people, steps = 0, [(script.start, 0)]
+    for act in script.all_acts():
+        if act.kind in ("entry", "exit"):
+            people = people + 1 if act.kind == "entry" else max(people - 1, 0)
+            steps.append((act.at, people))
+    return steps
+
+
+def _peak_and_person_minutes(steps, start: float, end: float) -> tuple[int, int]:
+    current = 0
+    for at, people in steps:
+        if at > start:
+            break
+        current = people
+    peak, area, last = current, 0.0, start
+    for at, people in steps:
+        if at <= start:
+            continue
+        if at >= end:
+            break
+        area += current * (at - last)
+        current, last = people, at
+        peak = max(peak, people)
+    area += current * (end - last)
+    return peak, round(area / 60)
+
+
+def hourly(script: Script, now: float) -> dict[int, dict]:
+    """Every hour with something to count, from the week's first moment to the last
+    hour over at `now`: the counts a space sends (zeros left out)."""
+    end = over(now)
+    acts = [a for a in script.all_acts() if a.at < end]
+    hours: dict[int, dict] = {}
+
+    def add(h: int, name: str, n: int = 1, label: str | None = None) -> None:
+        counts = hours.setdefault(h, {})
+        if label is None:
+            counts[name] = counts.get(name, 0) + n
+        else:
+            counts.setdefault(name, {})
+            counts[name][label] = counts[name].get(label, 0) + n
+
+    first_visit: dict[str, float] = {}
+    for a in script.all_acts():
+        if a.kind in ("new", "returning"):
+            first_visit.setdefault(a.who, a.at)
+    seen: dict[int, set] = {}
+    for a in acts:
+        h = hour_of(a.at)
+        if a.kind in ("new", "returning"):
+            add(h, "signins")
+            if a.who not in seen.setdefault(h, set()):
+                seen[h].add(a.who)
+                add(h, "unique_visitors")
+                add(h, "new_visitors" if hour_of(first_visit[a.who]) == h else "returning_visitors")
+            if a.purpose:
+                add(h, "by_purpose", label=a.purpose)
+            if a.event:
+                add(h, "by_event", label=a.event)
+        elif a.kind == "out":
+            add(h, "signouts")
+        elif a.kind == "door_open":
+            add(h, "door_openings")
+        elif a.kind == "entry":
+            add(h, "entries")
+        elif a.kind == "exit":
+            add(h, "exits")
+        elif a.kind == "motion":
+            add(h, "motion_periods")
+    moving: list[tuple[float, float]] = []
+    began = None
+    for a in acts:
+        if a.kind == "motion":
+            began = a.at
+        elif a.kind == "still" and began is not None:
+            moving.append((began, a.at))
+            began = None
+    if began is not None:
+        moving.append((began, end))
+    links = [(s, end if e is None else min(e, end)) for s, e in script.link]
+    for name, spans in (
+        ("occupied_minutes", moving),
+        ("open_minutes", open_spans(script, script.start, end)),
+        ("connected_minutes", links),
+    ):
+        for h, minutes in _minutes(spans).items():
+            if minutes and h < end:
+                add(h, name, minutes)
+    steps = people_steps(script)
+    for h in range(int(script.start), end, HOUR):
+        peak, person_minutes = _peak_and_person_minutes(steps, h, h + HOUR)
+        if peak:
+            add(h, "occupancy_peak", peak)
+        if person_minutes:
+            add(h, "person_minutes", person_minutes)
+    return {h: c for h, c in sorted(hours.items()) if c}
+
+
+# --- periods, as the collector sums them ---
+
+COUNTS = (
+    "signins", "signouts", "unique_visitors", "new_visitors", "returning_visitors",
+    "door_openings", "entries", "exits", "motion_periods", "occupancy_peak",
+    "person_minutes", "occupied_minutes", "open_minutes", "connected_minutes",
+    "sensor_fault_minutes",
+)  # fmt: skip
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def period_start(t: int, granularity: str) -> int:
+    d = _utc(t)
+    if granularity == "hour":
+        return int(d.replace(minute=0, second=0).timestamp())
+    midnight = datetime(d.year, d.month, d.day, tzinfo=UTC)
+    if granularity == "day":
+        return int(midnight.timestamp())
+    if granularity == "week":
+        return int((midnight - timedelta(days=midnight.weekday())).timestamp())
+    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp())
+
+
+def period_end(start: int, granularity: str) -> int:
+    d = _utc(start)
+    if granularity == "month":
+        nxt = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+        return int(nxt.timestamp())
+    return start + {"hour": HOUR, "day": DAY, "week": 7 * DAY}[granularity]
+
+
+def total(hours: dict[int, dict], since: float = 0, until: float = float("inf")) -> dict:
+    out: dict = dict.fromkeys(COUNTS, 0) | {"by_purpose": {}, "by_event": {}}
+    for h, counts in hours.items():
+        if not since <= h < until:
+            continue
+        for name, value in counts.items():
+            if isinstance(value, dict):
+                for label, n in value.items():
+                    out[name][label] = out[name].get(label, 0) + n
+            elif name == "occupancy_peak":
+                out[name] = max(out[name], value)
+            else:
+                out[name] += value
+    return out
+
+
+def periods(hours: dict[int, dict], granularity: str, now: float) -> list[dict]:
+    """/api/v1/usage's periods: each period with data, its length, whether it holds an
+    hour not over yet, and its counts."""
+    starts = sorted({period_start(h, granularity) for h in hours})
+    out = []
+    for s in starts:
+        e = period_end(s, granularity)
+        out.append(
+            {"start": _utc(s).strftime("%Y-%m-%dT%H:%M:%SZ"), "hours": (e - s) // HOUR,
+             "provisional": e > over(now)} | total(hours, s, e)
+        )  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class Figures:
+    visits: int
+    unique_visitors: int
+    new_visitors: int
+    returning_visitors: int
+    events: int
+    event_signins: int
+    occupied_minutes: int
+    open_minutes: int
+    utilisation: float | None
+    peak: int
+    peak_ratio: float | None
+    average_occupancy: float | None
+    availability: float | None
+    cost: float | None
+    currency: str | None
+    cost_per_visit: float | None
+    by_purpose: dict
+    by_event: dict
+
+
+def month_bounds(month: str) -> tuple[int, int]:
+    y, m = (int(x) for x in month.split("-"))
+    s = int(datetime(y, m, 1, tzinfo=UTC).timestamp())
+    return s, period_end(s, "month")
+
+
+def figures(script: Script, hours: dict[int, dict], month: str, now: float) -> Figures:
+    """A month's report for the space: the definitions a funder reads."""
+    start, end = month_bounds(month)
+    t = total(hours, start, end)
+    # Link availability: connected minutes over the minutes since the space was first
+    # heard from (its first hour here), up to the end of the hours that are over.
+    since = max(start, min(hours) if hours else end)
+    observed = max(0, (min(end, over(now)) - since) // 60)
+    cost = script.costs.get(month)
+    visits_costed = t["signins"] if cost else 0
+
+    def ratio(a, b):
+        return a / b if b else None
+
+    return Figures(
+        visits=t["signins"],
+        unique_visitors=t["unique_visitors"],
+        new_visitors=t["new_visitors"],
+        returning_visitors=t["returning_visitors"],
+        events=sum(1 for n in t["by_event"].values() if n),
+        event_signins=sum(t["by_event"].values()),
+        occupied_minutes=t["occupied_minutes"],
+        open_minutes=t["open_minutes"],
+        utilisation=ratio(t["occupied_minutes"], t["open_minutes"]),
+        peak=t["occupancy_peak"],
+        peak_ratio=ratio(t["occupancy_peak"], script.capacity),
+        average_occupancy=ratio(t["person_minutes"], t["open_minutes"]),
+        availability=ratio(t["connected_minutes"], observed),
+        cost=cost[0] if cost else None,
+        currency=cost[1] if cost else None,
+        cost_per_visit=ratio(cost[0], visits_costed) if cost else None,
+        by_purpose={PURPOSE_LABELS.get(k, k): v for k, v in t["by_purpose"].items() if v},
+        by_event={k: v for k, v in t["by_event"].items() if v},
+    )
+
+
+def is_open(script: Script, now: float) -> bool:
+    return any(s <= now < e for s, e in open_spans(script, now - DAY, now + DAY))
+
+
+def last_change(script: Script, now: float) -> float:
+    """When the space last opened or closed by its hours (SpaceAPI's `lastchange`)."""
+    moments = [m for s, e in open_spans(script, now - 8 * DAY, now + DAY) for m in (s, e)]
+    # open_spans clips at its window; a clipped edge is not a change
+    moments = [m for m in moments if m != now - 8 * DAY and m <= now]
+    return max(moments) if moments else now
+
+
+def hour_of_week(script: Script, hours: dict[int, dict], since: float, until: float):
+    """7 x 24 sign-ins by the local weekday and hour each hour began in."""
+    grid = [[0] * 24 for _ in range(7)]
+    for h, counts in hours.items():
+        if since <= h < until and counts.get("signins"):
+            local = datetime.fromtimestamp(h, script.tz)
+            grid[local.weekday()][local.hour] += counts["signins"]
+    return grid
