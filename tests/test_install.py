@@ -84,13 +84,15 @@ def check(args: list[str], timeout: float = 600, **kw) -> str:
 class Root:
     """A copy of the base root with /proc, /sys and /dev bound in."""
 
-    def __init__(self, path: Path, pip_cache: Path) -> None:
+    def __init__(self, path: Path, caches: dict[str, Path]) -> None:
         self.path = path
+        self.caches = caches
         self.mounts: list[Path] = []
         for name in ("proc", "sys", "dev", "dev/pts"):
             self.bind(Path("/") / name, path / name)
-        (path / "var/cache/spacekiosk-test-pip").mkdir(parents=True, exist_ok=True)
-        self.bind(pip_cache, path / "var/cache/spacekiosk-test-pip")
+        for inside, outside in caches.items():
+            (path / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            self.bind(outside, path / inside.lstrip("/"))
         # pip inside the root trusts what pip here trusts (a CI's proxy, a private CA).
         shutil.copy(host_ca_bundle(), path / "root/host-ca.crt")
 
@@ -102,8 +104,9 @@ class Root:
         for target in reversed(self.mounts):
             subprocess.run(["umount", "-l", str(target)], check=False)
         self.mounts.clear()
-        for target in ("proc", "sys", "dev/pts", "dev", "var/cache/spacekiosk-test-pip"):
-            assert not os.path.ismount(self.path / target), f"{self.path / target} still mounted"
+        for target in ("proc", "sys", "dev/pts", "dev", *self.caches):
+            target = self.path / target.lstrip("/")
+            assert not os.path.ismount(target), f"{target} still mounted"
 
     def close(self) -> None:
         self.unmount()
@@ -224,20 +227,23 @@ def host_ca_bundle() -> str:
     return "/etc/ssl/certs/ca-certificates.crt"
 
 
-def build_base(target: Path) -> None:
+def build_base(target: Path, apt_cache: Path) -> None:
     started = time.monotonic()
     check(
         ["debootstrap", "--variant=minbase", SUITE, str(target), mirror()],
         timeout=900,
     )
+    # A throwaway root needs no fsync after every file dpkg unpacks.
+    (target / "etc/dpkg/dpkg.cfg.d/spacekiosk-test").write_text("force-unsafe-io\n")
     chroot_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     # No service starts inside the root (nginx, Mosquitto, PostgreSQL would bind the
     # host's ports): the usual policy-rc.d of a chroot.
     policy = target / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
-    for bound in ("proc", "dev"):
-        check(["mount", "--bind", f"/{bound}", str(target / bound)])
+    binds = {"proc": Path("/proc"), "dev": Path("/dev"), "var/cache/apt/archives": apt_cache}
+    for inside, outside in binds.items():
+        check(["mount", "--bind", str(outside), str(target / inside)])
     try:
         check(
             [
@@ -259,36 +265,47 @@ def build_base(target: Path) -> None:
             env=chroot_env,
         )
     finally:
-        for bound in ("dev", "proc"):
-            subprocess.run(["umount", "-l", str(target / bound)], check=False)
+        for inside in reversed(binds):
+            subprocess.run(["umount", "-l", str(target / inside)], check=False)
     (target / ".spacekiosk-base-ready").write_text(f"{time.monotonic() - started:.0f} s\n")
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
+def caches(tmp_path_factory) -> dict[str, Path]:
+    """pip's and apt's downloads, shared by every root of the run (bound in at these paths).
+
+    apt's starts with this machine's own .debs (hard links, when on the same disk): a
+    machine that ran scripts/setup test has Mosquitto's, nginx's and Python's already.
+    """
+    pip = tmp_path_factory.mktemp("pip-cache")
+    apt = tmp_path_factory.mktemp("apt-cache")
+    (apt / "partial").mkdir()
+    for deb in Path("/var/cache/apt/archives").glob("*.deb"):
+        with contextlib.suppress(OSError):
+            os.link(deb, apt / deb.name)
+    return {"/var/cache/spacekiosk-test-pip": pip, "/var/cache/apt/archives": apt}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, caches) -> Path:
     need_root()
     kept = os.environ.get("SPACEKIOSK_TEST_BASE")
     target = Path(kept) if kept else tmp_path_factory.mktemp("install") / "base"
     if not (target / ".spacekiosk-base-ready").exists():
         if target.exists():
             shutil.rmtree(target)
-        build_base(target)
+        build_base(target, caches["/var/cache/apt/archives"])
     return target
 
 
-@pytest.fixture(scope="module")
-def pip_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("pip-cache")
-
-
 @pytest.fixture
-def make_root(base, pip_cache, tmp_path):
+def make_root(base, caches, tmp_path):
     roots = []
 
     def make(name: str) -> Root:
         path = tmp_path / name
         check(["cp", "-a", str(base), str(path)])
-        root = Root(path, pip_cache)
+        root = Root(path, caches)
         roots.append(root)
         return root
 
@@ -572,12 +589,15 @@ class Booted:
             pytest.fail("systemd-nspawn is not installed: run scripts/setup test")
         self.root = root
         root.unmount()
+        binds = [f"--bind={outside}:{inside}" for inside, outside in root.caches.items()]
         self.process = subprocess.Popen(
             [
                 "systemd-nspawn",
                 "--quiet",
                 "--register=no",
                 "--keep-unit",
+                "--console=passive",
+                *binds,
                 "-D",
                 str(root.path),
                 "-b",
