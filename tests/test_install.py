@@ -369,6 +369,9 @@ def check_pi_installation(root: Root, port: int = 8080) -> None:
     assert root.p("/etc/spacekiosk/mqtt-password").read_text() == "the-space-broker-password\n"
     state = root.p("/var/lib/spacekiosk").stat()
     assert (state.st_uid, state.st_mode & 0o777) == (uid, 0o750)
+    if (ROOT / "systemd/spacekiosk-backup.service").exists():
+        backups = root.p("/var/backups/spacekiosk").stat()
+        assert (backups.st_uid, backups.st_mode & 0o777) == (uid, 0o750)
     db = root.p("/var/lib/spacekiosk/space.db").stat()
     assert (db.st_uid, db.st_mode & 0o077) == (uid, 0)
     assert "OK — space 'nairobi'" in root.check(
@@ -575,6 +578,34 @@ def test_the_central_installer_sets_up_broker_proxy_and_collector_and_space_add_
         r"^nairobi:\$7\$", root.p("/etc/mosquitto/spacekiosk.passwd").read_text(), re.M
     )
     assert "nairobi" in root.check("spacekiosk", "space", "list")
+    password = re.search(r'^mqtt-password = "([^"]+)"', added, re.M).group(1)
+
+    # Booted, on a network of its own: Mosquitto, nginx and the collector come up with
+    # what the installer wrote, and the space logs in to the broker over TLS.
+    with root.p("/etc/hosts").open("a") as hosts:
+        hosts.write("127.0.0.1 central.test\n")
+    booted = Booted(root, private_network=True)
+    try:
+        for unit in ("mosquitto.service", "nginx.service", "spacekiosk-collector.service"):
+            booted.wait_active(unit)
+        health = root.check(
+            "python3",
+            "-c",
+            "import json, ssl, urllib.request\n"
+            "tls = ssl.create_default_context(cafile='/etc/mosquitto/certs/ca.crt')\n"
+            "with urllib.request.urlopen('https://central.test/healthz', context=tls) as r:\n"
+            "    print(r.status, r.read().decode())\n",
+        )
+        assert health.startswith("200 "), health
+        tls = ["-h", "central.test", "-p", "8883", "--cafile", "/etc/mosquitto/certs/ca.crt"]
+        topic = ["-i", "nairobi", "-V", "5", "-t", "spacekiosk/v1/nairobi/status", "-m", "{}"]
+        right = root.run("mosquitto_pub", *tls, "-u", "nairobi", "-P", password, *topic)
+        log = root.p("/var/log/mosquitto/mosquitto.log")
+        assert right.returncode == 0, right.stderr + (log.read_text() if log.exists() else "")
+        wrong = root.run("mosquitto_pub", *tls, "-u", "nairobi", "-P", "not-it", *topic)
+        assert wrong.returncode != 0, "the broker took a wrong password"
+    finally:
+        booted.close()
 
 
 # --- a live upgrade, under a real systemd -------------------------------------------------
@@ -584,7 +615,7 @@ class Booted:
     """The root booted with systemd-nspawn: systemd is PID 1 inside, sharing this
     machine's network (the installer fetches packages), entered with nsenter."""
 
-    def __init__(self, root: Root) -> None:
+    def __init__(self, root: Root, private_network: bool = False) -> None:
         if not shutil.which("systemd-nspawn"):
             pytest.fail("systemd-nspawn is not installed: run scripts/setup test")
         self.root = root
@@ -597,6 +628,7 @@ class Booted:
                 "--register=no",
                 "--keep-unit",
                 "--console=passive",
+                *(["--private-network"] if private_network else []),
                 *binds,
                 "-D",
                 str(root.path),
