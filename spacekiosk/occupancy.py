@@ -69,7 +69,7 @@ def reset_points(db: Database, config: SpaceConfig, since: float, until: float) 
         if end - closes < quiet or end < since:
             continue
         door_open = _door_open_at(db, closes)
-        moving: set[str] = set()
+        moving = _moving_at(db, closes)  # people still there at closing keep the PIR busy
         last_activity = closes
         found = None
         for at, sensor, kind in db.execute(
@@ -92,6 +92,22 @@ def reset_points(db: Database, config: SpaceConfig, since: float, until: float) 
         if found is not None and since <= found <= until:
             points.append(found)
     return points
+
+
+def _moving_at(db: Database, at: float) -> set[str]:
+    """The PIR sensors seeing motion at `at`: those whose last word by then was "motion"
+    (a "still" ends it, and so does a "fault": a PIR stuck in motion for hours is not
+    taken for people, or the count would never start again from zero). A day back is
+    enough: the sensors daemon reports a PIR in motion for `stuck_hours` as at fault."""
+    return {
+        sensor
+        for sensor, kind, _at in db.execute(
+            "SELECT sensor, kind, max(at) FROM sensor_events WHERE sensor LIKE 'motion%' "
+            "AND kind IN ('motion', 'still', 'fault') AND at > ? AND at <= ? GROUP BY sensor",
+            [at - 86400, at],
+        )
+        if kind == "motion"
+    }
 
 
 def _door_open_at(db: Database, at: float) -> bool:

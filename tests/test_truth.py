@@ -87,6 +87,50 @@ def test_spaceapi_lastchange_is_this_mornings_opening(tmp_path):
     assert _last_change(cfg.space, early) == datetime(2026, 11, 28, 20, tzinfo=zone).timestamp()
 
 
+def test_people_still_there_at_closing_keep_the_count(tmp_path):
+    """An evening event that runs past closing: the PIR has seen motion since before
+    closing and goes on seeing it, so the space is not empty 30 minutes after closing
+    and the count must not start again from zero (the truth test found person-minutes
+    lost: the PIR's state at closing was taken as still)."""
+    from spacekiosk import occupancy
+    from spacekiosk.db import write
+
+    hours = "[space.opening_hours]\n" + "".join(f'{d} = "10:00-20:00"\n' for d in oracle.WEEKDAYS)
+    cfg = config.load(write_space_config(tmp_path, broker_port=1, extra=hours + SENSORS))
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    zone = cfg.space.timezone
+
+    def at(hour, minute=0):
+        return datetime(2026, 11, 25, hour, minute, tzinfo=zone).timestamp()
+
+    with write(db):
+        db.conn.executemany(
+            "INSERT INTO sensor_events (at, sensor, kind) VALUES (?, ?, ?)",
+            [(at(17), "counter", "entry"), (at(17, 1), "counter", "entry"),
+             (at(17, 5), "motion:main room", "motion"),  # and on, past closing
+             (at(20, 40), "motion:main room", "still"),
+             (at(20, 41), "door", "open"), (at(20, 41), "counter", "exit"),
+             (at(20, 42), "counter", "exit"), (at(20, 42), "door", "close")],
+        )  # fmt: skip
+    assert occupancy.estimate(db, cfg, at(20, 35)).people == 2
+    assert occupancy.reset_points(db, cfg, at(19), at(23)) == [at(21, 12)]
+    steps = occupancy.counter_series(db, cfg, at(20), at(21))
+    assert occupancy.between(steps, at(20), at(21)) == (2, 41 * 2 + 1)
+
+    # A PIR stuck in motion since noon, reported at fault, does not keep the count for ever.
+    def next_day(hour, minute=0):
+        return at(hour, minute) + 86400
+
+    with write(db):
+        db.conn.executemany(
+            "INSERT INTO sensor_events (at, sensor, kind) VALUES (?, ?, ?)",
+            [(next_day(11), "counter", "entry"), (next_day(12), "motion:main room", "motion"),
+             (next_day(16), "motion:main room", "fault")],
+        )  # fmt: skip
+    assert occupancy.reset_points(db, cfg, next_day(19), next_day(23)) == [next_day(20, 30)]
+    db.close()
+
+
 # --- the space's own clock, which the test holds and moves ---
 
 
