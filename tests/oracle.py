@@ -84,18 +84,21 @@ PEOPLE = {
 }
 EVENT = "Repair café"
 
-# (day, arrives, leaves, who, purpose, for the event): a first visit gives its purpose
-# (and says if it is for the day's event); a returning visitor's PIN screen asks neither.
+# (day, arrives, leaves, who, purpose, for the event[, out of the door]): a first visit
+# gives its purpose (and says if it is for the day's event); a returning visitor's PIN
+# screen asks neither. Someone may sign out and stay on a while before going out of the
+# door; "missed" is an exit the counter did not count (two people through as one).
 VISITS = [
     (0, "10:15", "12:40", "Ana Papadopoulou", "cowork", False),
     (0, "10:50", "11:30", "Bo Chen", "meeting", False),
-    (0, "14:05", "17:20", "Chidi Okafor", "cowork", False),
+    (0, "14:05", "17:20", "Chidi Okafor", "cowork", False, "missed"),
     (0, "18:00", "19:10", "Ana Papadopoulou", None, False),
     (1, "10:20", "13:00", "Bo Chen", None, False),
     (1, "11:45", "12:15", "Dana Levi", "meeting", False),
     (2, "10:30", "11:00", "Gita Rao", "other", False),
-    (2, "16:50", "19:30", "Eleni Georgiou", "event", True),
-    (2, "17:05", "19:45", "Femi Adeyemi", "cowork", True),
+    # the repair café runs past closing: its people stay on after signing out
+    (2, "16:50", "19:55", "Eleni Georgiou", "event", True, "20:40"),
+    (2, "17:05", "19:56", "Femi Adeyemi", "cowork", True, "20:45"),
     (2, "17:10", "18:30", "Chidi Okafor", None, False),
     # day 3: closed; day 4: the Pi boots at 08:30 with its clock 3 hours behind, and
     # timesyncd sets it at 11:00
@@ -109,6 +112,17 @@ VISITS = [
     (6, "11:05", "11:35", "Femi Adeyemi", None, False),
     (6, "19:30", "19:55", "Chidi Okafor", None, False),
 ]
+
+
+def week_start(today: date) -> date:
+    """The week's first day: three days before the latest first of a month at least five
+    days before `today`, so that the week spans two months and ends before yesterday
+    (not before the release's first day, 2026-10-01: then simply eight days back)."""
+    first = date(today.year, today.month, 1)
+    if (today - first).days < 5:
+        first = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+    day = first - timedelta(days=3)
+    return day if day >= date(2026, 10, 2) else today - timedelta(days=8)
 
 
 def week(first_day: date, zone: str = "Europe/Athens", capacity: int = 20) -> Script:
@@ -133,8 +147,9 @@ def week(first_day: date, zone: str = "Europe/Athens", capacity: int = 20) -> Sc
     script.start = script.local(0, "00:00")
     acts: list[Act] = []
     motion: list[tuple[float, float]] = []
-    for day, arrives, leaves, who, purpose, for_event in VISITS:
+    for day, arrives, leaves, who, purpose, for_event, *door in VISITS:
         t_in, t_out = script.local(day, arrives), script.local(day, leaves)
+        t_door = script.local(day, door[0]) if door and door[0] != "missed" else t_out
         first = not any(a.who == who and a.kind in ("new", "returning") for a in acts)
         acts += [
             Act(t_in - 60, "door_open"),
@@ -145,21 +160,22 @@ def week(first_day: date, zone: str = "Europe/Athens", capacity: int = 20) -> Sc
             acts.append(Act(t_in, "new", who, purpose, EVENT if for_event else None))
         else:
             acts.append(Act(t_in, "returning", who))
-        acts += [
-            Act(t_out, "out", who),
-            Act(t_out + 20, "door_open"),
-            Act(t_out + 30, "exit"),
-            Act(t_out + 40, "door_close"),
-        ]
-        motion.append((t_in + 120, t_out - 120))
+        acts += [Act(t_out, "out", who), Act(t_door + 20, "door_open")]
+        if door != ["missed"]:
+            acts.append(Act(t_door + 30, "exit"))
+        acts.append(Act(t_door + 40, "door_close"))
+        motion.append((t_in + 120, t_door - 120))
     # The closed day: someone comes to clean, through the door, without signing in.
+    cleaning = script.local(3, "09:00")
     acts += [
-        Act(script.local(3, "09:00"), "door_open"),
-        Act(script.local(3, "09:00") + 15, "door_close"),
-        Act(script.local(3, "09:25") + 15, "door_open"),
-        Act(script.local(3, "09:25") + 30, "door_close"),
+        Act(cleaning, "door_open"),
+        Act(cleaning + 10, "entry"),
+        Act(cleaning + 15, "door_close"),
+        Act(cleaning + 25 * 60, "door_open"),
+        Act(cleaning + 25 * 60 + 10, "exit"),
+        Act(cleaning + 25 * 60 + 30, "door_close"),
     ]
-    motion.append((script.local(3, "09:01"), script.local(3, "09:24")))
+    motion.append((cleaning + 60, cleaning + 24 * 60))
     # The PIR: one sensor, so the visits' motion merges into periods.
     rng = random.Random(14)
     for start, end in _merge(motion):
@@ -225,13 +241,56 @@ def _minutes(spans: list[tuple[float, float]]) -> dict[int, int]:
     return {h: min(60, round(sec / 60)) for h, sec in seconds.items()}
 
 
-def people_steps(script: Script) -> list[tuple[float, int]]:
-    """People present by the counter: entries less exits, never below zero."""
+QUIET = 30 * 60  # after closing, this long with the door shut and nothing moving: empty
+MOVES = ("door_open", "door_close", "motion", "still", "entry", "exit")
+
+
+def reset_points(script: Script, until: float) -> list[float]:
+    """The moments the space is known to be empty, whatever the counter says: after each
+    closing (the end of an opening span, a lunch break's too), the first moment the door
+    has been shut and nothing has moved (no door, no crossing, no PIR seeing motion) for
+    QUIET, counted from the closing or the last movement after it, before it opens again."""
+    spans = open_spans(script, script.start - DAY, until + DAY)
+    closed = [(spans[i][1], spans[i + 1][0]) for i in range(len(spans) - 1)]
+    closed.append((spans[-1][1], until + 8 * DAY))
+    acts = [a for a in script.all_acts() if a.kind in MOVES]
+    points = []
+    for closes, opens in closed:
+        door_open = moving = False
+        for a in acts:  # the state at closing time
+            if a.at > closes:
+                break
+            if a.kind in ("door_open", "door_close"):
+                door_open = a.kind == "door_open"
+            elif a.kind in ("motion", "still"):
+                moving = a.kind == "motion"
+        quiet_since = closes
+        found = None
+        for a in (a for a in acts if closes < a.at < opens):
+            if not door_open and not moving and a.at - quiet_since >= QUIET:
+                found = quiet_since + QUIET
+                break
+            if a.kind in ("door_open", "door_close"):
+                door_open = a.kind == "door_open"
+            elif a.kind in ("motion", "still"):
+                moving = a.kind == "motion"
+            quiet_since = a.at
+        if found is None and not door_open and not moving and opens - quiet_since >= QUIET:
+            found = quiet_since + QUIET
+        if found is not None and found <= until:
+            points.append(found)
+    return points
+
+
+def people_steps(script: Script, until: float) -> list[tuple[float, int]]:
+    """People present by the counter: entries less exits, never below zero, and zero again
+    at each moment the space is known to be empty."""
+    changes = [(a.at, a.kind) for a in script.all_acts() if a.kind in ("entry", "exit")]
+    changes += [(at, "empty") for at in reset_points(script, until)]
     people, steps = 0, [(script.start, 0)]
-    for act in script.all_acts():
-        if act.kind in ("entry", "exit"):
-            people = people + 1 if act.kind == "entry" else max(people - 1, 0)
-            steps.append((act.at, people))
+    for at, kind in sorted(changes):
+        people = 0 if kind == "empty" else people + 1 if kind == "entry" else max(people - 1, 0)
+        steps.append((at, people))
     return steps
 
 
@@ -315,7 +374,7 @@ def hourly(script: Script, now: float) -> dict[int, dict]:
         for h, minutes in _minutes(spans).items():
             if minutes and h < end:
                 add(h, name, minutes)
-    steps = people_steps(script)
+    steps = people_steps(script, end)
     for h in range(int(script.start), end, HOUR):
         peak, person_minutes = _peak_and_person_minutes(steps, h, h + HOUR)
         if peak:
