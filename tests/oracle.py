@@ -30,9 +30,10 @@ PURPOSE_LABELS = {  # what the central pages call the kiosk's built-in purposes
 
 @dataclass(frozen=True)
 class Act:
-    """One thing that happened, at a true UTC time: a sign-in ("new", "returning"),
-    a sign-out ("out"), a crossing of the counter ("entry", "exit"), the door
-    ("door_open", "door_close") or the PIR ("motion", "still")."""
+    """One thing that happened, at a true UTC time: a sign-in ("new", "returning"), a
+    sign-out ("out", or "closed": by the kiosk at closing time), a crossing of the
+    counter ("entry", "exit"), the door ("door_open", "door_close") or the PIR ("motion",
+    "still")."""
 
     at: float
     kind: str
@@ -87,7 +88,8 @@ EVENT = "Repair café"
 # (day, arrives, leaves, who, purpose, for the event[, out of the door]): a first visit
 # gives its purpose (and says if it is for the day's event); a returning visitor's PIN
 # screen asks neither. Someone may sign out and stay on a while before going out of the
-# door; "missed" is an exit the counter did not count (two people through as one).
+# door; "missed" is an exit the counter did not count (two people through as one). A
+# visitor who leaves without signing out (None) is signed out by the kiosk at closing.
 VISITS = [
     (0, "10:15", "12:40", "Ana Papadopoulou", "cowork", False),
     (0, "10:50", "11:30", "Bo Chen", "meeting", False),
@@ -106,7 +108,7 @@ VISITS = [
     (4, "10:20", "12:00", "Ana Papadopoulou", None, False),
     (4, "15:00", "16:00", "Dana Levi", None, False),
     (5, "10:10", "13:50", "Bo Chen", None, False),
-    (5, "16:30", "19:00", "Gita Rao", None, False),
+    (5, "16:30", None, "Gita Rao", None, False, "19:00"),  # forgets to sign out
     (5, "16:40", "17:00", "Hugo Silva", None, False),
     (6, "11:00", "12:30", "Eleni Georgiou", None, False),
     (6, "11:05", "11:35", "Femi Adeyemi", None, False),
@@ -148,7 +150,11 @@ def week(first_day: date, zone: str = "Europe/Athens", capacity: int = 20) -> Sc
     acts: list[Act] = []
     motion: list[tuple[float, float]] = []
     for day, arrives, leaves, who, purpose, for_event, *door in VISITS:
-        t_in, t_out = script.local(day, arrives), script.local(day, leaves)
+        t_in = script.local(day, arrives)
+        if leaves is None:  # the kiosk signs the visit out when the opening span ends
+            t_out = next(e for s, e in open_spans(script, t_in, t_in + DAY) if s <= t_in)
+        else:
+            t_out = script.local(day, leaves)
         t_door = script.local(day, door[0]) if door and door[0] != "missed" else t_out
         first = not any(a.who == who and a.kind in ("new", "returning") for a in acts)
         acts += [
@@ -160,7 +166,7 @@ def week(first_day: date, zone: str = "Europe/Athens", capacity: int = 20) -> Sc
             acts.append(Act(t_in, "new", who, purpose, EVENT if for_event else None))
         else:
             acts.append(Act(t_in, "returning", who))
-        acts += [Act(t_out, "out", who), Act(t_door + 20, "door_open")]
+        acts += [Act(t_out, "out" if leaves else "closed", who), Act(t_door + 20, "door_open")]
         if door != ["missed"]:
             acts.append(Act(t_door + 30, "exit"))
         acts.append(Act(t_door + 40, "door_close"))
@@ -345,7 +351,7 @@ def hourly(script: Script, now: float) -> dict[int, dict]:
                 add(h, "by_purpose", label=a.purpose)
             if a.event:
                 add(h, "by_event", label=a.event)
-        elif a.kind == "out":
+        elif a.kind in ("out", "closed"):
             add(h, "signouts")
         elif a.kind == "door_open":
             add(h, "door_openings")
@@ -476,16 +482,35 @@ def month_bounds(month: str) -> tuple[int, int]:
     return s, period_end(s, "month")
 
 
-def figures(script: Script, hours: dict[int, dict], month: str, now: float) -> Figures:
-    """A month's report for the space: the definitions a funder reads."""
-    start, end = month_bounds(month)
+def report_period(label: str) -> tuple[int, int, list[str]]:
+    """A report's month (2026-11) or quarter (2026-Q4): its start, end and months."""
+    year, part = label.split("-")
+    if part.startswith("Q"):
+        first = 3 * int(part[1]) - 2
+        months = [f"{year}-{m:02d}" for m in range(first, first + 3)]
+    else:
+        months = [label]
+    return month_bounds(months[0])[0], month_bounds(months[-1])[1], months
+
+
+def quarter(month: str) -> str:
+    year, m = month.split("-")
+    return f"{year}-Q{(int(m) - 1) // 3 + 1}"
+
+
+def figures(script: Script, hours: dict[int, dict], period: str, now: float) -> Figures:
+    """A month's or a quarter's report for the space: the definitions a funder reads."""
+    start, end, months = report_period(period)
     t = total(hours, start, end)
     # Link availability: connected minutes over the minutes since the space was first
     # heard from (its first hour here), up to the end of the hours that are over.
     since = max(start, min(hours) if hours else end)
     observed = max(0, (min(end, over(now)) - since) // 60)
-    cost = script.costs.get(month)
-    visits_costed = t["signins"] if cost else 0
+    # Cost per visit: the costs entered for the period's months over those months' visits.
+    priced = [m for m in months if m in script.costs]
+    currencies = {script.costs[m][1] for m in priced}
+    cost = (sum(script.costs[m][0] for m in priced), currencies.pop()) if priced else None
+    visits_costed = sum(total(hours, *month_bounds(m))["signins"] for m in priced)
 
     def ratio(a, b):
         return a / b if b else None

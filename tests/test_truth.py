@@ -226,8 +226,18 @@ class Space:
     # --- what happens at the door ---
 
     def play(self, act: oracle.Act, pins: dict[str, str]) -> None:
+        # The kiosk's housekeeping, which runs every minute: visits left open when the
+        # space closed are signed out at closing time.
+        visits.close_at_closing(self.db, self.cfg.space, now=self.watch.now()[0])
         pin = self.factory.pin
-        if act.kind == "door_open":
+        if act.kind == "closed":
+            (still_in,) = self.db.execute(
+                "SELECT count(*) FROM visits v JOIN visitors p ON p.id = v.visitor_id "
+                "WHERE p.name = ? AND v.signed_out_at IS NULL",
+                [act.who],
+            ).fetchone()
+            assert still_in == 0, f"{act.who} was not signed out at closing"
+        elif act.kind == "door_open":
             pin(DOOR).drive_high()
         elif act.kind == "door_close":
             pin(DOOR).drive_low()
@@ -503,7 +513,9 @@ def test_every_figure_of_a_week_equals_the_truth(
     took = time.monotonic() - started
     print(f"\ntruth test: the week played in {played:.1f} s, walked in {walked:.1f} s, "
           f"{took:.1f} s in all; {len(ledger.rows)} figures read")  # fmt: skip
-    for where in (f"/reports/{SPACE}?period={m}" for m in months_of(script_truth(script))):
+    months = months_of(script_truth(script))
+    for period in months + sorted({oracle.quarter(m) for m in months}):
+        where = f"/reports/{SPACE}?period={period}"
         print(f"{where}: figure, truth, shown\n{ledger.table(where)}")
     print(f"kiosk:\n{ledger.table('kiosk /api/v1/status')}\n{ledger.table('kiosk /spaceapi.json')}")
     wrong = ledger.wrong()
@@ -631,7 +643,8 @@ def check_api(ledger: Ledger, collector: str, truth: dict[int, dict], now: float
 
 
 def check_reports(ledger: Ledger, collector: str, session, script, truth, now: float) -> None:
-    for month in months_of(truth):
+    months = months_of(truth)
+    for month in months + sorted({oracle.quarter(m) for m in months}):
         f = oracle.figures(script, truth, month, now)
         # The table, for the space and for all spaces (one space: the same figures).
         page = Tables(session.get(collector + f"reports?period={month}", timeout=10).text)
@@ -655,6 +668,19 @@ def check_reports(ledger: Ledger, collector: str, session, script, truth, now: f
                 ("Cost per visit", money(f.cost_per_visit, f.currency)),
             ):
                 ledger.check(where, figure, expected, shown.get(figure))
+        # Which sizes of space work: one space of 20 people, alone in its band.
+        sizes = next(t for t in page.tables.values() if t and t[0][:2] == ["Size", "Spaces"])
+        where = f"/reports?period={month} (up to 20 people)"
+        shown = row_by(sizes, "up to 20 people")
+        for figure, expected in (
+            ("Spaces", "1"),
+            ("Visits per space", f"{f.visits:,.0f}"),
+            ("Utilisation", pct(f.utilisation)),
+            ("Peak ÷ capacity", pct(f.peak_ratio)),
+            ("Average occupancy", dec(f.average_occupancy)),
+            ("Cost per visit", money(f.cost_per_visit, f.currency)),
+        ):
+            ledger.check(where, figure, expected, shown.get(figure))
         # The CSV: its space's row and the total.
         text = session.get(collector + f"reports.csv?period={month}", timeout=10).text
         rows = list(csv.DictReader(io.StringIO(text)))
