@@ -18,7 +18,7 @@ die() {
 }
 usage_error() {
   printf '%s: %s\n' "$PROG" "$1" >&2
-  printf 'Run %s --help for the options.\n' "$PROG" >&2
+  printf 'Run %s --help for the options.\n' "$0" >&2
   exit 64
 }
 
