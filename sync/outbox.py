@@ -31,12 +31,15 @@ def refresh(db: Database, config: SpaceConfig, now: float | None = None) -> int:
     now = time.time() if now is None else now
     until = hour_of(now) + 3600  # compute() leaves out the running hour unless asked
     with write(db):
-        has_buckets = db.execute("SELECT 1 FROM buckets LIMIT 1").fetchone() is not None
+        (newest,) = db.execute("SELECT max(hour_start) FROM buckets").fetchone()
         horizon = hour_of(now - config.sync.recompute_days * 86400)
         first = earliest_activity(db)
         if first is None:
             return 0  # a new install: nothing has happened yet
-        since = max(horizon, first) if has_buckets else first
+        # Recent hours change with late data; and an agent that was stopped for longer
+        # than that (while the kiosk and the sensors went on) has every hour since its
+        # newest stored one still to count. Hourly.needed_from() keeps their raw rows.
+        since = max(min(horizon, newest + 3600), first) if newest is not None else first
         fresh = compute(db, since, until, config, now)
         stored = {
             hour: (version, counts)

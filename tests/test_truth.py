@@ -131,6 +131,35 @@ def test_people_still_there_at_closing_keep_the_count(tmp_path):
     db.close()
 
 
+def test_an_agent_stopped_for_longer_than_it_recomputes_still_counts_every_hour(tmp_path):
+    """The sync agent stopped (a broken password file, say) while the kiosk went on: once
+    it runs again it counts every hour since its newest stored one, not only the last
+    `sync.recompute_days` (the hours before were never counted, and never would be)."""
+    from sync import outbox
+
+    hours = "[space.opening_hours]\n" + "".join(f'{d} = "10:00-20:00"\n' for d in oracle.WEEKDAYS)
+    cfg = config.load(write_space_config(tmp_path, broker_port=1, extra=hours))
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    t0 = datetime(2026, 11, 2, 9, tzinfo=cfg.space.timezone).timestamp()
+    for at, name in ((t0, "Ana Before"), (t0 + 2 * DAY, "Bo Meanwhile")):
+        visit = visits.sign_in_new(db, visits.NewVisitor(name), "pin-key", now=at + 60)
+        visits.sign_out(db, visit.id, now=at + 1200)
+    outbox.refresh(db, cfg, now=t0 + 2 * HOUR)  # the agent's last run before it stopped
+    assert cfg.sync.recompute_days < 10
+    outbox.refresh(db, cfg, now=t0 + 10 * DAY)  # ten days later
+    signins = db.execute(
+        "SELECT hour_start, json_extract(counts, '$.signins') FROM buckets "
+        "WHERE json_extract(counts, '$.signins') > 0 ORDER BY hour_start"
+    ).fetchall()
+    assert signins == [(int(t0), 1), (int(t0 + 2 * DAY), 1)]
+    # And the opening hours of the days it was stopped count too (docs/figures.md).
+    (open_minutes,) = db.execute(
+        "SELECT sum(json_extract(counts, '$.open_minutes')) FROM buckets"
+    ).fetchone()
+    assert open_minutes == 10 * 10 * 60  # ten days open ten hours
+    db.close()
+
+
 # --- the space's own clock, which the test holds and moves ---
 
 
