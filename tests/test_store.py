@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SmallDisk, wait_until, write_space_config
+from conftest import ROOT, SmallDisk, wait_until, write_collector_config, write_space_config
 
+from spacekiosk import config
 from spacekiosk.db import (
     JOURNAL_LIMIT,
+    PAGE_SIZE,
     WAL_BYTES,
     GroupWriter,
     StoreError,
@@ -135,6 +137,21 @@ def test_every_connection_bounds_its_wal(tmp_path):
     assert db.execute("PRAGMA journal_size_limit").fetchone()[0] == JOURNAL_LIMIT
     pages = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     assert pages * db.execute("PRAGMA page_size").fetchone()[0] == WAL_BYTES
+
+
+def test_a_new_space_store_has_small_pages_and_the_central_store_sqlites_own(tmp_path):
+    """Each page a commit changed is written whole, to the WAL and at the checkpoint
+    again: the Pi's small pages are what keep a sign-in's bytes on the SD card down
+    (bench/sdwear.py). The central store keeps SQLite's default."""
+    from collector.store import connect as central_store
+
+    space = open_store(tmp_path / "space.db", SPACE_MIGRATIONS)
+    assert space.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 1024
+    space.close()
+    toml = write_collector_config(tmp_path / "central", broker_port=1883)
+    central = central_store(config.load(toml, secrets=False).central)
+    assert central.execute("PRAGMA page_size").fetchone()[0] == 4096
+    central.close()
 
 
 def test_a_writer_on_a_full_disk_recovers_by_itself_once_space_is_back(tmp_path, caplog):
