@@ -521,7 +521,9 @@ def test_every_figure_of_a_week_equals_the_truth(
                 timeout=60, what="the agent back on the link",
             )  # fmt: skip
             walk(agent, db, script, script.local(7, "00:00"))
-            walk(agent, db, script, time.time() - 60, step=3 * DAY)  # quieter days
+            # Then the quiet weeks since, a few days at a step (a longer step would make
+            # the agent roll whole days up: see test_delivery.py).
+            walk(agent, db, script, time.time() - 60, step=3 * DAY)
             agent.set(time.time())  # and from now on, the real time
             walked = time.monotonic() - started - played
 
@@ -656,6 +658,13 @@ def check_api(ledger: Ledger, collector: str, truth: dict[int, dict], now: float
                 for name, value in e.items():
                     if name != "start" and (value or name in g):
                         ledger.check(where, f"{e['start']} {name}", value, g.get(name))
+            # A span given by `from` and `to`: only its hours, in whole or cut periods.
+            since, until = min(truth) + 5 * HOUR, min(truth) + 4 * DAY + 7 * HOUR
+            cut = oracle.periods({h: c for h, c in truth.items() if since <= h < until},
+                                 granularity, now)  # fmt: skip
+            span = {"from": oracle._utc(since).isoformat(), "to": oracle._utc(until).isoformat()}
+            got = api_get(collector, "api/v1/usage", **params, **span).json()["periods"]
+            ledger.check(where + "&from=&to=", "periods", cut, got)
             text = api_get(collector, "api/v1/usage.csv", **params).text
             rows = list(csv.DictReader(io.StringIO(text)))
             ledger.check(where + "&format=csv", "rows", len(expected), len(rows))
