@@ -201,7 +201,10 @@ class Space:
 
     def __init__(self, cfg, clock: Clock, timesync: Path):
         self.cfg, self.clock, self.timesync = cfg, clock, timesync
+        # The kiosk's housekeeping and the sensors daemon are processes of their own on
+        # the Pi, each with its own connection to the store.
         self.db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+        self.sensors_db = open_store(cfg.database.path, SPACE_MIGRATIONS, synchronous="NORMAL")
         self.factory = MockFactory()
         self.ticks = itertools.count()
         self.writer = self.sensors = self.kiosk = None
@@ -224,16 +227,16 @@ class Space:
         self.kiosk = create_app(self.cfg, {"TESTING": True, "CLOCK": self.watch}).test_client()
         self.visit_floor = self.db.execute("SELECT coalesce(max(id), 0) FROM visits").fetchone()[0]
         if self.sensors is None:
-            self.writer = EventWriter(self.db, sensors_watch)
+            self.writer = EventWriter(self.sensors_db, sensors_watch)
             self.writer.start()
             self.sensors = Sensors(self.cfg, self.writer, pin_factory=self.factory,
-                                   clock=self.pace, store=self.db)  # fmt: skip
+                                   clock=self.pace, store=self.sensors_db)  # fmt: skip
             self.sensors.__enter__()
             return
         # The daemon started again: its writer's times come from the new Watch, and only
         # its own rows are its to correct (EventWriter.after_id).
         self.writer.stop()
-        fresh = EventWriter(self.db, sensors_watch)
+        fresh = EventWriter(self.sensors_db, sensors_watch)
         self.writer.__dict__.update({k: fresh.__dict__[k] for k in ("clock_watch", "after_id")})
         self.writer.__dict__.update(
             {k: fresh.__dict__[k] for k in ("queue", "_stopping", "thread")}
@@ -251,6 +254,7 @@ class Space:
         self.writer.stop()
         self.factory.reset()
         self.db.close()
+        self.sensors_db.close()
 
     # --- what happens at the door ---
 
