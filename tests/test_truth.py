@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import oracle
 import pytest
+import requests
 from conftest import (
     ROOT,
     SENSORS,
@@ -541,6 +542,7 @@ def test_every_figure_of_a_week_equals_the_truth(
                                           [space.clock.true]).fetchone()[0] == 3,
                        what="the sensors' writer to commit the live crossing")  # fmt: skip
 
+            other_space_sends(collector, tmp_path / "central" / "central.db", script)
             session = log_in(collector)
             ledger = check_everything(collector, session, space, script, db)
     finally:
@@ -550,8 +552,11 @@ def test_every_figure_of_a_week_equals_the_truth(
           f"{took:.1f} s in all; {len(ledger.rows)} figures read")  # fmt: skip
     months = months_of(script_truth(script))
     for period in months + sorted({oracle.quarter(m) for m in months}):
-        where = f"/reports/{SPACE}?period={period}"
-        print(f"{where}: figure, truth, shown\n{ledger.table(where)}")
+        for where in (
+            f"/reports/{SPACE}?period={period}",
+            f"/reports?period={period} (All spaces)",
+        ):
+            print(f"{where}: figure, truth, shown\n{ledger.table(where)}")
     print(f"kiosk:\n{ledger.table('kiosk /api/v1/status')}\n{ledger.table('kiosk /spaceapi.json')}")
     wrong = ledger.wrong()
     assert not wrong, f"{len(wrong)} figure(s) differ from the truth:\n" + "\n".join(wrong)
@@ -572,10 +577,11 @@ def check_everything(collector: str, session, space: Space, script, db) -> Ledge
             got = held(collector)
             assert got == truth, "\n".join(differences(got, truth))
         enter_cost(collector, session, script)
+        other = oracle.other_hours(script)
         ledger = Ledger()
-        check_api(ledger, collector, truth, now)
-        check_reports(ledger, collector, session, script, truth, now)
-        check_dashboard(ledger, collector, session, script, truth)
+        check_api(ledger, collector, truth, other, now)
+        check_reports(ledger, collector, session, script, truth, other, now)
+        check_dashboard(ledger, collector, session, script, truth, other)
         check_kiosk(ledger, space, script)
         if oracle.over(time.time()) == oracle.over(now):
             return ledger
@@ -647,10 +653,32 @@ def months_of(truth: dict[int, dict]) -> list[str]:
     return sorted({oracle._utc(h).strftime("%Y-%m") for h in truth})
 
 
-def check_api(ledger: Ledger, collector: str, truth: dict[int, dict], now: float) -> None:
+def other_space_sends(collector: str, central_db: Path, script) -> None:
+    """A second space delivers its hours over HTTPS, and its status with its capacity."""
+    from collector import store
+    from spacekiosk import protocol
+    from spacekiosk.db import connect
+
+    token = "t0k3n-" + "o" * 40
+    db = connect(central_db)
+    store.set_token(db, oracle.OTHER["id"], token)
+    db.conn.close()
+    auth = {"Authorization": f"Bearer {token}"}
+    buckets = [protocol.Bucket(h, 1, c) for h, c in oracle.other_hours(script).items()]
+    batch = protocol.usage_message(oracle.OTHER["id"], buckets)
+    answer = requests.post(collector + "api/v1/ingest", data=batch, headers=auth, timeout=10)
+    assert answer.status_code == 200, answer.text
+    about = {k: oracle.OTHER[k] for k in ("name", "capacity")} | {"timezone": oracle.OTHER["zone"]}
+    status = protocol.status_message(online=True, backlog=0, about=about)
+    answer = requests.post(collector + "api/v1/status", data=status, headers=auth, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def check_api(ledger: Ledger, collector: str, truth: dict, other: dict, now: float) -> None:
     for granularity in ("hour", "day", "week", "month"):
-        expected = oracle.periods(truth, granularity, now)
         for space in (SPACE, None):
+            hours = truth if space else oracle.merged(truth, other)
+            expected = oracle.periods(hours, granularity, now)
             params = {"granularity": granularity} | ({"space": space} if space else {})
             where = f"/api/v1/usage?granularity={granularity}" + (
                 f"&space={space}" if space else ""
@@ -664,7 +692,7 @@ def check_api(ledger: Ledger, collector: str, truth: dict[int, dict], now: float
                         ledger.check(where, f"{e['start']} {name}", value, g.get(name))
             # A span given by `from` and `to`: only its hours, in whole or cut periods.
             since, until = min(truth) + 5 * HOUR, min(truth) + 4 * DAY + 7 * HOUR
-            cut = oracle.periods({h: c for h, c in truth.items() if since <= h < until},
+            cut = oracle.periods({h: c for h, c in hours.items() if since <= h < until},
                                  granularity, now)  # fmt: skip
             span = {"from": oracle._utc(since).isoformat(), "to": oracle._utc(until).isoformat()}
             got = api_get(collector, "api/v1/usage", **params, **span).json()["periods"]
@@ -684,14 +712,21 @@ def check_api(ledger: Ledger, collector: str, truth: dict[int, dict], now: float
                                      row.get(f"{column}:{label}"))  # fmt: skip
 
 
-def check_reports(ledger: Ledger, collector: str, session, script, truth, now: float) -> None:
+def check_reports(ledger: Ledger, collector: str, session, script, truth, other, now) -> None:
     months = months_of(truth)
+    here = oracle.Reporting(truth, script.capacity, script.costs)
+    there = oracle.Reporting(other, oracle.OTHER["capacity"], {})
     for month in months + sorted({oracle.quarter(m) for m in months}):
         f = oracle.figures(script, truth, month, now)
+        rows = {
+            "Test Space": f,
+            "Other Space": oracle.together([there], month, now),
+            "All spaces": oracle.together([here, there], month, now),
+        }
         # The table, for the space and for all spaces (one space: the same figures).
         page = Tables(session.get(collector + f"reports?period={month}", timeout=10).text)
         table = next(t for t in page.tables.values() if t and t[0][:2] == ["Space", "Visits"])
-        for name in ("Test Space", "All spaces"):
+        for name, f in rows.items():
             where = f"/reports?period={month} ({name})"
             shown = {k.rstrip("0123456789"): v for k, v in row_by(table, name).items()}
             events = f"{f.events}" + (f" ({f.event_signins})" if f.event_signins else "")
@@ -703,32 +738,44 @@ def check_reports(ledger: Ledger, collector: str, session, script, truth, now: f
                 ("Events held", events),
                 ("Utilisation", pct(f.utilisation)),
                 ("Peak", str(f.peak)),
-                ("Peak ÷ capacity", f"{pct(f.peak_ratio)} of {script.capacity}"),
+                (
+                    "Peak ÷ capacity",
+                    pct(f.peak_ratio)
+                    + {"Test Space": " of 20", "Other Space": " of 50", "All spaces": " of 70"}[
+                        name
+                    ],
+                ),
                 ("Average occupancy", dec(f.average_occupancy)),
                 ("Link availability", pct(f.availability)),
                 ("Cost", money(f.cost, f.currency)),
                 ("Cost per visit", money(f.cost_per_visit, f.currency)),
             ):
                 ledger.check(where, figure, expected, shown.get(figure))
-        # Which sizes of space work: one space of 20 people, alone in its band.
+        # Which sizes of space work: each space alone in its band.
         sizes = next(t for t in page.tables.values() if t and t[0][:2] == ["Size", "Spaces"])
-        where = f"/reports?period={month} (up to 20 people)"
-        shown = row_by(sizes, "up to 20 people")
-        for figure, expected in (
-            ("Spaces", "1"),
-            ("Visits per space", f"{f.visits:,.0f}"),
-            ("Utilisation", pct(f.utilisation)),
-            ("Peak ÷ capacity", pct(f.peak_ratio)),
-            ("Average occupancy", dec(f.average_occupancy)),
-            ("Cost per visit", money(f.cost_per_visit, f.currency)),
-        ):
-            ledger.check(where, figure, expected, shown.get(figure))
-        # The CSV: its space's row and the total.
+        for band, f in (("up to 20 people", rows["Test Space"]),
+                        ("21 to 50 people", rows["Other Space"])):  # fmt: skip
+            where = f"/reports?period={month} ({band})"
+            shown = row_by(sizes, band)
+            for figure, expected in (
+                ("Spaces", "1"),
+                ("Visits per space", f"{f.visits:,.0f}"),
+                ("Utilisation", pct(f.utilisation)),
+                ("Peak ÷ capacity", pct(f.peak_ratio)),
+                ("Average occupancy", dec(f.average_occupancy)),
+                ("Cost per visit", money(f.cost_per_visit, f.currency)),
+            ):
+                ledger.check(where, figure, expected, shown.get(figure))
+        f = rows["Test Space"]
+        # The CSV: each space's row and the total.
+        figures_by_name = rows
         text = session.get(collector + f"reports.csv?period={month}", timeout=10).text
         rows = list(csv.DictReader(io.StringIO(text)))
-        ledger.check(f"/reports.csv?period={month}", "rows", 2, len(rows))
+        ledger.check(f"/reports.csv?period={month}", "rows", 3, len(rows))
+        by_id = {SPACE: "Test Space", oracle.OTHER["id"]: "Other Space", "all": "All spaces"}
         for row in rows:
             where = f"/reports.csv?period={month} ({row['space']})"
+            f = figures_by_name[by_id[row["space"]]]
             for column, expected in (
                 ("period", month),
                 ("visits", str(f.visits)),
@@ -749,6 +796,7 @@ def check_reports(ledger: Ledger, collector: str, session, script, truth, now: f
                 ("cost_per_visit", frac(f.cost_per_visit, 2)),
             ):
                 ledger.check(where, column, expected, row.get(column))
+        f = figures_by_name["Test Space"]
         # The printable progress report.
         where = f"/reports/{SPACE}?period={month}"
         page = Tables(session.get(collector + where[1:], timeout=10).text)
@@ -776,37 +824,42 @@ def check_reports(ledger: Ledger, collector: str, session, script, truth, now: f
                      {r[0]: int(r[1]) for r in events_table[1:]})  # fmt: skip
 
 
-def check_dashboard(ledger: Ledger, collector: str, session, script, truth) -> None:
-    for where in ("/", f"/?space={SPACE}"):
+def check_dashboard(ledger: Ledger, collector: str, session, script, truth, other) -> None:
+    zone = script.zone
+    for where, shown_spaces in (("/", [(zone, truth), (oracle.OTHER["zone"], other)]),
+                                (f"/?space={SPACE}", [(zone, truth)])):  # fmt: skip
         page = Tables(session.get(collector + where[1:], timeout=10).text)
         spaces = page.tables["Spaces"]
         header = [h.strip() for h in spaces[0]]
         row = next(r for r in spaces[1:] if r[0].startswith("Test Space"))
         ledger.check(where, "hours stored", str(len(truth)), row[header.index("Hours stored")])
-        # Visits per ISO week (UTC), over the weeks the chart shows.
+        # Visits per ISO week (UTC), over the weeks the chart shows, for each space.
         weekly = next(t for name, t in page.tables.items() if name.startswith("Visits per week"))
-        shown = {r[0]: r[1] for r in weekly[1:] if r[1] not in ("", "0")}
-        per_week: dict[str, int] = {}
-        for h, counts in truth.items():
-            week = oracle._utc(oracle.period_start(h, "week")).strftime("%Y-%m-%d")
-            per_week[week] = per_week.get(week, 0) + counts.get("signins", 0)
-        ledger.check(where, "visits per week", sorted(f"{n:,}" for n in per_week.values() if n),
-                     sorted(shown.values()))  # fmt: skip
+        for name, hours in (("Test Space", truth), ("Other Space", other)):
+            column = weekly[0].index(name)
+            shown = sorted(r[column] for r in weekly[1:] if r[column] not in ("", "0"))
+            per_week: dict[str, int] = {}
+            for h, counts in hours.items():
+                week = oracle._utc(oracle.period_start(h, "week")).strftime("%Y-%m-%d")
+                per_week[week] = per_week.get(week, 0) + counts.get("signins", 0)
+            expected = sorted(f"{n:,}" for n in per_week.values() if n)
+            ledger.check(where, f"visits per week ({name})", expected, shown)
         # The spaces compared, over the same weeks: visits and utilisation.
-        everything = oracle.total(truth)
         visits = next(t for name, t in page.tables.items()
                       if name.startswith("Visits") and t[0][-1] == "visits")  # fmt: skip
-        ledger.check(where, "visits (compared)", f"{everything['signins']:,}",
-                     row_by(visits, "Test Space")["visits"])  # fmt: skip
         use = next(t for name, t in page.tables.items() if name.startswith("Utilisation"))
-        ledger.check(where, "utilisation (compared)",
-                     pct(everything["occupied_minutes"] / everything["open_minutes"]),
-                     row_by(use, "Test Space")["utilisation"])  # fmt: skip
-        # Visits by hour of the week, in the space's own time zone.
+        for name, hours in (("Test Space", truth), ("Other Space", other)):
+            everything = oracle.total(hours)
+            ledger.check(where, f"visits compared ({name})", f"{everything['signins']:,}",
+                         row_by(visits, name)["visits"])  # fmt: skip
+            ledger.check(where, f"utilisation compared ({name})",
+                         pct(everything["occupied_minutes"] / everything["open_minutes"]),
+                         row_by(use, name)["utilisation"])  # fmt: skip
+        # Visits by hour of the week, each space's hours in its own time zone.
         heat = next(t for name, t in page.tables.items() if "hour of the week" in name)
-        grid = oracle.hour_of_week(script, truth, 0, float("inf"))
         shown_grid = [[int(c.replace(",", "") or 0) for c in r[1:25]] for r in heat[1:8]]
-        ledger.check(where, "visits by hour of the week", grid, shown_grid)
+        ledger.check(where, "visits by hour of the week", oracle.hour_of_week(shown_spaces),
+                     shown_grid)  # fmt: skip
 
 
 def check_kiosk(ledger: Ledger, space: Space, script) -> None:
