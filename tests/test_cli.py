@@ -19,6 +19,8 @@ COMMANDS = [
     "check-config",
     "init-config",
     "watch",
+    "backup",
+    "restore",
 ]
 COMMANDS += ["space", "user", "token"]
 # The central team's commands each have actions of their own.
