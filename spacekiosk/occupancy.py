@@ -201,6 +201,19 @@ def hourly(steps, hour_start: float) -> tuple[int, int]:
     return between(steps, hour_start, hour_start + 3600)
 
 
+def area(steps, start: float, end: float) -> float:
+    """Person-seconds from `start` to `end`, from (time, people) steps."""
+    current, last, total = value_at(steps, start), start, 0.0
+    for at, people in steps:
+        if at <= start:
+            continue
+        if at >= end:
+            break
+        total += current * (at - last)
+        current, last = people, at
+    return total + current * (end - last)
+
+
 def between(steps, start: float, end: float) -> tuple[int, int]:
     """Peak people and person-minutes from `start` to `end`, from (time, people) steps."""
     current = value_at(steps, start)

@@ -49,6 +49,9 @@ SKEW_SECONDS = 600
 # clock is off by an hour still says it is online; its hours are held to SKEW_SECONDS.
 STATUS_AHEAD_SECONDS = 86400
 
+# The calendar periods, in UTC as the collector sums them, whose distinct visitors a
+# bucket's first_in_<period> counts let the collector sum exactly.
+PERIODS = ("day", "week", "month", "quarter", "year")
 # Counts a bucket carries; all are non-negative integers (see docs/protocol.md).
 COUNTS = (
     "signins",
@@ -66,7 +69,15 @@ COUNTS = (
     "open_minutes",
     "connected_minutes",
     "sensor_fault_minutes",
+    *(FIRST_IN := tuple(f"first_in_{period}" for period in PERIODS)),
+    "open_person_minutes",
 )
+# Counts an agent before these fields left out, so a bucket without them says nothing of
+# them (the collector then shows no exact figure): people whose first sign-in of a UTC
+# period (day, ISO week, month, quarter, year) fell in the bucket, and person-minutes
+# while the space was open. Each first_in_* is at most the bucket's unique_visitors, and
+# open_person_minutes at most its person_minutes.
+OPTIONAL = (*FIRST_IN, "open_person_minutes")
 # Counts that are minutes of the bucket's span, so at most 60 per hour it covers.
 MINUTES = ("occupied_minutes", "open_minutes", "connected_minutes", "sensor_fault_minutes")
 # Sign-ins broken down by a label: {label: count}. Labels are the space's own purposes
@@ -183,9 +194,25 @@ class Bucket:
         return head | self.counts
 
 
+def lacks(counts: dict, name: str) -> bool:
+    """Whether a bucket says nothing of an OPTIONAL count it would have had from an agent
+    that sends it: first_in_* where anyone signed in, open_person_minutes where anyone
+    was there. (Where nobody was, the count is 0 whoever sent it.)"""
+    if name in counts:
+        return False
+    return bool(counts.get("unique_visitors" if name in FIRST_IN else "person_minutes"))
+
+
 def add_counts(total: dict, counts: dict) -> dict:
-    """Sum `counts` into `total`: breakdowns label by label, occupancy_peak as a maximum."""
+    """Sum `counts` into `total`: breakdowns label by label, occupancy_peak as a maximum.
+    An OPTIONAL count that a bucket `lacks` makes the total's None: not known (and a
+    None stays None)."""
+    for name in OPTIONAL:
+        if total.get(name, 0) is not None and lacks(counts, name):
+            total[name] = None
     for name, value in counts.items():
+        if name in OPTIONAL and total.get(name, 0) is None:
+            continue
         if name in BREAKDOWNS:
             into = total.setdefault(name, {})
             for label, n in value.items():
@@ -304,8 +331,22 @@ def read_hours(
                 f"buckets[{index}] has {longest} minutes in a bucket of {60 * hour.hours}: "
                 "more minutes than the bucket has"
             )
+        _check_parts(hour, index)
         found.append((start, hour))
     return found
+
+
+def _check_parts(hour: Hour, index: int) -> None:
+    """ProtocolError for an OPTIONAL count over the count it is a part of."""
+    for name in OPTIONAL:
+        value = getattr(hour, name)
+        if value is msgspec.UNSET:
+            continue
+        whole = "person_minutes" if name == "open_person_minutes" else "unique_visitors"
+        if value > getattr(hour, whole):
+            raise ProtocolError(
+                f"buckets[{index}] has {name} {value} over its {whole} {getattr(hour, whole)}"
+            )
 
 
 def _check_labels(buckets: list[Hour]) -> None:
@@ -409,11 +450,17 @@ class Hour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
     door_openings: Count = 0
     entries: Count = 0
     exits: Count = 0
+    first_in_day: Count | msgspec.UnsetType = msgspec.UNSET
+    first_in_month: Count | msgspec.UnsetType = msgspec.UNSET
+    first_in_quarter: Count | msgspec.UnsetType = msgspec.UNSET
+    first_in_week: Count | msgspec.UnsetType = msgspec.UNSET
+    first_in_year: Count | msgspec.UnsetType = msgspec.UNSET
     motion_periods: Count = 0
     new_visitors: Count = 0
     occupancy_peak: Count = 0
     occupied_minutes: Count = 0
     open_minutes: Count = 0
+    open_person_minutes: Count | msgspec.UnsetType = msgspec.UNSET
     person_minutes: Count = 0
     returning_visitors: Count = 0
     sensor_fault_minutes: Count = 0

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
 from spacekiosk import EARLIEST, occupancy
 from spacekiosk.config import SpaceConfig
 from spacekiosk.hours import open_intervals
-from spacekiosk.protocol import MAX_LABEL_CHARS
+from spacekiosk.protocol import MAX_LABEL_CHARS, PERIODS
 
-HOUR = 3600
+HOUR, DAY = 3600, 86400
 
 
 def hour_of(ts: float) -> int:
@@ -76,6 +77,7 @@ def compute(
             GROUP BY h""",
         ("new_visitors", "returning_visitors"),
     )
+    _firsts(db, since, until, hours)
     for name, sql in _BREAKDOWNS.items():
         for hour, label, count in db.execute(sql, (since, until)):
             hours[hour].setdefault(name, {})[label[:MAX_LABEL_CHARS]] = count
@@ -90,11 +92,12 @@ def compute(
     )
     if over <= since:
         return dict(hours)
-    _occupancy(db, config, since, over, hours)
+    opened = open_intervals(config.space, since, over)
+    _occupancy(db, config, since, over, hours, opened)
     for name, intervals in (
         ("occupied_minutes", _intervals(db, "motion%", "motion", "still", since, over, now)),
         ("sensor_fault_minutes", _intervals(db, "%", "fault", "ok", since, over, now)),
-        ("open_minutes", open_intervals(config.space, since, over)),
+        ("open_minutes", opened),
         ("connected_minutes", _link_intervals(db, since, over)),
     ):
         for hour, minutes in _minutes_by_hour(intervals):
@@ -111,9 +114,11 @@ _BREAKDOWNS = {
 }
 
 
-def _occupancy(db, config: SpaceConfig, since: int, until: int, hours: dict) -> None:
-    """Peak people and person-minutes per hour: from the counter if there is one, else
-    from sign-ins."""
+def _occupancy(db, config: SpaceConfig, since: int, until: int, hours: dict, opened: list) -> None:
+    """Peak people and person-minutes per hour, and the person-minutes while the space
+    was open (`opened`: its open intervals): from the counter if there is one, else from
+    sign-ins. Where anyone was there, open_person_minutes is sent even when 0, so that
+    the collector can tell it from a bucket of an agent that did not count it."""
     if config.sensors.counter:
         steps = occupancy.counter_series(db, config, since, until)
     else:
@@ -123,6 +128,53 @@ def _occupancy(db, config: SpaceConfig, since: int, until: int, hours: dict) -> 
         for name, value in (("occupancy_peak", peak), ("person_minutes", person_minutes)):
             if value:
                 hours[hour][name] = value
+        if person_minutes:
+            within = [(max(s, hour), min(e, hour + HOUR)) for s, e in opened]
+            area = sum(occupancy.area(steps, s, e) for s, e in within if e > s)
+            hours[hour]["open_person_minutes"] = min(person_minutes, round(area / 60))
+
+
+def _firsts(db, since: int, until: int, hours: dict) -> None:
+    """first_in_<period> of each hour with sign-ins in [since, until): the people whose
+    first sign-in of the UTC day, ISO week, month, quarter and year (the periods the
+    collector sums) fell in it. Summed over a period's hours, the distinct visitors of
+    the period, and never a name or an id: only the counts leave. Every hour with a
+    sign-in carries all five, zeros too, so the collector can tell them from a bucket of
+    an agent that did not count them."""
+    earliest = min(period_start(since, period) for period in PERIODS)
+    seen: dict[tuple[object, str], int] = {}  # (visitor, period) -> its start
+    for visitor, at in db.execute(
+        """SELECT v.visitor_id, v.signed_in_at
+           FROM (SELECT DISTINCT visitor_id FROM visits WHERE signed_in_at >= ?
+                 AND signed_in_at < ? AND clock_synced = 1) AS w
+           JOIN visits v ON v.visitor_id = w.visitor_id AND v.signed_in_at >= ?
+                AND v.signed_in_at < ? AND v.clock_synced = 1
+           ORDER BY v.signed_in_at""",
+        [since, until, max(earliest, EARLIEST), until],
+    ):
+        hour = hour_of(at)
+        counting = since <= at
+        if counting:
+            for period in PERIODS:
+                hours[hour].setdefault(f"first_in_{period}", 0)
+        for period in PERIODS:
+            start = period_start(at, period)
+            if seen.get((visitor, period)) != start:
+                seen[visitor, period] = start
+                if counting:
+                    hours[hour][f"first_in_{period}"] += 1
+
+
+def period_start(at: float, period: str) -> int:
+    """The start of the UTC day, ISO week (Monday), month, quarter or year holding `at`."""
+    day = int(at // DAY * DAY)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - (day // DAY + 3) % 7 * DAY  # 1 January 1970 was a Thursday
+    when = datetime.fromtimestamp(day, UTC)
+    month = {"month": when.month, "quarter": (when.month - 1) // 3 * 3 + 1, "year": 1}[period]
+    return int(datetime(when.year, month, 1, tzinfo=UTC).timestamp())
 
 
 def _intervals(

@@ -110,6 +110,11 @@ def roll_up(db: Database, max_hours: int, recompute_from: int, now: float) -> in
         total: dict = {}
         for counts, _delivered in rows:
             add_counts(total, json.loads(counts))
+        # A day summed from hours of which one was stored before the agent counted the
+        # first_in_* or open_person_minutes (None: not known) says nothing of them. The
+        # first_in_* of a UTC day's hours sum exactly: the day lies within one UTC day,
+        # week, month, quarter and year, each counted once in it.
+        total = {name: value for name, value in total.items() if value is not None}
         db.execute(
             "INSERT INTO day_outbox (day_start, version, counts, queued_at) VALUES (?, 1, ?, ?)",
             [day, json.dumps(total, sort_keys=True), now],

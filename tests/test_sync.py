@@ -190,6 +190,8 @@ def test_an_hour_carries_every_count_and_nothing_personal(tmp_path):
         "occupied_minutes": 20,
         "occupancy_peak": 3,
         "person_minutes": 50 + 40 + 30,
+        "open_person_minutes": 3 * 30,  # all three there from 10:30, when it opened
+        **{f"first_in_{p}": 3 for p in ("day", "week", "month", "quarter", "year")},
         "open_minutes": 30,
         "connected_minutes": 15 + 15,
         "sensor_fault_minutes": 10,
