@@ -620,6 +620,7 @@ class Booted:
             pytest.fail("systemd-nspawn is not installed: run scripts/setup test")
         self.root = root
         root.unmount()
+        self.leader = 0
         binds = [f"--bind={outside}:{inside}" for inside, outside in root.caches.items()]
         self.process = subprocess.Popen(
             [
@@ -638,6 +639,13 @@ class Booted:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        try:
+            self._wait_for_boot()
+        except BaseException:
+            self.close()  # never leave a container running behind a failed test
+            raise
+
+    def _wait_for_boot(self) -> None:
         deadline = time.monotonic() + 60
         self.leader = 0
         while time.monotonic() < deadline and not self.leader:
@@ -645,7 +653,7 @@ class Booted:
             if not self.leader:
                 time.sleep(0.2)
         assert self.leader, "systemd-nspawn started no container"
-        root.enter = lambda: ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "--"]
+        self.root.enter = lambda: ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "--"]
         # "offline" until systemd inside has its bus up; then --wait waits for the boot.
         while (state := self.system_state()) == "offline" and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -673,11 +681,17 @@ class Booted:
             time.sleep(0.5)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.root.run("systemctl", "poweroff", "--no-block", timeout=30)
+        if self.leader:
+            with contextlib.suppress(Exception):
+                self.root.run("systemctl", "poweroff", "--no-block", timeout=30)
+        else:
+            self.process.terminate()
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            if self.leader:  # the container's init, and with it everything inside
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.leader, 9)
             self.process.kill()
             self.process.wait(timeout=30)
 
