@@ -14,6 +14,7 @@ import threading
 
 from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from collector import api, auth, formats, health, pages, spaces, store
 from spacekiosk.config import Central, CollectorConfig
@@ -48,6 +49,9 @@ def create_app(config: CollectorConfig, ingest=None) -> Flask:
     for code in TITLES:
         app.register_error_handler(code, client_error)
     app.register_error_handler(StoreError, store_unavailable)
+    if config.central.proxies:  # the caller is who the proxy says, not the proxy
+        hops = config.central.proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     return app
 
 

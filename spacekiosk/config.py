@@ -626,6 +626,12 @@ class Central:
     public_url: str = setting(
         "", check=http_url, doc="the collector's address as the spaces reach it (HTTPS route)"
     )
+    # Behind nginx every request comes from 127.0.0.1: the login throttle would be one
+    # for everybody, and the logs would name no one. Trust exactly this many proxies'
+    # X-Forwarded-For (and -Proto); never more, or anyone could name their own address.
+    proxies: int = setting(
+        0, check=at_least(0, 3), doc="how many reverse proxies stand in front of `listen`"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -488,6 +488,13 @@ CENTRAL_TABLES = (
                 about="# The collector's address as the spaces reach it (the HTTPS route).",
                 example='# public_url = "https://collector.example.org"',
             ),
+            Key(
+                "proxies",
+                about="# How many reverse proxies (nginx) stand in front of `listen`: their\n"
+                "# X-Forwarded-For names the caller, for the login throttle and the logs.\n"
+                "# 0 when nothing is in front; never more than there are.",
+                example="# proxies = 1",
+            ),
         ),
     ),
     Table(

@@ -306,6 +306,37 @@ def test_failed_logins_are_limited_per_address(client):
     assert other.status_code == 302  # another address is not held up
 
 
+def guess_from(client, forwarded_for: str, address: str = "127.0.0.1"):
+    return client.post(
+        "/login",
+        data={"name": "central", "password": "guess again", "csrf_token": csrf(client)},
+        environ_base={"REMOTE_ADDR": address},
+        headers={"X-Forwarded-For": forwarded_for},
+    )
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_behind_a_proxy_each_caller_has_their_own_allowance(tmp_path, proxies):
+    """nginx on the same host: every request comes from 127.0.0.1. With `proxies = 1`
+    the proxy's X-Forwarded-For names the caller, so one guesser is not everyone's block;
+    without it the header is anyone's to write and is not believed."""
+    central = f"proxies = {proxies}"
+    cfg = config.load(write_collector_config(tmp_path / "c", broker_port=1, central=central))
+    db = store.connect(cfg.central)
+    accounts.add_user(db, "central", PASSWORD)
+    client = create_app(cfg).test_client()
+    for _ in range(10):
+        assert guess_from(client, "203.0.113.5").status_code == 401
+    assert guess_from(client, "203.0.113.5").status_code == 429
+    other = guess_from(client, "198.51.100.9")  # another caller, through the same proxy
+    assert other.status_code == (401 if proxies else 429)
+    # The header's writer cannot step out of a block: a forged hop before the proxy's is
+    # not the one trusted.
+    forged = guess_from(client, "192.0.2.1, 203.0.113.5")
+    assert forged.status_code == 429
+    db.close()
+
+
 def test_a_removed_user_is_logged_out(user, central):
     assert user.get("/").status_code == 200
     accounts.remove_user(central[1], "central")
@@ -1005,7 +1036,11 @@ def test_the_dashboard_and_a_report_in_a_browser(tmp_path, broker, services, bro
         visits = sum(b.counts["signins"] for b in made["athens"] if month_of(b.start) == month)
         figures = page.get_by_role("region", name="Key figures")
         expect(figures).to_contain_text(f"{visits:,}")
-        expect(figures).to_contain_text(f"{600 / visits:,.2f} EUR")
+        # A month still running takes its cost pro-rated to the hours the space has sent.
+        span = periods.parse_period(month)
+        sent = min(max(b.start + b.hours * 3600 for b in made["athens"]), time.time(), span.end)
+        cost = 600 * (sent - span.start) / (span.end - span.start)
+        expect(figures).to_contain_text(f"{cost / visits:,.2f} EUR")
         page.emulate_media(media="print")
         assert page.locator("header.top").is_hidden()
         page.emulate_media(media="screen")
