@@ -295,7 +295,7 @@ def _store_of(args) -> tuple[Path, object, str]:
             "the central store is in PostgreSQL (central.database_url): back it up with "
             "`pg_dump --format=custom --file=central-$(date -u +%Y%m%dT%H%M%SZ).dump DBNAME` "
             "and restore with `pg_restore --clean --dbname=DBNAME FILE`, the collector "
-            "stopped (docs/install.md)",
+            "stopped (docs/backups.md)",
             backup.EX_UNAVAILABLE,
         )
     kind = backup.Kind("central", COLLECTOR_MIGRATIONS, backup.CENTRAL_TABLES)
@@ -321,7 +321,7 @@ def cmd_backup(args) -> int:
     if made.same_disk:
         print(
             f"warning: {folder} is on the same disk as {store}: it will not survive the "
-            "disk failing; point [backup] folder at a USB stick (docs/install.md)",
+            "disk failing; point [backup] folder at a USB stick (docs/backups.md)",
             file=sys.stderr,
         )
     return 0

@@ -40,7 +40,7 @@ JOURNAL_LIMIT = 1 << 20
 # changes a row and its index entries in a dozen b-trees, a hundred bytes each: in
 # 1 KiB pages that is a quarter of the bytes the SD card is sent with SQLite's default
 # 4 KiB (bench/sdwear.py). Rows and index entries here are small enough for it. A store
-# made with other pages keeps them (docs/install.md says how to convert one).
+# made with other pages keeps them (docs/backups.md says how to convert one).
 PAGE_SIZE = 1024
 RECLAIM_BUSY_MS = 1000  # how long a checkpoint after a full disk waits for readers
 

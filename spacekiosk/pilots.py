@@ -256,7 +256,7 @@ SPACE_TABLES = (
                 about="# Where the nightly backups go (spacekiosk-backup.timer runs `spacekiosk "
                 "backup`): a folder\n# that exists already, best on a USB stick. It is never "
                 "created, so a stick that is\n# not mounted fills no empty mount point on the "
-                "SD card. See docs/install.md.",
+                "SD card. See docs/backups.md.",
             ),
             Key("keep", 14, about="# How many backups to keep; the oldest go first."),
         ),
@@ -506,7 +506,7 @@ CENTRAL_TABLES = (
                 about="# Where `spacekiosk backup --config central.toml` writes the central "
                 "SQLite store's\n# backups: a folder that exists already (it is never "
                 "created). With database_url,\n# back PostgreSQL up with pg_dump instead; "
-                "see docs/install.md.",
+                "see docs/backups.md.",
             ),
             Key("keep", 14, about="# How many backups to keep; the oldest go first."),
         ),
