@@ -1,5 +1,8 @@
 """Housekeeping in the kiosk process (the visits' one writer): visits still open when the
-space closes are signed out and marked as such, personal data past its retention
+space closes are signed out and marked as such (closed_by 'closing'; see
+`visits.auto_close_time`: at the first closing after the visit began, and a visit begun
+after the day's last closing, or on a closed day, at the end of its local day, not days
+later at the next opening's closing), personal data past its retention
 period is erased, times taken before the clock was set are corrected once it is, and
 raw rows the hourly counts no longer need are deleted.
 

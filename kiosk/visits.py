@@ -23,6 +23,8 @@ import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 
 from sqlite_utils import Database
 
@@ -426,21 +428,36 @@ def recent_phone_sign_ins(db: Database, since: float) -> list[Visit]:
 
 
 def close_at_closing(db: Database, space: Space, now: float | None = None) -> int:
-    """Sign out, at closing time, every visit still open after the space closed."""
+    """Sign out, as the kiosk (closed_by 'closing'), every visit still open past
+    `auto_close_time()`; returns how many."""
     now = time.time() if now is None else now
     closed = 0
     with write(db):
         for visit_id, started in db.conn.execute(
             "SELECT id, signed_in_at FROM visits WHERE signed_out_at IS NULL"
         ).fetchall():
-            close = hours.closing_time(space, started)
-            if close is not None and close <= now:
+            close = auto_close_time(space, started)
+            if close <= now:
                 db.conn.execute(
                     "UPDATE visits SET signed_out_at = ?, closed_by = 'closing' WHERE id = ?",
                     [close, visit_id],
                 )
                 closed += 1
     return closed
+
+
+def auto_close_time(space: Space, started: float) -> float:
+    """When the kiosk closes a visit nobody signed out: at the first closing after it
+    began, on the day it began; a visit begun after that day's last closing (or on a day
+    the space is closed) at the end of its local day. Never later: a sign-in at 20:30 on
+    a Saturday must not stay "in" through a closed Sunday until Monday's closing, on
+    Monday's sign-out list, its roll-call and the sign-ins' occupancy. Opening spans
+    never run past midnight ("24:00" is the latest), so the day's end bounds them all."""
+    zone = space.timezone
+    day = datetime.fromtimestamp(started, UTC).astimezone(zone).date()
+    end_of_day = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=zone).timestamp()
+    close = hours.closing_time(space, started)
+    return end_of_day if close is None else min(close, end_of_day)
 
 
 def correct_clock(db: Database, clock: Watch, after_id: int) -> tuple[Correction, int] | None:

@@ -12,7 +12,7 @@ import pytest
 from conftest import SENSORS, wait_until, write_space_config
 
 from kiosk import closing, people, visits
-from spacekiosk import config, hourly, sensorstate
+from spacekiosk import config, hourly, pilots, sensorstate
 from spacekiosk.clock import Watch
 from spacekiosk.db import connect, open_store, size, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
@@ -292,3 +292,98 @@ def test_the_kiosk_deletes_when_its_clock_says_an_hour_passed(space, tmp_path):
         stopping.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def hours(tmp_path):
+    """A space with the pilots' opening hours (Saturday 11:00-18:00, Sunday closed)."""
+    table = "".join(f'{day} = "{span}"\n' for day, span in pilots.PILOT_HOURS.items())
+    toml = write_space_config(
+        tmp_path / "hours", broker_port=1, extra=f"[space.opening_hours]\n{table}"
+    )
+    cfg = config.load(toml)
+    assert cfg.space.hours_on(6) == ()  # Sunday
+    open_store(cfg.database.path, SPACE_MIGRATIONS).close()
+    db = connect(cfg.database.path)
+    yield cfg, db
+    db.close()
+
+
+def test_a_forgotten_sign_out_ends_with_its_day_not_at_the_next_opening(hours, tmp_path):
+    """The kiosk's housekeeping thread, on a Watch the test moves, in the space's zone
+    (Athens: Saturday 11:00-18:00, Sunday closed). A visit still open is signed out by the
+    kiosk at the first closing after it began; one begun after the day's last closing, or
+    on a closed day, at the end of its local day: never kept "in" through Sunday until
+    Monday's closing, on Monday's sign-out list and roll-call."""
+    cfg, db = hours
+    zone = cfg.space.timezone
+
+    def local(day: int, hour: int, minute: int = 0) -> float:  # 6 March 2027: a Saturday
+        return datetime(2027, 3, day, hour, minute, tzinfo=zone).timestamp()
+
+    early = visits.sign_in_new(db, visits.NewVisitor("Erik Early"), "k", now=local(6, 9))
+    maker = visits.sign_in_new(db, visits.NewVisitor("Mona Maker"), "k", now=local(6, 16))
+    late = visits.sign_in_new(db, visits.NewVisitor("Lena Late"), "k", now=local(6, 20, 30))
+    clock = MovedClock(local(6, 20, 35))
+    watch = Watch(wall=clock.wall, monotonic=clock.monotonic, timesync=tmp_path / "none")
+    stopping = threading.Event()
+    thread = closing.run(cfg, stopping, watch, tick=0.01)
+
+    def closed(visit) -> tuple | None:
+        return db.execute(
+            "SELECT signed_out_at, closed_by FROM visits WHERE id = ? AND signed_out_at "
+            "IS NOT NULL",
+            [visit.id],
+        ).fetchone()
+
+    try:
+        # Saturday evening: the two who came before closing are out at 18:00; Lena, in
+        # after closing, is still in (an evening's work after hours is hers to end).
+        wait_until(lambda: closed(early) and closed(maker), what="Saturday's closing")
+        assert closed(early) == closed(maker) == (local(6, 18), "closing")
+        assert closed(late) is None
+        assert [v.name for v in visits.present(db)] == ["Lena Late"]
+        # Midnight: her day is over, and so is her visit.
+        clock.move(local(7, 0, 1) - clock.wall())
+        wait_until(lambda: closed(late), what="the end of Saturday")
+        assert closed(late) == (local(7, 0), "closing")
+        assert visits.present(db) == [] and visits.present_count(db) == 0
+        # Sunday, a closed day: a volunteer's sign-in ends with Sunday, not Monday 21:00.
+        sunday = visits.sign_in_new(db, visits.NewVisitor("Sam Sunday"), "k", now=local(7, 13))
+        assert visits.auto_close_time(cfg.space, local(7, 13)) == local(8, 0)
+        clock.move(local(8, 0, 1) - clock.wall())
+        wait_until(lambda: closed(sunday), what="the end of Sunday")
+        assert closed(sunday) == (local(8, 0), "closing")
+    finally:
+        stopping.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    # On Monday, nobody from the weekend is on the sign-out list, and an hour's sign-ins
+    # count them only while they were there.
+    assert visits.present(db) == []
+
+
+def test_auto_close_times_in_the_space_s_zone(hours):
+    """The rule, for each kind of day: within an opening span, its closing; before the
+    day's opening, that day's closing; after the day's last closing or on a closed date,
+    the end of the local day, however long the day (a change of the clocks)."""
+    cfg, _db = hours
+    zone = cfg.space.timezone
+
+    def local(day: int, hour: int, minute: int = 0) -> float:
+        return datetime(2027, 3, day, hour, minute, tzinfo=zone).timestamp()
+
+    rule = visits.auto_close_time
+    assert rule(cfg.space, local(8, 12)) == local(8, 21)  # Monday 10:00-21:00
+    assert rule(cfg.space, local(8, 7)) == local(8, 21)  # before it opens
+    assert rule(cfg.space, local(8, 21, 30)) == local(9, 0)  # after it closed
+    assert rule(cfg.space, local(12, 21, 59)) == local(12, 22)  # Friday's 22:00 closing
+    assert rule(cfg.space, local(12, 22)) == local(13, 0)  # in at the closing: its day's end
+    assert rule(cfg.space, local(7, 10)) == local(8, 0)  # Sunday: closed all day
+    # The clocks go forward at 03:00 on 28 March: the day is 23 hours long.
+    assert rule(cfg.space, datetime(2027, 3, 27, 20, tzinfo=zone).timestamp()) == (
+        datetime(2027, 3, 28, 0, tzinfo=zone).timestamp()
+    )
+    assert rule(cfg.space, datetime(2027, 3, 28, 2, tzinfo=zone).timestamp()) == (
+        datetime(2027, 3, 29, 0, tzinfo=zone).timestamp()
+    )
