@@ -71,6 +71,8 @@ def _message(exc: visits.VisitError) -> str:
         return _("You are already signed in (since %(time)s).", time=_when(exc.since))
     if exc.code == "already_out":
         return _("You were already signed out at %(time)s.", time=_when(exc.since))
+    if exc.code == "bad_event":
+        return _("There is no event today to sign in for. Please try again.")
     return i18n.MESSAGES[exc.code]
 
 
@@ -250,6 +252,7 @@ def _echo(raw: str) -> str:
 # Any other refusal (the guidelines, a busy database) stays on the last step, Sign in's.
 _ERROR_STEPS = {
     "bad_purpose": "why",
+    "bad_event": "why",
     "bad_email": "details",
     "bad_pin": "details",
     "pin_mismatch": "details",
@@ -288,13 +291,45 @@ def _visitor(handle: str) -> dict:
     return info
 
 
-def _pin_step(info: dict, error: str | None = None, status: int = 200):
+def _purpose_chosen(cfg, form) -> str | None:
+    """The purpose a form says, None for none; one the space does not offer is refused."""
+    purpose = form.get("purpose") or None
+    if purpose is not None and purpose not in cfg.kiosk.purposes:
+        raise visits.VisitError("bad_purpose")
+    return purpose
+
+
+def _event_chosen(cfg, form) -> str | None:
+    """Today's event's name when the form's box was ticked, None when it was not; a
+    ticked box on a day without an event, or any value but the box's own, is refused."""
+    flag = form.get("event") or None
+    if flag is None:
+        return None
+    event = hours.todays_event(cfg, time.time())
+    if flag != "yes" or event is None:
+        raise visits.VisitError("bad_event")
+    return event.name
+
+
+def _pin_step(info: dict, error: str | None = None, status: int = 200, form=None):
+    """The returning visitor's page: why they came (their last purpose already chosen),
+    today's event when there is one, and their PIN. A refused form keeps its choices."""
+    cfg = _config()
+    purposes = [(p, i18n.PURPOSE_NAMES.get(p, p)) for p in cfg.kiosk.purposes]
+    if form is None:
+        chosen, for_event = info["last_purpose"], False
+    else:
+        chosen, for_event = form.get("purpose"), form.get("event") == "yes"
     return render_template(
         "visitor/pin.html",
         visitor=info,
         error=error,
-        ask_guidelines=info["guidelines_version"] < _config().kiosk.guidelines_version,
-        guidelines=_guidelines(_config()),
+        purposes=purposes,
+        chosen=chosen if chosen in cfg.kiosk.purposes else None,
+        event=hours.todays_event(cfg, time.time()),
+        for_event=for_event,
+        ask_guidelines=info["guidelines_version"] < cfg.kiosk.guidelines_version,
+        guidelines=_guidelines(cfg),
         request_id=uuid.uuid4().hex,
     ), status
 
@@ -308,21 +343,33 @@ def returning(handle: str):
 def returning_pin(handle: str):
     cfg = _config()
     info = _visitor(handle)
+    form = request.form
     try:
+        purpose = _purpose_chosen(cfg, form)
+        event = _event_chosen(cfg, form)
         visit = _writer().run(
             visits.sign_in_returning,
             info["id"],
-            request.form.get("pin") or None,
+            form.get("pin") or None,
             current_app.config["PIN_KEY"],
             cfg.kiosk.guidelines_version,
-            accepted=request.form.get("accept") == "yes",
+            accepted=form.get("accept") == "yes",
             via=_via(),
-            request_id=visits.clean_request_id(request.form.get("request_id")),
+            request_id=visits.clean_request_id(form.get("request_id")),
             clock=_clock(),
+            purpose=purpose,
+            event=event,
         )
     except visits.VisitError as exc:
-        if exc.code in ("wrong_pin", "guidelines_changed", "pin_resting", "bad_form"):
-            return _pin_step(info, _message(exc), exc.status)
+        if exc.code in (
+            "wrong_pin",
+            "guidelines_changed",
+            "pin_resting",
+            "bad_form",
+            "bad_purpose",
+            "bad_event",
+        ):
+            return _pin_step(info, _message(exc), exc.status, form)
         if exc.code == "already_in" and exc.handle:
             return _already_in(exc)
         return _name_step(_message(exc), status=exc.status)
@@ -348,9 +395,7 @@ def new_visitor():
     except visits.VisitError as exc:
         return _name_step(_message(exc), _echo(raw_name), exc.status)
     try:
-        purpose = form.get("purpose") or None
-        if purpose is not None and purpose not in cfg.kiosk.purposes:
-            raise visits.VisitError("bad_purpose")
+        purpose = _purpose_chosen(cfg, form)
         email = visits.clean_email(form.get("email", ""))
         pin = form.get("pin") or None
         if pin is not None:
@@ -359,14 +404,14 @@ def new_visitor():
                 raise visits.VisitError("pin_mismatch")
         if form.get("accept") != "yes":
             raise visits.VisitError("guidelines")
-        event = hours.todays_event(cfg, time.time())
+        event = _event_chosen(cfg, form)
         visit = _writer().run(
             visits.sign_in_new,
             visits.NewVisitor(
                 name=name,
                 email=email,
                 purpose=purpose,
-                event=event.name if event and form.get("event") == "yes" else None,
+                event=event,
                 pin=pin,
                 guidelines_version=cfg.kiosk.guidelines_version,
             ),

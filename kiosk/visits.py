@@ -270,8 +270,11 @@ def sign_in_returning(
     request_id: str | None = None,
     now: float | None = None,
     clock: Watch | None = None,
+    purpose: str | None = None,
+    event: str | None = None,
 ) -> Visit:
-    """A returning visitor, proven by their PIN (if they chose one).
+    """A returning visitor, proven by their PIN (if they chose one), with why they came
+    and today's event, as a first visit stores them (the caller checks both).
 
     After PIN_TRIES wrong PINs in a row the PIN rests for a while, so 10,000 guesses
     cannot be tried at the door. A resting PIN refuses every form, a replayed one too.
@@ -308,7 +311,7 @@ def sign_in_returning(
                 "guidelines_version = max(guidelines_version, ?) WHERE id = ?",
                 [guidelines_version, visitor_id],
             )
-            visit_id = _open_visit(db, visitor_id, now, synced, None, None, via, request_id)
+            visit_id = _open_visit(db, visitor_id, now, synced, purpose, event, via, request_id)
     if visit_id is None:
         raise VisitError("wrong_pin", status=403)
     return get(db, visit_id)
@@ -342,7 +345,19 @@ def visitor_by_handle(db: Database, handle: str) -> dict | None:
         "label": masked(row[1]),
         "has_pin": bool(row[2]),
         "guidelines_version": row[3],
+        "last_purpose": last_purpose(db, row[0]),
     }
+
+
+def last_purpose(db: Database, visitor_id: int) -> str | None:
+    """Why this visitor came the last time they said: their PIN page offers it again, so a
+    regular signs in with the same taps as ever."""
+    row = db.conn.execute(
+        "SELECT purpose FROM visits WHERE visitor_id = ? AND purpose IS NOT NULL "
+        "ORDER BY signed_in_at DESC, id DESC LIMIT 1",
+        [visitor_id],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def matches(db: Database, prefix: str, limit: int = MAX_MATCHES) -> list[Match]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+from datetime import datetime
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import ErrorLog, visitor_form, write_space_config
@@ -80,7 +82,11 @@ NASTY = [
     "el",
     "zh_Hant_TW",
     "phone",
+    "Repair café",
+    "YES",
+    "yes ",
 ]
+EVENT = "Repair café"  # on today in the test space: the event box is on every PIN page
 FIELDS = ["name", "email", "purpose", "event", "pin", "pin2", "accept", "request_id", "new"]
 QUERY = ["q", "next", "since"]
 COOKIES = ["lang", "device"]
@@ -98,7 +104,9 @@ def kiosk(tmp_path_factory):
     """One kiosk for the whole file, as in production, with visitors already in it:
     PIN holders, one without a PIN, a resting PIN, two of the same name, one signed in."""
     folder = tmp_path_factory.mktemp("hostile")
-    toml = write_space_config(folder, broker_port=1)
+    today = datetime.now(ZoneInfo("Europe/Athens")).date().isoformat()  # the space's day
+    event = f'[[events]]\nname = "{EVENT}"\ndate = "{today}"\nhours = "18:00-21:00"\n'
+    toml = write_space_config(folder, broker_port=1, extra=event)
     app = create_app(config.load(toml), {})
     client = app.test_client(use_cookies=False)  # each request sends its own, if any
     pins = {}
@@ -182,7 +190,7 @@ class Kiosk:
         ):
             assert request_id is None or visits.clean_request_id(request_id) == request_id
             assert purpose is None or purpose in self.purposes
-            assert event is None  # the test space has no events
+            assert event in (None, EVENT)  # only today's event, and only by its box
             assert via in ("kiosk", "phone")
 
 
@@ -342,6 +350,59 @@ def test_no_sequence_signs_a_visitor_in_without_their_pin(kiosk, actions):
             ).fetchone()
             if open_visit:
                 assert kiosk.send("POST", f"/sign-out/{open_visit[0]}").status_code == 200
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    purpose=st.one_of(st.none(), st.sampled_from(["cowork", "meeting", "other"]), text),
+    event=st.one_of(st.none(), st.just("yes"), text),
+    right_pin=st.booleans(),
+)
+def test_a_returning_visitor_s_purpose_and_event_are_what_the_space_offers(
+    kiosk, purpose, event, right_pin
+):
+    """The PIN page's purpose and event box, whatever is posted in them: a purpose the
+    space offers and the box's own "yes" sign in (with the right PIN) and are stored as
+    they are; anything else is a 400 on the PIN page, with its message, and neither
+    signs in nor counts as a wrong PIN."""
+    ana = next(h for h, pin in kiosk.pins.items() if pin == "1111")
+    kiosk.db.execute(
+        "UPDATE visitors SET pin_rest_until = NULL, pin_failures = 0 WHERE handle = ?", [ana]
+    )
+    open_visit = kiosk.db.execute(  # left in by an earlier test or example
+        "SELECT v.handle FROM visits v JOIN visitors p ON p.id = v.visitor_id "
+        "WHERE p.handle = ? AND v.signed_out_at IS NULL",
+        [ana],
+    ).fetchone()
+    if open_visit:
+        assert kiosk.send("POST", f"/sign-out/{open_visit[0]}").status_code == 200
+    form = {"pin": "1111" if right_pin else "0000"}
+    form |= {k: v for k, v in (("purpose", purpose), ("event", event)) if v is not None}
+    mine = _visits_of(kiosk, ana)
+    response = kiosk.send("POST", f"/sign-in/returning/{ana}", data=form)
+    bad_purpose = bool(purpose) and purpose not in kiosk.purposes
+    bad_event = bool(event) and event != "yes"
+    if bad_purpose or bad_event:
+        assert response.status_code == 400
+        wanted = "Please choose why you are here." if bad_purpose else "There is no event"
+        assert wanted in response.text and 'name="pin"' in response.text
+        assert _visits_of(kiosk, ana) == mine
+        failures = kiosk.db.execute(
+            "SELECT pin_failures FROM visitors WHERE handle = ?", [ana]
+        ).fetchone()
+        assert failures == (0,)  # no PIN was tried
+        return
+    if not right_pin:
+        assert response.status_code == 403 and _visits_of(kiosk, ana) == mine
+        return
+    assert response.status_code == 201
+    visit_handle, *stored = kiosk.db.execute(
+        "SELECT v.handle, v.purpose, v.event FROM visits v JOIN visitors p "
+        "ON p.id = v.visitor_id WHERE p.handle = ? ORDER BY v.id DESC LIMIT 1",
+        [ana],
+    ).fetchone()
+    assert stored == [purpose or None, EVENT if event == "yes" else None]
+    assert kiosk.send("POST", f"/sign-out/{visit_handle}").status_code == 200
 
 
 def _visits_of(kiosk: Kiosk, handle: str) -> int:

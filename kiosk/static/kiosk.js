@@ -148,6 +148,8 @@
     var field = input.closest(".field");
     if (field) { field.classList.add("typing-here"); }
     draw();
+    // Beside the form (the PIN pad in a landscape screen, see kiosk.css): nothing to move.
+    if (keyboard.getBoundingClientRect().left > 0) { return; }
     // Leave room to scroll everything above the keyboard, and keep the field in sight,
     // with its step's buttons below it when they fit.
     document.querySelector("main").style.paddingBottom = keyboard.offsetHeight + "px";
