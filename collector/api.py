@@ -93,6 +93,11 @@ def _usage(fmt: str):
         return jsonify({"space": space, "buckets": wire})
     found = periods.summed(periods.rows(g.db, since, until, space), granularity)
     over = reports.over(time.time())
+    moved = reports.sensed(g.db)
+    if not (space in moved if space else moved):
+        # No motion sensor has ever reported: occupied minutes are not known, not zero.
+        found = [(s, h, c | {"occupied_minutes": None}) for s, h, c in found]
+    found = [(s, h, c | _people(s, h, c, granularity, since, until)) for s, h, c in found]
     if fmt == "csv":
         name = f"{space or 'all'}-{granularity}"
         return _csv(space or "all", [(s, h, None, c) for s, h, c in found], name)
@@ -104,12 +109,41 @@ def _usage(fmt: str):
             "to": iso(until),
             # `hours`: the period's length, not the hours of data in it; `provisional`:
             # it holds hours not over yet, whose minute counts and peak are still to come.
+            "distinct_visitors": DISTINCT_NOTE if space else DISTINCT_NOTE + ALL_SPACES_NOTE,
             "periods": [
                 {"start": iso(s), "hours": h, "provisional": s + h * HOUR > over} | c
                 for s, h, c in found
             ],
         }
     )
+
+
+DISTINCT_NOTE = (
+    "distinct_visitors: the different people who signed in in the period (the sum of its "
+    "hours' first_in_<period>), and returning_distinct_visitors those of them who had come "
+    "before it; exact for a whole hour, day, week or month, null for a period cut by "
+    "'from' or 'to' (not known from hourly counts) or holding hours of an agent that did "
+    "not count them. unique_visitors is each hour's distinct visitors added up."
+)
+ALL_SPACES_NOTE = (
+    " All spaces: each space's distinct visitors added up (someone who came to two "
+    "spaces counts at each: a name is not an identity across spaces)."
+)
+
+
+def _people(
+    start: int, hours: int, counts: dict, granularity: str, since: int | None, until: int | None
+) -> dict:
+    """The period's distinct visitors and those returning, where the hours say them
+    exactly: a whole period (not cut by `since` or `until`); an hour's are its own."""
+    if (since is not None and since > start) or (until is not None and until < start + hours):
+        return {"distinct_visitors": None, "returning_distinct_visitors": None}
+    if granularity == "hour" and hours == 1:
+        return {
+            "distinct_visitors": counts.get("unique_visitors", 0),
+            "returning_distinct_visitors": counts.get("returning_visitors", 0),
+        }
+    return periods.people(counts, "day" if granularity == "hour" else granularity)
 
 
 def _known(space: str) -> bool:
@@ -138,6 +172,9 @@ def _labels(rows: list[tuple], name: str) -> list[str]:
     return sorted({label for *_, counts in rows for label in counts.get(name) or {}})
 
 
+PEOPLE = ("distinct_visitors", "returning_distinct_visitors")
+
+
 def safe_cell(value) -> object:
     """A CSV cell a spreadsheet will show, not run."""
     if isinstance(value, str) and value.startswith(_FORMULA):
@@ -150,7 +187,9 @@ def _csv(space: str, rows: list[tuple], filename: str) -> Response:
     `event:<label>` for the breakdowns. Versions only for stored buckets."""
     versions = any(version is not None for _s, _h, version, _c in rows)
     purposes, events = _labels(rows, "by_purpose"), _labels(rows, "by_event")
+    people = [n for n in PEOPLE if any(n in c for *_, c in rows)]  # periods, not buckets
     header = ["space", "start", "hours", *(["version"] if versions else []), *protocol.COUNTS]
+    header += people
     header += [f"purpose:{p}" for p in purposes] + [f"event:{e}" for e in events]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -158,6 +197,7 @@ def _csv(space: str, rows: list[tuple], filename: str) -> Response:
     for start, hours, version, counts in rows:
         line = [safe_cell(space), iso(start), hours, *([version] if versions else [])]
         line += [counts.get(name, 0) for name in protocol.COUNTS]
+        line += [counts.get(name) for name in people]
         line += [(counts.get("by_purpose") or {}).get(p, 0) for p in purposes]
         line += [(counts.get("by_event") or {}).get(e, 0) for e in events]
         writer.writerow(line)

@@ -141,7 +141,7 @@ def _comparison(
     for space in spaces:
         signins, open_minutes, occupied = sums[space.id]
         visits.append((space.name, signins, charts.number(signins)))
-        if open_minutes:
+        if open_minutes and space.motion:  # without a motion sensor: not known, not 0 %
             share = occupied / open_minutes
             use.append((space.name, share, f"{share:.0%}"))
     return [
@@ -190,12 +190,15 @@ def _holds(period: periods.Period, space: str | None) -> bool:
 def report_table():
     now = time.time()
     period = _period(now)
+    report = reports.report(g.db, period, now)
     return render_template(
         "reports.html",
-        report=reports.report(g.db, period, now),
+        report=report,
         choices=periods.recent_periods(now),
         now=now,
         over=reports.over(now),
+        # A period that is over, whose last hours a space has not sent yet.
+        late=[r.name for r in report.rows if r.link_until and r.link_until < period.end],
     )
 
 
@@ -220,15 +223,17 @@ CSV_COLUMNS = [
     "name",
     "capacity",
     "visits",
-    "unique_visitors_hourly_sum",
+    "distinct_visitors",  # different people in the period (all: each space's added up)
+    "unique_visitors_hourly_sum",  # each hour's distinct visitors added up
     "new_visitors",
-    "returning_visitors",
+    "returning_distinct_visitors",
     "events_held",
     "event_signins",
     "occupied_hours",
     "open_hours",
     "utilisation",
     "occupancy_peak",
+    "peak_space",
     "peak_per_capacity",
     "average_occupancy",
     "link_availability",
@@ -250,15 +255,17 @@ def csv_values(row: reports.Figures) -> list:
         row.name,
         row.capacity if row.capacity is not None else "",
         row.visits,
-        row.unique_visitors,
+        "" if row.unique_visitors is None else row.unique_visitors,
+        row.hourly_visitors,
         row.new_visitors,
-        row.returning_visitors,
+        "" if row.returning_visitors is None else row.returning_visitors,
         row.events,
         row.event_signins,
-        fraction(row.occupied_minutes / 60, 2),
+        fraction(row.occupied_minutes / 60 if row.occupied_known else None, 2),
         fraction(row.open_minutes / 60, 2),
         fraction(row.utilisation),
         row.peak,
+        row.peak_space or (row.name if row.id else ""),
         fraction(row.peak_ratio),
         fraction(row.average_occupancy, 2),
         fraction(row.availability),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from collector import periods, reading
+from collector import periods, reading, store
 from collector.periods import DAY, Period, Row
 from spacekiosk.config import PURPOSE_LABELS
 
@@ -33,6 +33,9 @@ class Space:
     hours: int  # buckets stored (a rolled-up day is one)
     earliest: int | None  # the start of its oldest bucket
     timezone: str = "UTC"  # as the space says in its status; UTC until it does
+    newest: int | None = None  # the end of its newest stored bucket
+    last_contact: float | None = None  # when the collector itself last heard from it
+    motion: bool = False  # it has reported motion in a stored hour: it has a motion sensor
 
 
 @dataclass(frozen=True)
@@ -43,23 +46,30 @@ class Figures:
     name: str
     capacity: int | None
     visits: int
-    unique_visitors: int  # the sum of each hour's distinct visitors
+    unique_visitors: int | None  # different people in the period; None: not known
     new_visitors: int
-    returning_visitors: int
+    returning_visitors: int | None  # of them, those who had come before; None: not known
     events: int  # community events with sign-ins (distinct names, per space)
     event_signins: int
     occupied_minutes: int
     open_minutes: int
-    utilisation: float | None  # occupied minutes / open minutes
+    utilisation: float | None  # occupied minutes / open minutes; None: no motion sensor
     peak: int
     peak_ratio: float | None  # peak / capacity
-    average_occupancy: float | None  # person-minutes / open minutes: people, on average
+    average_occupancy: float | None  # person-minutes while open / open minutes
     availability: float | None  # connected minutes / minutes since first seen
     cost: float | None
     currency: str | None  # None: no cost entered; "mixed": more than one currency
     cost_months: int
     cost_visits: int  # visits in the months with a cost
-    cost_per_visit: float | None  # cost / cost_visits
+    cost_per_visit: float | None  # cost, a month still running pro-rated, / cost_visits
+    occupied_known: bool = True  # False: a space that has never reported motion
+    link_until: int | None = None  # the end of the minutes link availability counts
+    cost_prorated: bool = False  # a month still running took its cost pro-rated
+    cost_counted: float | None = None  # the cost cost_per_visit divides: pro-rated
+    peak_space: str | None = None  # all spaces: the busiest space, whose peak it is
+    peak_capacity: int | None = None  # all spaces: that space's capacity
+    hourly_visitors: int = 0  # each hour's distinct visitors added up (the old figure)
 
 
 def spaces(db, now: float | None = None) -> list[Space]:
@@ -71,6 +81,8 @@ def spaces(db, now: float | None = None) -> list[Space]:
         for r in db.execute("SELECT space, name, capacity FROM space_info").fetchall()
     }
     heard = {s["id"]: s for s in reading.spaces(db, now)}
+    contacts = store.contacts(db)
+    newest, moved = _newest_and_motion(db, now)
     out = []
     for space in sorted(set(info) | set(heard)):
         name, capacity = info.get(space, (None, None))
@@ -87,9 +99,47 @@ def spaces(db, now: float | None = None) -> list[Space]:
                 hours=seen.get("hours", 0),
                 earliest=seen.get("earliest"),
                 timezone=about.get("timezone") if _zone(about.get("timezone")) else "UTC",
+                newest=newest.get(space),
+                last_contact=(contacts.get(space) or (None, None))[0],
+                motion=space in moved,
             )
         )
     return out
+
+
+def _newest_and_motion(db, now: float | None) -> tuple[dict[str, int], set[str]]:
+    """Each space's newest stored bucket's end, and the spaces that have reported motion
+    (motion periods or occupied minutes above zero) in any stored hour: only a space with
+    a motion sensor does, so at one that never has, occupied minutes are not known."""
+    low, high = reading.FIRST, reading.horizon(now)
+    newest = {
+        space: end
+        for space, end in db.execute(
+            "SELECT space, max(hour_start + hours * 3600) FROM usage"
+            " WHERE hour_start >= ? AND hour_start < ? AND hours IN (1, 24) GROUP BY space",
+            [low, high],
+        ).fetchall()
+        if isinstance(end, int)
+    }
+    some = " OR ".join(
+        f"""(counts LIKE '%"{name}":%' AND counts NOT LIKE '%"{name}":0,%'
+            AND counts NOT LIKE '%"{name}":0}}%')"""
+        for name in ("motion_periods", "occupied_minutes")
+    )  # counts are stored as compact JSON (protocol.counts_json)
+    moved = {
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT space FROM usage"  # noqa: S608 (no input in it)
+            f" WHERE hour_start >= ? AND hour_start < ? AND ({some})",
+            [low, high],
+        ).fetchall()
+    }
+    return newest, moved
+
+
+def sensed(db, now: float | None = None) -> set[str]:
+    """The spaces whose occupied minutes can be known: those that have reported motion."""
+    return _newest_and_motion(db, now)[1]
 
 
 def costs(db, months: tuple[str, ...], space: str | None = None) -> list[tuple]:
@@ -115,11 +165,47 @@ def over(now: float) -> int:
     return int(now) - int(now) % periods.HOUR
 
 
+def link_until(space: Space, now: float) -> int:
+    """Where link availability stops counting: the end of the hours that are over, but,
+    while the space's agent is online, no later than its newest delivered hour (or the
+    hour of the collector's last contact): hours over but not yet sent wait on the Pi
+    (sync.send_every_minutes) with their connected minutes, and counted now they would
+    read as an outage. A space whose last will says offline counts on to the last hour
+    over: from the collector's side its link is down."""
+    end = over(now)
+    if not space.status.get("online"):
+        return end
+    told = [t for t in (space.newest, space.last_contact and over(space.last_contact)) if t]
+    return min(end, int(max(told))) if told else end
+
+
 def _observed_minutes(space: Space, period: Period, now: float) -> int:
     since = _since(space)
     if since is None:
         return 0
-    return max(0, int(min(period.end, over(now)) - max(period.start, since)) // 60)
+    until = min(period.end, link_until(space, now))
+    return max(0, int(until - max(period.start, since)) // 60)
+
+
+def _cost_share(month: str, space: Space, now: float) -> float:
+    """How much of a month's cost its visits so far stand against: all of a month that
+    is over; of a month still running, the part up to the newest hour the space has sent
+    (the visits counted are those up to there), as running costs accrue day by day."""
+    start, end = _month_bounds(month)
+    if end <= now:
+        return 1.0
+    sent = min(space.newest or start, int(now), end)
+    return max(0, sent - start) / (end - start)
+
+
+def _month_bounds(month: str) -> tuple[int, int]:
+    period = periods.parse_period(month)
+    return period.start, period.end
+
+
+def _sum_known(values: list[int | None]) -> int | None:
+    """The sum, or None if any is not known."""
+    return None if None in values else sum(values)
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -136,28 +222,39 @@ def figures(
     cost_months = {month for _s, month, _a, _c in entered}
     cost = sum(amount for _s, _m, amount, _c in entered) if len(currencies) == 1 else None
     cost_visits = sum(r.counts.get("signins", 0) for r in found if _month(r.start) in cost_months)
+    shares = {month: _cost_share(month, space, now) for month in cost_months}
+    counted = sum(amount * shares[m] for _s, m, amount, _c in entered) if cost is not None else None
+    occupied_known = space.motion
+    people = periods.people(counts, periods.kind(period))
     return Figures(
         id=space.id,
         name=space.name,
         capacity=space.capacity,
         visits=counts["signins"],
-        unique_visitors=counts["unique_visitors"],
+        unique_visitors=people["distinct_visitors"],
         new_visitors=counts["new_visitors"],
-        returning_visitors=counts["returning_visitors"],
+        returning_visitors=people["returning_distinct_visitors"],
+        hourly_visitors=counts["unique_visitors"],
         events=sum(1 for n in by_event.values() if n > 0),
         event_signins=sum(by_event.values()),
         occupied_minutes=counts["occupied_minutes"],
         open_minutes=counts["open_minutes"],
-        utilisation=_ratio(counts["occupied_minutes"], counts["open_minutes"]),
+        utilisation=(
+            _ratio(counts["occupied_minutes"], counts["open_minutes"]) if occupied_known else None
+        ),
         peak=counts["occupancy_peak"],
         peak_ratio=_ratio(counts["occupancy_peak"], space.capacity or 0),
-        average_occupancy=_ratio(counts["person_minutes"], counts["open_minutes"]),
+        average_occupancy=periods.average_while_open(counts),
         availability=_ratio(counts["connected_minutes"], _observed_minutes(space, period, now)),
         cost=cost,
         currency=currencies.pop() if len(currencies) == 1 else ("mixed" if currencies else None),
         cost_months=len(cost_months),
         cost_visits=cost_visits,
-        cost_per_visit=_ratio(cost, cost_visits) if cost is not None else None,
+        cost_per_visit=_ratio(counted, cost_visits) if counted is not None else None,
+        occupied_known=occupied_known,
+        link_until=min(period.end, link_until(space, now)),
+        cost_prorated=cost is not None and any(share < 1 for share in shares.values()),
+        cost_counted=counted,
     )
 
 
@@ -166,42 +263,68 @@ def _month(ts: int) -> str:
 
 
 def combined(
-    rows: list[Figures], found: list[Row], spaces_: list[Space], period: Period, now: float
+    rows: list[Figures],
+    found: list[Row],
+    spaces_: list[Space],
+    period: Period,
+    now: float,
+    *,
+    band: bool = False,
 ) -> Figures:
-    """The all-spaces row: sums, and ratios of sums (not averages of ratios)."""
+    """The all-spaces row (or a size band's): sums, and ratios of sums (not averages of
+    ratios). Its peak is the busiest space's, so beside it the all-spaces row puts that
+    space's peak over that space's capacity, naming it; a size band, which shows no
+    peak, its spaces' peaks added up over their capacities added up."""
     counts = periods.total(found)
     with_capacity = [r for r in rows if r.capacity]
     currencies = {r.currency for r in rows if r.currency}
     priced = [r for r in rows if r.cost is not None]
     alike = len(currencies) == 1 and "mixed" not in currencies
     cost = sum(r.cost for r in priced) if alike else None
+    counted = sum(r.cost_counted or 0 for r in priced) if alike else None
     cost_visits = sum(r.cost_visits for r in priced)
     observed = sum(_observed_minutes(s, period, now) for s in spaces_)
+    known = [r for r in rows if r.occupied_known]  # spaces with a motion sensor
+    busiest = max(rows, key=lambda r: (r.peak, r.peak_ratio or 0), default=None)
     return Figures(
         id=None,
         name="All spaces",
         capacity=sum(r.capacity for r in with_capacity) or None,
         visits=counts["signins"],
-        unique_visitors=counts["unique_visitors"],
+        # Each space's different people added up: across spaces, who is who is not known.
+        unique_visitors=_sum_known([r.unique_visitors for r in rows]),
         new_visitors=counts["new_visitors"],
-        returning_visitors=counts["returning_visitors"],
+        returning_visitors=_sum_known([r.returning_visitors for r in rows]),
+        hourly_visitors=counts["unique_visitors"],
         events=sum(r.events for r in rows),
         event_signins=sum(r.event_signins for r in rows),
         occupied_minutes=counts["occupied_minutes"],
         open_minutes=counts["open_minutes"],
-        utilisation=_ratio(counts["occupied_minutes"], counts["open_minutes"]),
-        peak=max((r.peak for r in rows), default=0),
-        # How full the spaces got at their busiest, together: their peaks over their seats.
-        peak_ratio=_ratio(
-            sum(r.peak for r in with_capacity), sum(r.capacity for r in with_capacity)
+        utilisation=_ratio(
+            sum(r.occupied_minutes for r in known), sum(r.open_minutes for r in known)
         ),
-        average_occupancy=_ratio(counts["person_minutes"], counts["open_minutes"]),
+        peak=busiest.peak if busiest else 0,
+        peak_ratio=(
+            # A band: how full its spaces got at their busiest, together.
+            _ratio(sum(r.peak for r in with_capacity), sum(r.capacity for r in with_capacity))
+            if band
+            else busiest.peak_ratio
+            if busiest
+            else None
+        ),
+        average_occupancy=periods.average_while_open(counts),
         availability=_ratio(counts["connected_minutes"], observed),
         cost=cost,
         currency=currencies.pop() if len(currencies) == 1 else ("mixed" if currencies else None),
         cost_months=max((r.cost_months for r in rows), default=0),
         cost_visits=cost_visits,
-        cost_per_visit=_ratio(cost, cost_visits) if cost is not None else None,
+        cost_per_visit=_ratio(counted, cost_visits) if counted is not None else None,
+        occupied_known=bool(known),
+        link_until=max((r.link_until or 0 for r in rows), default=None) or None,
+        cost_prorated=any(r.cost_prorated for r in priced),
+        cost_counted=counted,
+        peak_space=None if band or not busiest or not busiest.peak else busiest.name,
+        peak_capacity=None if band or not busiest else busiest.capacity,
     )
 
 
@@ -269,7 +392,7 @@ def size_bands(
         ids = {s.id for s in members}
         together = combined(
             [r for r in rows if r.id in ids], [r for r in found if r.space in ids], members,
-            period, now,
+            period, now, band=True,
         )  # fmt: skip
         bands.append(SizeBand(label, len(members), together))
     return bands

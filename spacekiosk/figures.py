@@ -88,17 +88,44 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "unique-visitors",
-        "Unique visitors (sum of hourly)",
+        "Unique visitors (different people)",
         "visits",
         "visitors",
-        "The sum of each hour's distinct visitors: for each hour, the number of different "
-        "visitors who signed in in it, added up over the day, week, month or quarter. "
-        "Someone who came in two different hours counts twice (only hourly counts leave "
-        "a space, never who came), so over a month it is not the number of different "
-        "people: that number is only on the kiosk's History page (Different people). "
-        "All spaces: the spaces' sums added up. " + _RUNNING + " " + _CLOCK,
-        ("unique_visitors", "unique_visitors_hourly_sum"),
+        "The different people who signed in in the period (a UTC day, ISO week, month or "
+        "quarter at the centre): someone who came on twelve days of a month counts once. "
+        "Only counts leave a space, never who came, so the Pi counts, for each hour, the "
+        "people whose first sign-in of its day, week, month, quarter and year fell in it "
+        "(first_in_day ... first_in_year); the hours' first_in_<period> added up over the "
+        "period are its different people, exactly (a day rolled up from its hours keeps "
+        "them). For a span given by from and to that cuts a period it is not known (null). "
+        "All spaces: each space's different people added up, as someone who came to two "
+        "spaces counts at each (a name is not an identity across spaces). Shown as — "
+        "where an hour came from a space whose agent is too old to count it; the sum of "
+        "each hour's distinct visitors is still given as unique_visitors_hourly_sum (in "
+        "the API: the hours' unique_visitors added up). " + _RUNNING + " " + _CLOCK,
+        (
+            "distinct_visitors",
+            "unique_visitors_hourly_sum",
+            "first_in_day",
+            "first_in_week",
+            "first_in_month",
+            "first_in_quarter",
+            "first_in_year",
+        ),
         (REPORTS, API),
+    ),
+    Figure(
+        "hourly-visitors",
+        "Visitors per hour (distinct in each hour)",
+        "visits",
+        "visitors",
+        "For each hour, the number of different visitors who signed in in it. Added up "
+        "over longer periods (unique_visitors in the API's periods, "
+        "unique_visitors_hourly_sum in the report CSV), someone who came in two different "
+        "hours counts twice, so it is visitor-hours, not people: the reports' unique "
+        "visitors are the different people. " + _RUNNING + " " + _CLOCK,
+        ("unique_visitors",),
+        (API,),
     ),
     Figure(
         "new-visitors",
@@ -109,7 +136,9 @@ FIGURES: tuple[Figure, ...] = (
         "longer period, the hours' numbers added up. A person is new once, in the hour of "
         "their first sign-in at that space; but someone whose name was erased "
         "(retention.days after their last visit) who comes back signs in as a first visit, "
-        "and is new again. " + _RUNNING + " " + _CLOCK,
+        "and is new again: a name is not an identity, and once it is erased the kiosk "
+        "cannot know the person came before, so over a long span new visitors can count "
+        "people who are in fact returning. " + _RUNNING + " " + _CLOCK,
         ("new_visitors",),
         (REPORTS, API),
     ),
@@ -118,12 +147,13 @@ FIGURES: tuple[Figure, ...] = (
         "Returning visitors",
         "visits",
         "visitors",
-        "Of each hour's visitors, those who had visited before that hour began; over a "
-        "longer period, the hours' numbers added up, so a regular who came on twelve days "
-        "of a month counts twelve times (a first-timer who comes back later in the month "
-        "counts once as new, then as returning). New plus returning is the unique visitors "
-        "(sum of hourly). " + _RUNNING + " " + _CLOCK,
-        ("returning_visitors",),
+        "Of the period's different people (unique visitors), those who had visited before "
+        "the period began: unique visitors less new visitors, each person once however "
+        "often they came. All spaces: each space's added up. Shown as — where unique "
+        "visitors are not known. In the API, returning_distinct_visitors for a period; "
+        "returning_visitors is each hour's (those who had visited before that hour began), "
+        "which added up over a period counts a regular once per hour. " + _RUNNING + " " + _CLOCK,
+        ("returning_visitors", "returning_distinct_visitors"),
         (REPORTS, API),
     ),
     Figure(
@@ -282,8 +312,11 @@ FIGURES: tuple[Figure, ...] = (
         "below zero, and back to zero at the first moment after closing that the door has "
         "been shut and nothing has moved for 30 minutes); without a counter, the visits "
         "signed in and not yet out. Over several hours, days or a rolled-up day, the "
-        "highest hour. All spaces: the highest space's peak, not how many were present "
-        "across the spaces at once. Closed hours count too. " + _OVER + " " + _CLOCK,
+        "highest hour. All spaces: the busiest space's peak (the report names the space), "
+        "not how many were present across the spaces at once. Closed hours count too. "
+        + _OVER
+        + " "
+        + _CLOCK,
         ("occupancy_peak",),
         (REPORTS, API, HISTORY),
     ),
@@ -293,10 +326,12 @@ FIGURES: tuple[Figure, ...] = (
         "people",
         "percent",
         "Peak occupancy divided by the space's capacity (the one entered on its page, or "
-        "the one its Pi reports). All spaces, and a size band: the peaks of the spaces that "
-        "have a capacity added up, divided by their capacities added up. Blank without a "
-        "capacity.",
-        ("peak_per_capacity", "capacity"),
+        "the one its Pi reports). All spaces: the busiest space's peak divided by that "
+        "space's own capacity (the report names it), since its peak beside the capacities "
+        "of all the spaces added up would read as a share of seats nobody filled at once. "
+        "A size band, which shows no peak: the peaks of its spaces that have a capacity "
+        "added up, divided by their capacities added up. Blank without a capacity.",
+        ("peak_per_capacity", "capacity", "peak_space"),
         (REPORTS,),
     ),
     Figure(
@@ -316,13 +351,25 @@ FIGURES: tuple[Figure, ...] = (
         "Average occupancy (people on average while open)",
         "people",
         "people",
-        "In the reports: person-minutes divided by open minutes, for the space or (for all "
-        "spaces and a size band) summed over the spaces. The person-minutes are those of "
-        "every hour of the period, the hours the space was closed included, while the "
-        "divisor is only the minutes it was open, so use outside the opening hours raises "
-        "it; blank when there are no open minutes. " + _OVER,
+        "In the reports: the person-minutes while the space was open divided by its open "
+        "minutes, for the space or (for all spaces and a size band) summed over the spaces: "
+        "the people there on an average open minute. Time when it was closed (the cleaner, "
+        "people staying on after closing) counts in neither. Blank when there are no open "
+        "minutes, or where an hour came from a space whose agent is too old to count "
+        "person-minutes while open. " + _OVER,
         ("average_occupancy",),
         (REPORTS,),
+    ),
+    Figure(
+        "open-person-minutes",
+        "Person-minutes while open",
+        "people",
+        "person-minutes",
+        "Person-minutes (people present added up minute by minute) over the minutes of the "
+        "hour when the opening hours say the space was open: what average occupancy "
+        "divides by the open minutes. At most the hour's person-minutes. " + _OVER,
+        ("open_person_minutes",),
+        (API,),
     ),
     Figure(
         "present-on-average",
@@ -347,8 +394,12 @@ FIGURES: tuple[Figure, ...] = (
         "minutes (hours in the reports)",
         "The minutes in which any motion sensor (PIR) was seeing motion, from its motion "
         "event to its next still event, overlapping sensors counted once, rounded to whole "
-        "minutes per hour. Every minute counts, open or not; zero at a space without motion "
-        "sensors. The reports show it in hours. " + _OVER + " " + _CLOCK,
+        "minutes per hour. Every minute counts, open or not. Only a motion sensor tells it "
+        "(the people counter and the sign-ins do not), and a space's hours do not say "
+        "which sensors it has: a space that has never reported motion in any hour the "
+        "collector holds is taken to have none, and its occupied minutes are not known: "
+        "blank (—) in the reports, null in /api/v1/usage (for all spaces, null only when "
+        "no space has reported motion). The reports show it in hours. " + _OVER + " " + _CLOCK,
         ("occupied_minutes", "occupied_hours"),
         (REPORTS, API),
     ),
@@ -360,7 +411,9 @@ FIGURES: tuple[Figure, ...] = (
         "The minutes the opening hours in effect on the Pi (its config, with what the admins "
         "saved) say the space was open, in the space's time zone, days closed left out. It "
         "comes from the opening hours alone: a space that stayed shut on an open day, or "
-        "whose Pi was off, still counts those minutes, and use outside the hours adds none. "
+        "whose Pi was off, still counts those minutes (the opening hours are a schedule, "
+        "known whether or not anything was recording, and the Pi works them out when it "
+        "is back), and use outside the hours adds none. "
         "A space open 00:00 to 24:00 has 60 in each hour. The reports show it in hours. " + _OVER,
         ("open_minutes", "open_hours"),
         (REPORTS, API),
@@ -374,7 +427,11 @@ FIGURES: tuple[Figure, ...] = (
         "spaces, a size band, the central page's comparison over 26 weeks) sums divided by "
         "sums. The motion counted is at any hour, the divisor only the opening hours, so it "
         "can pass 100 % when a space is used outside its hours. Blank (—) when there are no "
-        "open minutes; zero at a space without motion sensors. " + _OVER,
+        "open minutes, and at a space without a motion sensor (one that has never reported "
+        "motion), whose occupied minutes are not known: not 0 %. All spaces and a size "
+        "band take only the spaces with a motion sensor, their occupied minutes over their "
+        "open minutes. Open minutes count while the Pi is off (they come from the opening "
+        "hours), occupied minutes do not, so a Pi off in open hours lowers it. " + _OVER,
         ("utilisation",),
         (CENTRAL, REPORTS),
     ),
@@ -398,11 +455,14 @@ FIGURES: tuple[Figure, ...] = (
         "percent",
         "Connected minutes divided by the minutes of the period since the space was first "
         "heard from (its first message, or its oldest hour if earlier), up to the end of "
-        "the last hour that is over. All spaces: connected minutes added up divided by "
-        "those minutes added up. The minutes of hours the Pi has not sent yet (it sends "
-        "every sync.send_every_minutes, or after an outage) are in the divisor but not yet "
-        "in the connected minutes, so in a period still running it reads low until they "
-        "arrive. Every minute counts, open or not.",
+        "the newest hour it has sent (or of the hour the collector last heard from it, if "
+        "later), and never past the last hour that is over. The Pi sends its hours every "
+        "sync.send_every_minutes (6 hours by default): hours over but not sent yet are left "
+        "out of the divisor rather than counted as an outage, and the report is marked "
+        "provisional until they arrive. A space whose agent is offline (the broker's last "
+        "will) counts on to the last hour over, its outage in the divisor. All spaces: "
+        "connected minutes added up divided by those minutes added up. Every minute "
+        "counts, open or not.",
         ("link_availability",),
         (REPORTS,),
     ),
@@ -434,9 +494,13 @@ FIGURES: tuple[Figure, ...] = (
         "money",
         "the currency entered, per sign-in",
         "The cost divided by the visits in the months that have a cost entered (a month "
-        "without a cost takes neither its cost nor its visits). A month still running "
-        "divides the whole month's cost by its visits so far. All spaces: the priced "
-        "spaces' costs added up divided by their visits added up. Blank without a cost.",
+        "without a cost takes neither its cost nor its visits). A month still running takes "
+        "its cost pro-rated to the part of the month its visits cover, up to the newest "
+        "hour the space has sent (a third of the month over: a third of its cost), since "
+        "the whole month's cost over a few days' visits would read as a dear visit; running "
+        "costs accrue day by day, and the figure is provisional until the month is over. "
+        "All spaces: the priced spaces' costs so counted added up, divided by their visits "
+        "added up. Blank without a cost.",
         ("cost_per_visit",),
         (REPORTS,),
     ),
@@ -531,10 +595,12 @@ FIGURES: tuple[Figure, ...] = (
         "yes or no",
         "A report period, or an API period, that holds an hour not over yet. Its visits, "
         "visitors and events count what the spaces have sent so far; its occupancy, open, "
-        "occupied and connected minutes count only the hours that are over, and its cost "
-        "per visit divides a whole month's cost by the visits so far. Hours a space has "
-        "not sent yet (its Pi sends every few hours, or after an outage) arrive later and "
-        "change a past period too.",
+        "occupied and connected minutes count only the hours that are over, its link "
+        "availability only the hours each space has sent, and its cost per visit a running "
+        "month's cost pro-rated to those hours. Hours a space has not sent yet (its Pi sends "
+        "every few hours, or after an outage) arrive later and change a past period too: a "
+        "report for a period that is over is marked provisional while a space online has "
+        "not sent its last hours.",
         ("provisional",),
         (REPORTS, API),
     ),
