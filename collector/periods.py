@@ -84,6 +84,37 @@ def total(found: list[Row]) -> dict:
     return out
 
 
+# The calendar periods whose distinct visitors the hours' first_in_<period> give exactly.
+EXACT = {"day": "day", "week": "week", "month": "month"}
+
+
+def kind(period: Period) -> str:
+    """A report's period as the hours' first_in_<kind> name it: month or quarter."""
+    return "month" if len(period.months) == 1 else "quarter"
+
+
+def people(counts: dict, period_kind: str) -> dict:
+    """The people of one whole calendar period (`period_kind`: day, week, month, quarter
+    or year) from its hours summed: distinct visitors, the sum of the hours'
+    first_in_<period_kind>, and of them those who had come before (distinct less new).
+    Both None when an hour came from an agent that did not count first_in_*."""
+    distinct = counts.get(f"first_in_{period_kind}")
+    return {
+        "distinct_visitors": distinct,
+        "returning_distinct_visitors": None
+        if distinct is None
+        else max(0, distinct - counts.get("new_visitors", 0)),
+    }
+
+
+def average_while_open(counts: dict) -> float | None:
+    """People present on average while open: person-minutes while open over open
+    minutes. None without open minutes, or when an hour came from an agent that did not
+    count open_person_minutes."""
+    part, whole = counts.get("open_person_minutes"), counts.get("open_minutes")
+    return part / whole if part is not None and whole else None
+
+
 def summed(found: list[Row], granularity: str) -> list[tuple[int, int, dict]]:
     """(start, hours, counts) per period with data, oldest first. By hour, a rolled-up
     day stays its own 24-hour entry; otherwise `hours` is the period's length."""

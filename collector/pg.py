@@ -18,11 +18,39 @@ import re
 from collections.abc import Iterator, Sequence
 
 from spacekiosk.db import StoreError
-from spacekiosk.protocol import COUNTS
+from spacekiosk.protocol import COUNTS, FIRST_IN, OPTIONAL
 
 log = logging.getLogger(__name__)
 
 SCHEMA_LOCK = 0x5EC1_0C0D  # pg_advisory_xact_lock key: one migrating collector at a time
+
+# The counts of the protocol's first release: the view of the first step has these.
+FIRST_COUNTS = tuple(c for c in COUNTS if c not in OPTIONAL)
+
+
+def _flat_view(counts: tuple[str, ...]) -> str:
+    """`usage_flat`: a column per count, 0 where a bucket leaves it out. An OPTIONAL
+    count is NULL (not known) where a bucket of an agent that did not count it had a
+    visitor (first_in_*) or anyone there (open_person_minutes): see protocol.lacks."""
+
+    def column(c: str) -> str:
+        value = f"coalesce((counts::jsonb->>'{c}')::int, 0)"
+        if c not in OPTIONAL:
+            return f"{value} AS {c}"
+        whole = "unique_visitors" if c in FIRST_IN else "person_minutes"
+        return (
+            f"CASE WHEN counts::jsonb->'{c}' IS NOT NULL "
+            f"OR coalesce((counts::jsonb->>'{whole}')::int, 0) = 0 THEN {value} END AS {c}"
+        )
+
+    return (
+        "CREATE VIEW usage_flat AS SELECT space, to_timestamp(hour_start) AS start, hours, "  # noqa: S608
+        + "version, "
+        + ", ".join(column(c) for c in counts)
+        + ", counts::jsonb->'by_purpose' AS by_purpose, counts::jsonb->'by_event' AS by_event"
+        + " FROM usage"
+    )
+
 
 # Tables written the same way for SQLite (store.py's m003) and PostgreSQL.
 CENTRAL_TEAM_TABLES = [
@@ -79,11 +107,8 @@ _M001 = [
         created_at DOUBLE PRECISION NOT NULL
     )""",
     *CENTRAL_TEAM_TABLES,
-    # Column names from the protocol's COUNTS, not from input.
-    "CREATE VIEW usage_flat AS SELECT space, to_timestamp(hour_start) AS start, hours, version, "  # noqa: S608
-    + ", ".join(f"coalesce((counts::jsonb->>'{c}')::int, 0) AS {c}" for c in COUNTS)
-    + ", counts::jsonb->'by_purpose' AS by_purpose, counts::jsonb->'by_event' AS by_event"
-    + " FROM usage",
+    # Column names from the protocol's counts as they were then, not from input.
+    _flat_view(FIRST_COUNTS),
 ]
 
 # Numbered steps, like SQLite's; a step that ships is never edited. A change to the store
@@ -117,7 +142,10 @@ SESSION_TABLES = [
     )""",
 ]
 _M003: list[str] = SESSION_TABLES
-PG_MIGRATIONS: list[list[str]] = [_M001, _M002, _M003]
+# usage_flat with the counts hours carry since: first_in_<period> and open_person_minutes
+# (SQLite's store keeps counts as JSON and has no such view: it has no step for this).
+_M004: list[str] = ["DROP VIEW usage_flat", _flat_view(COUNTS)]
+PG_MIGRATIONS: list[list[str]] = [_M001, _M002, _M003, _M004]
 
 
 class PgDatabase:
