@@ -474,6 +474,8 @@ class Figures:
     cost_per_visit: float | None
     by_purpose: dict
     by_event: dict
+    peak_space: str | None = None  # several spaces: the busiest, whose peak it is
+    peak_capacity: int | None = None  # and its capacity
 
 
 def month_bounds(month: str) -> tuple[int, int]:
@@ -505,6 +507,7 @@ class Reporting:
     hours: dict[int, dict]
     capacity: int | None
     costs: dict[str, tuple[float, str]]
+    name: str = ""
 
 
 def figures(script: Script, hours: dict[int, dict], period: str, now: float) -> Figures:
@@ -514,13 +517,21 @@ def figures(script: Script, hours: dict[int, dict], period: str, now: float) -> 
 
 def together(spaces: list[Reporting], period: str, now: float) -> Figures:
     """The report's row for these spaces together (one space: its own row). Counts add up,
-    the peak is the highest, and each ratio divides sums by sums."""
+    the peak is the highest, and each ratio divides sums by sums, but for the peak over
+    capacity: several spaces' is the busiest space's peak over its own capacity."""
     start, end, months = report_period(period)
     t = total({}, start, end)
-    observed = events = peaks = seats = cost_visits = 0
+    observed = events = peaks = seats = cost_visits = occupied = opened = 0
     costs, currencies = 0.0, set()
+    busiest: tuple = (-1, 0.0, None, None)  # (peak, peak / capacity, name, capacity)
     for space in spaces:
         own = total(space.hours, start, end)
+        ratio_own = own["occupancy_peak"] / space.capacity if space.capacity else None
+        if (own["occupancy_peak"], ratio_own or 0) > busiest[:2]:
+            busiest = (own["occupancy_peak"], ratio_own or 0, space.name, space.capacity)
+        # Utilisation: only a space that has reported motion (it has a motion sensor).
+        if any(c.get("motion_periods") or c.get("occupied_minutes") for c in space.hours.values()):
+            occupied, opened = occupied + own["occupied_minutes"], opened + own["open_minutes"]
         for name, value in own.items():
             if isinstance(value, dict):
                 for label, n in value.items():
@@ -536,9 +547,17 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
         # heard from (its first hour here), up to the end of the hours that are over.
         since = max(start, min(space.hours) if space.hours else end)
         observed += max(0, (min(end, over(now)) - since) // 60)
-        # Cost per visit: the costs entered for the period's months over their visits.
+        # (The collector reads them once it holds every hour that is over: the newest hour
+        # sent is the last hour over, so that is where it stops.)
+        # Cost per visit: the costs entered for the period's months over their visits, a
+        # month still running pro-rated to the hours sent (those over).
         priced = [m for m in months if m in space.costs]
-        costs += sum(space.costs[m][0] for m in priced)
+        for m in priced:
+            m_start, m_end = month_bounds(m)
+            sent = min(m_end, max(m_start, over(now)))
+            costs += space.costs[m][0] * (
+                1 if m_end <= now else (sent - m_start) / (m_end - m_start)
+            )
         currencies |= {space.costs[m][1] for m in priced}
         cost_visits += sum(total(space.hours, *month_bounds(m))["signins"] for m in priced)
 
@@ -555,9 +574,9 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
         event_signins=sum(t["by_event"].values()),
         occupied_minutes=t["occupied_minutes"],
         open_minutes=t["open_minutes"],
-        utilisation=ratio(t["occupied_minutes"], t["open_minutes"]),
+        utilisation=ratio(occupied, opened),
         peak=t["occupancy_peak"],
-        peak_ratio=ratio(peaks, seats),
+        peak_ratio=ratio(peaks, seats) if len(spaces) == 1 else ratio(busiest[0], busiest[3]),
         average_occupancy=ratio(t["person_minutes"], t["open_minutes"]),
         availability=ratio(t["connected_minutes"], observed),
         cost=cost,
@@ -565,6 +584,8 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
         cost_per_visit=ratio(cost, cost_visits) if cost is not None else None,
         by_purpose={PURPOSE_LABELS.get(k, k): v for k, v in t["by_purpose"].items() if v},
         by_event={k: v for k, v in t["by_event"].items() if v},
+        peak_space=busiest[2] if len(spaces) > 1 and busiest[0] > 0 else None,
+        peak_capacity=busiest[3] if len(spaces) > 1 else None,
     )
 
 
