@@ -381,13 +381,68 @@ def hourly(script: Script, now: float) -> dict[int, dict]:
             if minutes and h < end:
                 add(h, name, minutes)
     steps = people_steps(script, end)
+    opened = open_spans(script, script.start, end)
     for h in range(int(script.start), end, HOUR):
         peak, person_minutes = _peak_and_person_minutes(steps, h, h + HOUR)
         if peak:
             add(h, "occupancy_peak", peak)
         if person_minutes:
             add(h, "person_minutes", person_minutes)
+        # Person-minutes while open: people present over the open part of the hour only.
+        seconds = sum(_area(steps, max(s, h), min(e, h + HOUR)) for s, e in opened
+                      if s < h + HOUR and e > h)  # fmt: skip
+        if round(seconds / 60):
+            add(h, "open_person_minutes", round(seconds / 60))
+    for h, counts in firsts(sign_ins(script, now)).items():
+        for name, n in counts.items():
+            add(h, name, n)
     return {h: c for h, c in sorted(hours.items()) if c}
+
+
+def _area(steps, start: float, end: float) -> float:
+    """People present times seconds, from `start` to `end`."""
+    current = 0
+    for at, people in steps:
+        if at > start:
+            break
+        current = people
+    area, last = 0.0, start
+    for at, people in steps:
+        if start < at < end:
+            area += current * (at - last)
+            current, last = people, at
+    return area + current * (end - last)
+
+
+PERIODS = ("day", "week", "month", "quarter", "year")
+
+
+def sign_ins(script: Script, now: float) -> list[tuple[float, str]]:
+    """(when, who) of every sign-in in the hours over at `now`."""
+    return [(a.at, a.who) for a in script.all_acts()
+            if a.kind in ("new", "returning") and a.at < over(now)]  # fmt: skip
+
+
+def firsts(visits: list[tuple[float, str]]) -> dict[int, dict]:
+    """For each hour, first_in_<period>: how many people signed in in it for the first
+    time in its UTC day, ISO week, month, quarter and year (zeros left out)."""
+    out: dict[int, dict] = {}
+    for kind in PERIODS:
+        first: dict[tuple[str, int], float] = {}
+        for at, who in sorted(visits):
+            first.setdefault((who, period_start(int(at), kind)), at)
+        for at in first.values():
+            counts = out.setdefault(hour_of(at), {})
+            counts[f"first_in_{kind}"] = counts.get(f"first_in_{kind}", 0) + 1
+    return out
+
+
+def people(visits: list[tuple[float, str]], start: float, end: float) -> tuple[int, int]:
+    """The different people who signed in in [start, end), and of them those who had
+    signed in before `start`: counted from who came, as a funder means it."""
+    came = {who for at, who in visits if start <= at < end}
+    before = {who for at, who in visits if at < start}
+    return len(came), len(came & before)
 
 
 # --- periods, as the collector sums them ---
@@ -396,7 +451,8 @@ COUNTS = (
     "signins", "signouts", "unique_visitors", "new_visitors", "returning_visitors",
     "door_openings", "entries", "exits", "motion_periods", "occupancy_peak",
     "person_minutes", "occupied_minutes", "open_minutes", "connected_minutes",
-    "sensor_fault_minutes",
+    "sensor_fault_minutes", "first_in_day", "first_in_week", "first_in_month",
+    "first_in_quarter", "first_in_year", "open_person_minutes",
 )  # fmt: skip
 
 
@@ -413,6 +469,10 @@ def period_start(t: int, granularity: str) -> int:
         return int(midnight.timestamp())
     if granularity == "week":
         return int((midnight - timedelta(days=midnight.weekday())).timestamp())
+    if granularity == "quarter":
+        return int(datetime(d.year, (d.month - 1) // 3 * 3 + 1, 1, tzinfo=UTC).timestamp())
+    if granularity == "year":
+        return int(datetime(d.year, 1, 1, tzinfo=UTC).timestamp())
     return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp())
 
 
@@ -440,9 +500,17 @@ def total(hours: dict[int, dict], since: float = 0, until: float = float("inf"))
     return out
 
 
-def periods(hours: dict[int, dict], granularity: str, now: float) -> list[dict]:
+def periods(
+    hours: dict[int, dict],
+    granularity: str,
+    now: float,
+    visits: list[list[tuple[float, str]]] | None = None,
+    span: tuple[float, float] | None = None,
+) -> list[dict]:
     """/api/v1/usage's periods: each period with data, its length, whether it holds an
-    hour not over yet, and its counts."""
+    hour not over yet, and its counts; with the sign-ins of each space (`visits`), the
+    period's different people and those who had come before, each space's added up,
+    or None for a period the `span` asked for cuts."""
     starts = sorted({period_start(h, granularity) for h in hours})
     out = []
     for s in starts:
@@ -451,6 +519,14 @@ def periods(hours: dict[int, dict], granularity: str, now: float) -> list[dict]:
             {"start": _utc(s).strftime("%Y-%m-%dT%H:%M:%SZ"), "hours": (e - s) // HOUR,
              "provisional": e > over(now)} | total(hours, s, e)
         )  # fmt: skip
+        if visits is None:
+            continue
+        if span and (span[0] > s or span[1] < e):
+            distinct = returning = None
+        else:
+            found = [people(v, s, e) for v in visits]
+            distinct, returning = sum(d for d, _ in found), sum(r for _, r in found)
+        out[-1] |= {"distinct_visitors": distinct, "returning_distinct_visitors": returning}
     return out
 
 
@@ -476,6 +552,7 @@ class Figures:
     by_event: dict
     peak_space: str | None = None  # several spaces: the busiest, whose peak it is
     peak_capacity: int | None = None  # and its capacity
+    hourly_visitors: int = 0  # each hour's distinct visitors added up (the CSV gives it)
 
 
 def month_bounds(month: str) -> tuple[int, int]:
@@ -508,11 +585,13 @@ class Reporting:
     capacity: int | None
     costs: dict[str, tuple[float, str]]
     name: str = ""
+    visits: list[tuple[float, str]] = field(default_factory=list)  # (when, who) signed in
 
 
 def figures(script: Script, hours: dict[int, dict], period: str, now: float) -> Figures:
     """A month's or a quarter's report for the space: the definitions a funder reads."""
-    return together([Reporting(hours, script.capacity, script.costs)], period, now)
+    here = Reporting(hours, script.capacity, script.costs, visits=sign_ins(script, now))
+    return together([here], period, now)
 
 
 def together(spaces: list[Reporting], period: str, now: float) -> Figures:
@@ -522,6 +601,9 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
     start, end, months = report_period(period)
     t = total({}, start, end)
     observed = events = peaks = seats = cost_visits = occupied = opened = 0
+    # Unique visitors: the different people of the period at each space, added up (who
+    # is who across spaces is not known); returning: those of them who had come before.
+    came = [people(space.visits, start, end) for space in spaces]
     costs, currencies = 0.0, set()
     busiest: tuple = (-1, 0.0, None, None)  # (peak, peak / capacity, name, capacity)
     for space in spaces:
@@ -567,9 +649,9 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
     cost = costs if len(currencies) == 1 else None
     return Figures(
         visits=t["signins"],
-        unique_visitors=t["unique_visitors"],
+        unique_visitors=sum(d for d, _ in came),
         new_visitors=t["new_visitors"],
-        returning_visitors=t["returning_visitors"],
+        returning_visitors=sum(r for _, r in came),
         events=events,
         event_signins=sum(t["by_event"].values()),
         occupied_minutes=t["occupied_minutes"],
@@ -577,7 +659,8 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
         utilisation=ratio(occupied, opened),
         peak=t["occupancy_peak"],
         peak_ratio=ratio(peaks, seats) if len(spaces) == 1 else ratio(busiest[0], busiest[3]),
-        average_occupancy=ratio(t["person_minutes"], t["open_minutes"]),
+        # People on average while open: person-minutes while open over open minutes.
+        average_occupancy=ratio(t["open_person_minutes"], t["open_minutes"]),
         availability=ratio(t["connected_minutes"], observed),
         cost=cost,
         currency=currencies.pop() if len(currencies) == 1 else None,
@@ -586,6 +669,7 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
         by_event={k: v for k, v in t["by_event"].items() if v},
         peak_space=busiest[2] if len(spaces) > 1 and busiest[0] > 0 else None,
         peak_capacity=busiest[3] if len(spaces) > 1 else None,
+        hourly_visitors=t["unique_visitors"],
     )
 
 
@@ -593,8 +677,29 @@ def together(spaces: list[Reporting], period: str, now: float) -> Figures:
 OTHER = {"id": "otherspace", "name": "Other Space", "capacity": 50, "zone": "Africa/Nairobi"}
 
 
+def other_visits(script: Script) -> list[tuple[float, str]]:
+    """Who signed in at the other space: at the coding club a regular of the year before
+    and two first-timers, one of whom comes back the next morning."""
+    club = hour_of(script.local(1, "15:00"))
+    return [(club - 400 * DAY + 600, "Xavi"), (club + 600, "Xavi"), (club + 900, "Yara"),
+            (club + 1200, "Zane"), (club + DAY - 5 * HOUR + 300, "Yara")]  # fmt: skip
+
+
 def other_hours(script: Script) -> dict[int, dict]:
-    """A coding club's evening and a morning visit at the other space, in the week."""
+    """A coding club's evening and a morning visit at the other space, in the week, with
+    first_in_<period> from its sign-ins (the hour of the regular's visit the year before
+    is no longer held) and its person-minutes while open (it was open all these hours)."""
+    hours = _other_hours(script)
+    for h, counts in firsts(other_visits(script)).items():
+        if h in hours:
+            hours[h] |= dict.fromkeys((f"first_in_{p}" for p in PERIODS), 0) | counts
+    for counts in hours.values():
+        if counts.get("person_minutes"):
+            counts["open_person_minutes"] = counts["person_minutes"]
+    return hours
+
+
+def _other_hours(script: Script) -> dict[int, dict]:
     club = hour_of(script.local(1, "15:00"))
     return {
         club: {"signins": 3, "unique_visitors": 3, "new_visitors": 2, "returning_visitors": 1,

@@ -579,7 +579,8 @@ def check_everything(collector: str, session, space: Space, script, db) -> Ledge
         enter_cost(collector, session, script)
         other = oracle.other_hours(script)
         ledger = Ledger()
-        check_api(ledger, collector, truth, other, now)
+        visits = {"here": oracle.sign_ins(script, now), "other": oracle.other_visits(script)}
+        check_api(ledger, collector, truth, other, now, visits)
         check_reports(ledger, collector, session, script, truth, other, now)
         check_dashboard(ledger, collector, session, script, truth, other)
         check_kiosk(ledger, space, script)
@@ -674,11 +675,15 @@ def other_space_sends(collector: str, central_db: Path, script) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def check_api(ledger: Ledger, collector: str, truth: dict, other: dict, now: float) -> None:
+def check_api(
+    ledger: Ledger, collector: str, truth: dict, other: dict, now: float, visits: dict
+) -> None:
     for granularity in ("hour", "day", "week", "month"):
         for space in (SPACE, None):
             hours = truth if space else oracle.merged(truth, other)
-            expected = oracle.periods(hours, granularity, now)
+            # Each space's different people in each period, from who signed in there.
+            came = [visits["here"]] if space else [visits["here"], visits["other"]]
+            expected = oracle.periods(hours, granularity, now, came)
             params = {"granularity": granularity} | ({"space": space} if space else {})
             where = f"/api/v1/usage?granularity={granularity}" + (
                 f"&space={space}" if space else ""
@@ -693,7 +698,7 @@ def check_api(ledger: Ledger, collector: str, truth: dict, other: dict, now: flo
             # A span given by `from` and `to`: only its hours, in whole or cut periods.
             since, until = min(truth) + 5 * HOUR, min(truth) + 4 * DAY + 7 * HOUR
             cut = oracle.periods({h: c for h, c in hours.items() if since <= h < until},
-                                 granularity, now)  # fmt: skip
+                                 granularity, now, came, (since, until))  # fmt: skip
             span = {"from": oracle._utc(since).isoformat(), "to": oracle._utc(until).isoformat()}
             got = api_get(collector, "api/v1/usage", **params, **span).json()["periods"]
             ledger.check(where + "&from=&to=", "periods", cut, got)
@@ -714,8 +719,12 @@ def check_api(ledger: Ledger, collector: str, truth: dict, other: dict, now: flo
 
 def check_reports(ledger: Ledger, collector: str, session, script, truth, other, now) -> None:
     months = months_of(truth)
-    here = oracle.Reporting(truth, script.capacity, script.costs, "Test Space")
-    there = oracle.Reporting(other, oracle.OTHER["capacity"], {}, oracle.OTHER["name"])
+    here = oracle.Reporting(
+        truth, script.capacity, script.costs, "Test Space", oracle.sign_ins(script, now)
+    )
+    there = oracle.Reporting(
+        other, oracle.OTHER["capacity"], {}, oracle.OTHER["name"], oracle.other_visits(script)
+    )
     for month in months + sorted({oracle.quarter(m) for m in months}):
         f = oracle.figures(script, truth, month, now)
         rows = {
@@ -780,9 +789,10 @@ def check_reports(ledger: Ledger, collector: str, session, script, truth, other,
             for column, expected in (
                 ("period", month),
                 ("visits", str(f.visits)),
-                ("unique_visitors_hourly_sum", str(f.unique_visitors)),
+                ("distinct_visitors", str(f.unique_visitors)),
+                ("unique_visitors_hourly_sum", str(f.hourly_visitors)),
                 ("new_visitors", str(f.new_visitors)),
-                ("returning_visitors", str(f.returning_visitors)),
+                ("returning_distinct_visitors", str(f.returning_visitors)),
                 ("events_held", str(f.events)),
                 ("event_signins", str(f.event_signins)),
                 ("occupied_hours", frac(f.occupied_minutes / 60, 2)),
