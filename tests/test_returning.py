@@ -212,7 +212,7 @@ def in_sight(page) -> list[str]:
         const bad = items.filter(e => {
             const r = e.getBoundingClientRect();
             const off = r.top < 0 || r.left < 0 || r.bottom > innerHeight || r.right > innerWidth
-                || r.height < 47.5 && !e.matches('label');
+                || r.height < 47.5 && !e.matches('label[for=pin]');
             const under = k && r.right > k.left && r.left < k.right
                 && r.bottom > k.top && r.top < k.bottom;
             return off || under;
