@@ -183,6 +183,8 @@ def assert_pages_answer(client) -> dict:
         for period in got["periods"]:
             assert "2000" <= period["start"] <= datetime.fromtimestamp(NOW + 86400, UTC).isoformat()
             for name in COUNTS:
+                if name == "occupied_minutes" and period[name] is None:
+                    continue  # no space has reported motion: not known (docs/figures.md)
                 assert isinstance(period[name], int) and period[name] >= 0, (name, period)
             assert all(isinstance(n, int) for n in period["by_purpose"].values())
     return spaces
