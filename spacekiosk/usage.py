@@ -330,10 +330,14 @@ def _read_presence(
         hour, params = local.sql("hour_start")
     for index, peak, minutes, open_minutes, open_person_minutes, busy in db.execute(
         f"""SELECT {hour} AS h, max(peak), sum(minutes), sum(opened),
-                   sum(CASE WHEN opened > 0 THEN minutes END), sum(minutes > 0)
+                   sum(CASE WHEN opened > 0 THEN coalesce(open_pm, minutes) END),
+                   sum(minutes > 0)
             FROM (SELECT hour_start, json_extract(counts, '$.occupancy_peak') AS peak,
                          json_extract(counts, '$.person_minutes') AS minutes,
-                         json_extract(counts, '$.open_minutes') AS opened
+                         json_extract(counts, '$.open_minutes') AS opened,
+                         -- person-minutes while open; an hour stored before the agent
+                         -- counted them takes all of its person-minutes, as it did
+                         json_extract(counts, '$.open_person_minutes') AS open_pm
                   FROM buckets WHERE hour_start >= ? AND hour_start < ?)
             GROUP BY h""",  # noqa: S608
         [*params, local.start, local.end],
