@@ -106,9 +106,25 @@ count_values = {name: st.integers(0, 60 if name in MINUTES else 5000) for name i
 breakdowns = {
     name: st.dictionaries(label_text, st.integers(0, 50), max_size=3) for name in BREAKDOWNS
 }
+
+
+def _whole(name: str) -> str:
+    """The count an OPTIONAL count is a part of, and may not be over."""
+    return "person_minutes" if name == "open_person_minutes" else "unique_visitors"
+
+
+def parts_within(bucket: dict) -> dict:
+    """A bucket whose OPTIONAL counts (first_in_*, open_person_minutes) are at most the
+    counts they are parts of, as an agent sends them."""
+    for name in protocol.OPTIONAL:
+        if name in bucket:
+            bucket[name] = min(bucket[name], bucket.get(_whole(name), 0))
+    return bucket
+
+
 hour_bucket = st.fixed_dictionaries(
     {"start": real_hour, "version": st.integers(1, 5)}, optional=count_values | breakdowns
-)
+).map(parts_within)
 day_bucket = st.fixed_dictionaries(
     {
         "start": real_day.map(lambda d: d + "T00:00:00Z"),
@@ -116,7 +132,7 @@ day_bucket = st.fixed_dictionaries(
         "hours": st.just(24),
     },
     optional={name: st.integers(0, 60) for name in COUNTS},
-)
+).map(parts_within)
 good_usage = st.fixed_dictionaries(
     {
         "v": st.just(1),
@@ -296,6 +312,7 @@ def assert_counts_within_bounds(counts: dict, hours: int) -> None:
         else:
             assert type(value) is int and 0 <= value <= MAX_COUNT, (name, value)
             assert name not in MINUTES or value <= 60 * hours, (name, value)
+            assert name not in protocol.OPTIONAL or value <= counts.get(_whole(name), 0), name
 
 
 def assert_hour_within_bounds(start: int, hours: int, now: float) -> None:
