@@ -428,7 +428,8 @@ FIGURES: tuple[Figure, ...] = (
         "sums. The motion counted is at any hour, the divisor only the opening hours, so it "
         "can pass 100 % when a space is used outside its hours. Blank (—) when there are no "
         "open minutes, and at a space without a motion sensor (one that has never reported "
-        "motion), whose occupied minutes are not known: not 0 %. All spaces and a size "
+        "motion), whose occupied minutes are not known: not 0 % (and no bar in the central "
+        "page's comparison). All spaces and a size "
         "band take only the spaces with a motion sensor, their occupied minutes over their "
         "open minutes. Open minutes count while the Pi is off (they come from the opening "
         "hours), occupied minutes do not, so a Pi off in open hours lowers it. " + _OVER,
