@@ -136,7 +136,9 @@ def _people(
 ) -> dict:
     """The period's distinct visitors and those returning, where the hours say them
     exactly: a whole period (not cut by `since` or `until`); an hour's are its own."""
-    if (since is not None and since > start) or (until is not None and until < start + hours * HOUR):
+    if (since is not None and since > start) or (
+        until is not None and until < start + hours * HOUR
+    ):
         return {"distinct_visitors": None, "returning_distinct_visitors": None}
     if granularity == "hour" and hours == 1:
         return {
