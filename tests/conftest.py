@@ -578,8 +578,21 @@ class SmallDisk:
 FAULT_ROWS: list[dict] = []
 
 
+SUMMARIES: dict[str, list[str]] = {}  # section -> lines, printed at the end of the run
+
+
+def summarise(section: str, *lines: str) -> None:
+    """Lines for the run's closing summary, shown whatever the verbosity: the figures a
+    test measured or compared, so that CI's log holds them."""
+    SUMMARIES.setdefault(section, []).extend(lines)
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print the fault scenarios' table at the end of the run, whatever the verbosity."""
+    """Print the fault scenarios' table and the tests' summaries at the end of the run."""
+    for section, lines in SUMMARIES.items():
+        terminalreporter.section(section)
+        for line in lines:
+            terminalreporter.write_line(line)
     if not FAULT_ROWS:
         return
     columns = [

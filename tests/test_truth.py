@@ -38,6 +38,7 @@ from conftest import (
     Service,
     api_get,
     log_in,
+    summarise,
     visitor_form,
     wait_until,
     write_space_config,
@@ -548,16 +549,19 @@ def test_every_figure_of_a_week_equals_the_truth(
     finally:
         space.close()
     took = time.monotonic() - started
-    print(f"\ntruth test: the week played in {played:.1f} s, walked in {walked:.1f} s, "
-          f"{took:.1f} s in all; {len(ledger.rows)} figures read")  # fmt: skip
+    section = "truth test: figures read, the oracle's and the project's"
+    summarise(section, f"the week played in {played:.1f} s, walked in {walked:.1f} s, "
+              f"{took:.1f} s in all; {len(ledger.rows)} figures read, "
+              f"{len(ledger.wrong())} different from the oracle")  # fmt: skip
     months = months_of(script_truth(script))
     for period in months + sorted({oracle.quarter(m) for m in months}):
         for where in (
             f"/reports/{SPACE}?period={period}",
             f"/reports?period={period} (All spaces)",
         ):
-            print(f"{where}: figure, truth, shown\n{ledger.table(where)}")
-    print(f"kiosk:\n{ledger.table('kiosk /api/v1/status')}\n{ledger.table('kiosk /spaceapi.json')}")
+            summarise(section, f"{where}: figure, truth, shown", ledger.table(where))
+    for where in ("kiosk /api/v1/status", "kiosk /spaceapi.json"):
+        summarise(section, f"{where}: figure, truth, shown", ledger.table(where))
     wrong = ledger.wrong()
     assert not wrong, f"{len(wrong)} figure(s) differ from the truth:\n" + "\n".join(wrong)
 
