@@ -86,28 +86,28 @@ PEOPLE = {
 EVENT = "Repair café"
 
 # (day, arrives, leaves, who, purpose, for the event[, out of the door]): a first visit
-# gives its purpose (and says if it is for the day's event); a returning visitor's PIN
-# screen asks neither. Someone may sign out and stay on a while before going out of the
+# and a returning visitor's PIN screen alike give a purpose (or none) and say if it is
+# for the day's event. Someone may sign out and stay on a while before going out of the
 # door; "missed" is an exit the counter did not count (two people through as one). A
 # visitor who leaves without signing out (None) is signed out by the kiosk at closing.
 VISITS = [
     (0, "10:15", "12:40", "Ana Papadopoulou", "cowork", False),
     (0, "10:50", "11:30", "Bo Chen", "meeting", False),
     (0, "14:05", "17:20", "Chidi Okafor", "cowork", False, "missed"),
-    (0, "18:00", "19:10", "Ana Papadopoulou", None, False),
+    (0, "18:00", "19:10", "Ana Papadopoulou", "other", False),
     (1, "10:20", "13:00", "Bo Chen", None, False),
     (1, "11:45", "12:15", "Dana Levi", "meeting", False),
     (2, "10:30", "11:00", "Gita Rao", "other", False),
     # the repair café runs past closing: its people stay on after signing out
     (2, "16:50", "19:55", "Eleni Georgiou", "event", True, "20:40"),
     (2, "17:05", "19:56", "Femi Adeyemi", "cowork", True, "20:45"),
-    (2, "17:10", "18:30", "Chidi Okafor", None, False),
+    (2, "17:10", "18:30", "Chidi Okafor", "event", True),  # back for the café
     # day 3: closed; day 4: the Pi boots at 08:30 with its clock 3 hours behind, and
     # timesyncd sets it at 11:00
     (4, "10:05", "10:40", "Hugo Silva", "cowork", False),
-    (4, "10:20", "12:00", "Ana Papadopoulou", None, False),
+    (4, "10:20", "12:00", "Ana Papadopoulou", "cowork", False),
     (4, "15:00", "16:00", "Dana Levi", None, False),
-    (5, "10:10", "13:50", "Bo Chen", None, False),
+    (5, "10:10", "13:50", "Bo Chen", "meeting", False),
     (5, "16:30", None, "Gita Rao", None, False, "19:00"),  # forgets to sign out
     (5, "16:40", "17:00", "Hugo Silva", None, False),
     (6, "11:00", "12:30", "Eleni Georgiou", None, False),
@@ -165,7 +165,7 @@ def week(first_day: date, zone: str = "Europe/Athens", capacity: int = 20) -> Sc
         if first:
             acts.append(Act(t_in, "new", who, purpose, EVENT if for_event else None))
         else:
-            acts.append(Act(t_in, "returning", who))
+            acts.append(Act(t_in, "returning", who, purpose, EVENT if for_event else None))
         acts += [Act(t_out, "out" if leaves else "closed", who), Act(t_door + 20, "door_open")]
         if door != ["missed"]:
             acts.append(Act(t_door + 30, "exit"))

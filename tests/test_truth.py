@@ -297,8 +297,9 @@ class Space:
             first, last = act.who.split()
             found = self.kiosk.get("/sign-in/matches", query_string={"q": first[:2]}).json
             (match,) = [m for m in found if m["label"].startswith(f"{first} {last[0]}")]
-            answer = self.kiosk.post(match["url"], data={"pin": pins[act.who],
-                                                         "request_id": f"r{act.at}"})  # fmt: skip
+            form = {"pin": pins[act.who], "request_id": f"r{act.at}"}
+            form |= {"purpose": act.purpose or ""} | ({"event": "yes"} if act.event else {})
+            answer = self.kiosk.post(match["url"], data=form)
             assert answer.status_code == 201, answer.text
         elif act.kind == "out":
             page = self.kiosk.get("/sign-out").text
