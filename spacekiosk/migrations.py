@@ -284,6 +284,60 @@ def m011_admin_indexes(db: Database) -> None:
     )
 
 
+def m012_notifications(db: Database) -> None:
+    """Notifications to the space's chat (docs/notifications.md): where they go, what
+    is waiting to go, and the state each watched condition was last seen in.
+
+    - notify_targets: an Apprise URL per target (it may hold a token: never shown back
+      whole), the events it wants, its language, and whether an admin allowed personal
+      data in its messages (off by default).
+    - notify_outbox: one row per message per target, kept until the target took it;
+      `key` coalesces repeats of one condition, `attempts`/`due_at` drive the backoff,
+      `answer` is the target's last reply.
+    - notify_state: each watched condition's last state (door open, a sensor at fault,
+      the backlog, the clock, the disk...), when it changed and when it was last told,
+      so a flapping sensor is told at most once per interval.
+    """
+    db.execute(
+        "CREATE TABLE notify_targets ("
+        " id INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL,"
+        " url TEXT NOT NULL,"
+        " events TEXT NOT NULL DEFAULT '[]',"
+        " language TEXT NOT NULL DEFAULT '',"
+        " personal INTEGER NOT NULL DEFAULT 0,"
+        " enabled INTEGER NOT NULL DEFAULT 1,"
+        " created_at REAL NOT NULL,"
+        " last_answer TEXT NOT NULL DEFAULT '',"
+        " last_answer_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE notify_outbox ("
+        " id INTEGER PRIMARY KEY,"
+        " target_id INTEGER NOT NULL REFERENCES notify_targets(id) ON DELETE CASCADE,"
+        " kind TEXT NOT NULL,"
+        " key TEXT NOT NULL,"
+        " title TEXT NOT NULL,"
+        " body TEXT NOT NULL,"
+        " happened_at REAL NOT NULL,"
+        " created_at REAL NOT NULL,"
+        " due_at REAL NOT NULL,"
+        " attempts INTEGER NOT NULL DEFAULT 0,"
+        " repeats INTEGER NOT NULL DEFAULT 0,"
+        " sent_at REAL,"
+        " answer TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute("CREATE INDEX notify_outbox_due ON notify_outbox(sent_at, due_at)")
+    db.execute(
+        "CREATE TABLE notify_state ("
+        " key TEXT PRIMARY KEY,"
+        " state TEXT NOT NULL,"
+        " changed_at REAL NOT NULL,"
+        " told_at REAL,"
+        " flaps INTEGER NOT NULL DEFAULT 0)"
+    )
+
+
 SPACE_MIGRATIONS = [
     m001_initial,
     m002_returning_visitors,
@@ -296,4 +350,5 @@ SPACE_MIGRATIONS = [
     m009_settings,
     m010_visitor_data,
     m011_admin_indexes,
+    m012_notifications,
 ]
