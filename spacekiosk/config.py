@@ -634,6 +634,29 @@ class Central:
     )
 
 
+def apprise_url(value: str, ctx: Context) -> str:
+    """An Apprise URL: a scheme of its own (json://, mailto://, tgram://...) and no space."""
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]{1,30}://\S+", value):
+        raise Invalid(
+            f"{value[:60]!r} is not an Apprise URL; write e.g. 'json://hooks.example.org/alerts'"
+        )
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alerts:
+    """The central team's alerts (collector/alerts.py): when each fires, where it goes."""
+
+    targets: tuple[str, ...] = setting((), check=apprise_url, doc="Apprise URLs to notify")
+    silent_hours: int = setting(72, check=at_least(1, 8760), doc="no contact for this long")
+    backlog_hours: int = setting(24, check=at_least(1, 8760), doc="oldest unsent hour's age")
+    clock_hours: int = setting(1, check=at_least(0, 8760), doc="clock unsynchronised for")
+    sensor_hours: int = setting(24, check=at_least(0, 8760), doc="a sensor faulty for")
+    rejects_per_hour: int = setting(20, check=at_least(1, 10**6), doc="refused messages")
+    clear_minutes: int = setting(60, check=at_least(0, 10080), doc="clear for this long")
+    every_seconds: int = setting(60, check=at_least(1, 3600), doc="how often to judge")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CentralMqtt(Mqtt):
     username: str = setting("collector", check=collector_login)
@@ -644,6 +667,7 @@ class CollectorConfig:
     central: Central = setting(doc="add a [central] table with listen and database")
     mqtt: CentralMqtt = setting(doc="add an [mqtt] table with the broker's host")
     backup: Backup = setting(Backup())
+    alerts: Alerts = setting(Alerts())
     source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
 
 

@@ -542,6 +542,30 @@ CENTRAL_TABLES = (
             Key("keepalive_seconds", 600),
         ),
     ),
+    Table(
+        "alerts",
+        (
+            Key(
+                "targets",
+                about="# Where the central team's alerts go: Apprise URLs (json://, mailto://,\n"
+                "# tgram://, ...; https://github.com/caronc/apprise/wiki). None: alerts\n"
+                "# show on the page and in /api/v1/spaces only.",
+                example='# targets = ["json://hooks.example.org/spacekiosk"]',
+            ),
+            Key("silent_hours", 72, about="# A space silent (no contact) for this many hours."),
+            Key("backlog_hours", 24, about="# A space whose oldest unsent hour is this old."),
+            Key("clock_hours", 1, about="# A space's clock unsynchronised for this long."),
+            Key("sensor_hours", 24, about="# A sensor faulty for this long."),
+            Key("rejects_per_hour", 20, about="# More of a space's messages refused in an hour."),
+            Key(
+                "clear_minutes",
+                60,
+                about="# An alert clears once its condition has been gone this long (a silent\n"
+                "# space's at its next contact).",
+            ),
+            Key("every_seconds", 60, about="# How often the collector judges and sends them."),
+        ),
+    ),
 )
 
 
