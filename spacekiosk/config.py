@@ -549,6 +549,20 @@ class Backup:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Notifications:
+    """When the sync agent's notifier tells the space's chat (docs/notifications.md); the
+    targets themselves are set on the kiosk's Notifications page."""
+
+    # A condition (a sensor's fault, the door, the space open...) is told at most once
+    # in this many minutes, however often it flaps; its latest state goes at the end.
+    min_interval_minutes: int = setting(30, check=at_least(1, 24 * 60))
+    # Usage data not sent for this many hours is told as a backlog.
+    backlog_hours: int = setting(24, check=at_least(1, 24 * 30))
+    # The store's disk this full (per cent) is told as nearly full.
+    disk_full_percent: int = setting(90, check=at_least(50, 99))
+
+
+@dataclass(frozen=True, kw_only=True)
 class SpaceApi:
     """How to reach the space and where it is, for its SpaceAPI document (/spaceapi.json).
     Every key may be left out."""
@@ -589,6 +603,7 @@ class SpaceConfig:
     events: tuple[Event, ...] = setting(())
     spaceapi: SpaceApi = setting(SpaceApi())
     backup: Backup = setting(Backup())
+    notifications: Notifications = setting(Notifications())
     source: Path = dataclasses.field(default=Path("."), metadata={"internal": True})
 
     @property

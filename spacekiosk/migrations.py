@@ -295,8 +295,8 @@ def m012_notifications(db: Database) -> None:
       `key` coalesces repeats of one condition, `attempts`/`due_at` drive the backoff,
       `answer` is the target's last reply.
     - notify_state: each watched condition's last state (door open, a sensor at fault,
-      the backlog, the clock, the disk...), when it changed and when it was last told,
-      so a flapping sensor is told at most once per interval.
+      the backlog, the clock, the disk...), when it changed, the state last told and
+      when, so a flapping sensor is told at most once per interval.
     """
     db.execute(
         "CREATE TABLE notify_targets ("
@@ -333,6 +333,7 @@ def m012_notifications(db: Database) -> None:
         " key TEXT PRIMARY KEY,"
         " state TEXT NOT NULL,"
         " changed_at REAL NOT NULL,"
+        " told TEXT NOT NULL DEFAULT '',"
         " told_at REAL,"
         " flaps INTEGER NOT NULL DEFAULT 0)"
     )

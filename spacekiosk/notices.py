@@ -25,16 +25,17 @@ MAX_FIELD = 120  # any one value put into a text (a sensor's name, a fault's rea
 SEND_TIMEOUT = 30  # seconds Apprise may take for one target
 
 # The kinds of event, in the order the admin page lists them.
-OPENED = "opened"
-CLOSED = "closed"
-DOOR_OPEN = "door_open"
+OPENED = "space_opened"
+CLOSED = "space_closed"
+DOOR_OPEN = "door_left_open"
 SENSOR_FAULT = "sensor_fault"
-SENSOR_OK = "sensor_ok"
-BACKLOG = "backlog"
-CLOCK = "clock"
-DISK = "disk"
-EVACUATION = "evacuation"
+SENSOR_OK = "sensor_recovered"
+BACKLOG = "sync_backlog"
+CLOCK = "clock_unsynchronised"
+DISK = "disk_nearly_full"
+EVACUATION = "evacuation_started"
 KINDS = (OPENED, CLOSED, DOOR_OPEN, SENSOR_FAULT, SENSOR_OK, BACKLOG, CLOCK, DISK, EVACUATION)
+EVENTS = KINDS  # what a target's `events` list holds (the Notifications page's boxes)
 
 LANGUAGES = ("en", "el", "es", "fil", "hi", "kn", "sw", "zh_Hant_TW")
 

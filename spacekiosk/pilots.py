@@ -262,6 +262,29 @@ SPACE_TABLES = (
         ),
     ),
     Table(
+        "notifications",
+        (
+            Key(
+                "min_interval_minutes",
+                30,
+                about="# Messages to the space's chat (targets are set on the admin pages' "
+                "Notifications;\n# see docs/notifications.md). One condition — a sensor, the "
+                "door, open or closed —\n# is told at most once in this many minutes, however "
+                "often it flaps.",
+            ),
+            Key(
+                "backlog_hours",
+                24,
+                about="# Usage data waiting this many hours to be sent is told as a backlog.",
+            ),
+            Key(
+                "disk_full_percent",
+                90,
+                about="# The store's disk this full (per cent) is told as nearly full.",
+            ),
+        ),
+    ),
+    Table(
         "mqtt",
         (
             Key(
