@@ -14,7 +14,7 @@ import time
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
-from collector import periods, reading, reports, store
+from collector import alerts, periods, reading, reports, store
 from collector.periods import GRANULARITIES, HOUR, iso
 from spacekiosk import protocol
 from spacekiosk.config import SPACE_ID
@@ -29,14 +29,22 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 @bp.get("/spaces")
 def spaces():
-    heard = store.contacts(g.db)
-    return jsonify({"spaces": [space_json(s, heard.get(s.id)) for s in reports.spaces(g.db)]})
+    heard, raised = store.contacts(g.db), alerts.current(g.db)
+    return jsonify(
+        {
+            "spaces": [
+                space_json(s, heard.get(s.id), raised.get(s.id, [])) for s in reports.spaces(g.db)
+            ]
+        }
+    )
 
 
-def space_json(space: reports.Space, heard: tuple | None = None) -> dict:
+def space_json(
+    space: reports.Space, heard: tuple | None = None, raised: list | None = None
+) -> dict:
     """What the API says about a space: names, times in UTC ISO-8601, its last status.
     `heard`: when the collector itself last heard from it and last committed its usage
-    (`last_sync` is the space's own word, from its status)."""
+    (`last_sync` is the space's own word, from its status); `raised`: its alerts."""
     status = space.status
     sensors = status.get("sensors") or {}
     last_contact, last_delivery = heard or (None, None)
@@ -60,6 +68,10 @@ def space_json(space: reports.Space, heard: tuple | None = None) -> dict:
             "door_alert": bool(sensors.get("door_alert")),
         },
         "hours": space.hours,
+        "alerts": [
+            {"kind": a.kind, "state": a.state, "since": iso(a.since), "detail": a.detail}
+            for a in raised or []
+        ],
     }
 
 

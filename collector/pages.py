@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from collector import accounts, periods, reports, store
+from collector import accounts, alerts, periods, reports, store
 from collector.api import safe_cell
 from collector.periods import DAY
 from spacekiosk import charts, figures
@@ -104,6 +104,7 @@ def dashboard():
         until=until,
         rejects=store.reject_count(g.db),
         heard=store.contacts(g.db),  # what the collector itself received and committed
+        raised=alerts.current(g.db),
     )
 
 
@@ -333,6 +334,8 @@ def _details(space: reports.Space, status: int = 200, errors: dict | None = None
         "space.html",
         space=space,
         heard=store.contacts(g.db).get(space.id) or (None, None),
+        raised=alerts.current(g.db, space.id).get(space.id, []),
+        alert_history=alerts.history(g.db, space.id),
         costs=entered,
         errors=errors or {},
         form=form or {},

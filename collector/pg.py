@@ -7,7 +7,8 @@ current shape (see store.py's migrations), created by numbered steps of its own 
 under an advisory lock so that several collectors can start at once.
 
 For Grafana, Metabase and the like, the view `usage_flat` has one column per count.
-Here only the schema is written; the rows are store.py's, accounts.py's and sessions.py's.
+Here only the schema is written; the rows are store.py's, accounts.py's, sessions.py's
+and alerts.py's.
 """
 
 from __future__ import annotations
@@ -145,7 +146,49 @@ _M003: list[str] = SESSION_TABLES
 # usage_flat with the counts hours carry since: first_in_<period> and open_person_minutes
 # (SQLite's store keeps counts as JSON and has no such view: it has no step for this).
 _M004: list[str] = ["DROP VIEW usage_flat", _flat_view(COUNTS)]
-PG_MIGRATIONS: list[list[str]] = [_M001, _M002, _M003, _M004]
+
+
+def alert_tables(identity: str) -> list[str]:
+    """The central team's alerts (collector/alerts.py writes them, m006_alerts in store.py
+    the same statements): each space's conditions as last judged, their history (fired,
+    cleared), and the outbox of messages to each target (by the SHA-256 of its URL: a
+    target's URL may hold a secret, the store never does). `identity` is the id column."""
+    return [
+        """CREATE TABLE alerts (
+            space TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            since DOUBLE PRECISION,
+            clear_since DOUBLE PRECISION,
+            fired_at DOUBLE PRECISION,
+            detail TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (space, kind)
+        )""",
+        f"""CREATE TABLE alert_events (
+            id {identity},
+            space TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            event TEXT NOT NULL CHECK (event IN ('fired', 'cleared')),
+            at DOUBLE PRECISION NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX alert_events_by_space ON alert_events (space, at)",
+        """CREATE TABLE alert_outbox (
+            event_id BIGINT NOT NULL REFERENCES alert_events(id),
+            target TEXT NOT NULL,
+            tries INTEGER NOT NULL DEFAULT 0,
+            next_try DOUBLE PRECISION NOT NULL,
+            sent_at DOUBLE PRECISION,
+            error TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (event_id, target)
+        )""",
+        "CREATE INDEX alert_outbox_due ON alert_outbox (next_try) WHERE sent_at IS NULL",
+        # The refusals of the last hour, counted every round.
+        "CREATE INDEX rejects_by_time ON rejects (at)",
+    ]
+
+
+_M005: list[str] = alert_tables("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+PG_MIGRATIONS: list[list[str]] = [_M001, _M002, _M003, _M004, _M005]
 
 
 class PgDatabase:

@@ -6,7 +6,8 @@ Two processes write through `commit`: the committer (what arrives over MQTT, ing
 and the web process (the spaces' HTTPS routes, spaces.py). `set_token` is the
 `spacekiosk space` commands'. The other tables have writers of their own, each through
 `transaction`: accounts.py the central team's (it also forgets a removed space's token),
-sessions.py the page's sessions and failed logins. In PostgreSQL, pg.py makes the schema.
+sessions.py the page's sessions and failed logins, alerts.py the alerts (its evaluator
+alone). In PostgreSQL, pg.py makes the schema.
 """
 
 from __future__ import annotations
@@ -96,12 +97,21 @@ def m005_sessions(db: Database) -> None:
         db.execute(statement)
 
 
+def m006_alerts(db: Database) -> None:
+    """The central team's alerts: their state, history and outbox (alerts.py writes them)."""
+    from collector.pg import alert_tables  # the same statements in both databases
+
+    for statement in alert_tables("INTEGER PRIMARY KEY"):
+        db.execute(statement)
+
+
 COLLECTOR_MIGRATIONS = [
     m001_initial,
     m002_days_and_tokens,
     m003_central_team,
     m004_contact,
     m005_sessions,
+    m006_alerts,
 ]
 
 
