@@ -33,10 +33,11 @@ from conftest import (
 from playwright.sync_api import expect
 from test_collector_web import month_of, recent_visits
 
-from collector import store
+from collector import alerts, store
 from kiosk import visits
 from spacekiosk import config
 from spacekiosk.broker import Broker
+from spacekiosk.config import Alerts
 from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from sync import outbox
@@ -173,6 +174,9 @@ def central(folder, running) -> str:
         db = store.connect(cfg.central)
         try:
             recent_visits(db)  # four spaces, weeks of counts, one offline, a stuck beam
+            # Alerts fired (and, once the collector judges, the silent ones cleared).
+            rules = Alerts(silent_hours=1, clock_hours=0, sensor_hours=0)
+            alerts.evaluate(db, rules, time.time() + 2 * 3600)
         finally:
             db.close()
         url = f"http://127.0.0.1:{cfg.central.listen[1]}/"
