@@ -97,6 +97,12 @@ def pg_central(tmp_path, pg_url):
     db.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either(request):
+    """The central store in SQLite, then in PostgreSQL."""
+    yield request.getfixturevalue("central" if request.param == "sqlite" else "pg_central")
+
+
 def heard(db, space: str, at: float, **status) -> None:
     """A status from `space` arriving at `at`, as the committer stores it."""
     store.commit(db, statuses=[(space, ONLINE | status)], now=at, contacts=[space])
@@ -125,8 +131,8 @@ def assert_silent_space_fires_once_and_clears(db, rules: Alerts) -> None:
     assert events(db, "bogota") == []
 
 
-def test_a_silent_space_raises_one_alert_and_clears_it_when_it_comes_back(central, receiver):
-    _cfg, db = central
+def test_a_silent_space_raises_one_alert_and_clears_it_when_it_comes_back(either, receiver):
+    _cfg, db = either
     rules = Alerts(targets=(receiver.url,), silent_hours=72)
     heard(db, "nairobi", T0)
     alerts.evaluate(db, rules, T0 + 72 * HOUR)
@@ -215,8 +221,8 @@ def test_backlog_and_clock_fire_from_the_status(central):
     assert [(e.space, e.kind) for e in fired] == [("quito", "clock")]
 
 
-def test_a_receiver_down_is_retried_and_gets_the_message_once(central, receiver):
-    _cfg, db = central
+def test_a_receiver_down_is_retried_and_gets_the_message_once(either, receiver):
+    _cfg, db = either
     rules = Alerts(targets=(receiver.url,), silent_hours=1)
     receiver.down()  # the link to the chat service is cut
     heard(db, "manila", T0)
