@@ -46,6 +46,7 @@ from spacekiosk.config import SpaceConfig
 from spacekiosk.db import StoreHealth, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from spacekiosk.service import notify, status, watchdog_interval
+from sync import notify as notifier
 from sync import outbox
 
 log = logging.getLogger(__name__)
@@ -546,6 +547,9 @@ def run(config: SpaceConfig, stopping: threading.Event) -> int:
         threading.Thread(
             target=lambda: stopping.wait() and agent.link.wake.set(), name="stop", daemon=True
         ).start()
+        # The space's notifications (sync/notify.py), on a connection of their own, so a
+        # slow chat service never holds up the usage data.
+        notifying = notifier.start(config, stopping)
         notify("READY=1")
         next_refresh = retry_at = 0.0
         while not stopping.is_set():
@@ -567,6 +571,7 @@ def run(config: SpaceConfig, stopping: threading.Event) -> int:
             agent.link.wake.wait(max(timeout, 0.05))
             agent.link.wake.clear()
         notify("STOPPING=1")
+        notifying.join(timeout=GOODBYE_SECONDS)
     return 0
 
 

@@ -4,14 +4,25 @@ starts, cut and restored as a link would be."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
+import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import SENSORS, wait_until, write_space_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from spacekiosk import config as configuration
 from spacekiosk import notices
 from spacekiosk.broker import free_port
+from spacekiosk.db import open_store
+from spacekiosk.migrations import SPACE_MIGRATIONS
+from sync import notify, outbox
 
 
 class Receiver:
@@ -124,3 +135,255 @@ def test_a_test_from_the_kiosk_loads_neither_apprise_nor_paho(receiver):
     assert "(True, " in done.stdout
     (got,) = receiver.wait_for(1)
     assert got["path"] == "/kiosk" and got["title"].startswith("Δοκιμή")
+
+
+# --- the notifier in the sync agent: sync/notify.py on a real store ---
+
+
+ATHENS = ZoneInfo("Europe/Athens")
+VISITORS = [("Zoë Papadopoulou", "zoe@example.org"), ("Kwame Mensah", "kwame@example.org")]
+ALL = list(notices.EVENTS)
+HOURS = '\n[space.opening_hours]\nmon = "10:00-21:00"\n'
+
+
+def at(hhmm: str, day: str = "2026-11-30") -> float:
+    """A Monday in Athens (open 10:00-21:00 by the pilots' hours)."""
+    return datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=ATHENS).timestamp()
+
+
+@pytest.fixture
+def space(tmp_path):
+    """A space's config (door, PIR, counter; the backlog told after an hour) and its
+    real store, with two visitors signed in whose names must never be told."""
+    path = write_space_config(
+        tmp_path,
+        broker_port=free_port(),
+        extra=SENSORS + HOURS + "\n[notifications]\nbacklog_hours = 1\n",
+    )
+    cfg = configuration.load(path)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    for name, email in VISITORS:
+        visitor = db.execute(
+            "INSERT INTO visitors (name, name_key, email, created_at) VALUES (?, ?, ?, ?)",
+            [name, name.lower(), email, at("09:00")],
+        ).lastrowid
+        db.execute(
+            "INSERT INTO visits (visitor_id, signed_in_at) VALUES (?, ?)", [visitor, at("10:06")]
+        )
+    yield cfg, db
+    db.close()
+
+
+def add_target(db, url, events=ALL, language="en", personal=False, name="chat") -> int:
+    return db.execute(
+        "INSERT INTO notify_targets (name, url, events, language, personal, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [name, url, json.dumps(events), language, int(personal), at("09:00")],
+    ).lastrowid
+
+
+def sensor(db, when: float, name: str, kind: str, detail: str | None = None) -> None:
+    """A row as the sensors daemon writes it."""
+    db.execute(
+        "INSERT INTO sensor_events (at, sensor, kind, detail) VALUES (?, ?, ?, ?)",
+        [when, name, kind, detail],
+    )
+
+
+def step(db, cfg, now, **seen) -> int:
+    """What the notifier's loop does once: observe, then deliver."""
+    notify.observe(db, cfg, now, **({"clock_state": "synchronized", "disk": 10} | seen))
+    return notify.deliver(db, now, zone=ATHENS)
+
+
+def no_names(received: list[dict]) -> None:
+    for got in received:
+        text = json.dumps(got, ensure_ascii=False)
+        for name, email in VISITORS:
+            for part in (*name.split(), email):
+                assert part not in text, (part, got)
+
+
+def test_each_event_arrives_once_and_what_waited_for_the_link_says_it_is_late(space, receiver):
+    cfg, db = space
+    add_target(db, receiver.url("chat"))
+    assert step(db, cfg, at("09:00")) == 0  # closed, all well: nothing to tell
+    sensor(db, at("10:05"), "door", "open")
+    assert step(db, cfg, at("10:05:30")) == 1
+    sensor(db, at("10:10"), "motion:main room", "fault", "no motion for 3 days")
+    assert step(db, cfg, at("10:10:30")) == 1
+    assert [g["title"] for g in receiver.wait_for(2)] == [
+        "Test Space is open",
+        "Sensor fault",
+    ]
+
+    receiver.stop()  # the link is cut
+    assert step(db, cfg, at("10:21")) == 0  # the door, open 16 minutes: queued
+    sensor(db, at("10:45"), "motion:main room", "ok")
+    outbox.refresh(db, cfg, at("11:01"))  # the 10:00 hour is over: to be sent
+    db.execute("INSERT INTO roll_calls (started_at, started_by) VALUES (?, 'admin')", [at("11:50")])
+    roll = db.execute("SELECT id FROM roll_calls").fetchone()[0]
+    for (visit,) in db.execute("SELECT id FROM visits").fetchall():
+        db.execute("INSERT INTO roll_call_people (roll_call_id, visit_id) VALUES (?, ?)",
+                   [roll, visit])  # fmt: skip
+    assert step(db, cfg, at("12:00"), clock_state="unsynchronized", disk=95) == 0
+    waiting = db.execute("SELECT kind, attempts FROM notify_outbox WHERE sent_at IS NULL")
+    kinds = {kind for kind, _ in waiting}
+    assert kinds == {
+        notices.DOOR_OPEN,
+        notices.SENSOR_OK,
+        notices.BACKLOG,
+        notices.CLOCK,
+        notices.DISK,
+        notices.EVACUATION,
+    }
+
+    receiver.start()  # the link is back: after the backoff, everything goes, once
+    assert step(db, cfg, at("12:00:10")) == 0  # not due yet
+    assert step(db, cfg, at("12:30")) == 6
+    sensor(db, at("20:00"), "door", "close")
+    assert step(db, cfg, at("21:00:30")) == 1
+    received = receiver.wait_for(9)
+    assert step(db, cfg, at("21:30")) == 0
+    titles = [g["title"] for g in received]
+    assert len(titles) == len(set(titles)) == 9, titles
+    assert titles[-1] == "Test Space is closed"
+    late = [g for g in received[2:8]]
+    assert all("(late: happened at" in g["message"] for g in late), late
+    door = next(g for g in received if g["title"] == "Door left open")
+    assert "since 10:05" in door["message"] and "(late: happened at 10:05)" in door["message"]
+    evacuation = next(g for g in received if g["title"] == "Evacuation started")
+    assert "2 people" in evacuation["message"]
+    no_names(received)
+    assert db.execute("SELECT count(*) FROM notify_outbox WHERE sent_at IS NULL").fetchone() == (0,)
+
+
+def test_a_personal_target_alone_hears_who_was_signed_in(space, receiver):
+    cfg, db = space
+    add_target(db, receiver.url("team"), events=[notices.EVACUATION])
+    add_target(db, receiver.url("wardens"), events=[notices.EVACUATION], personal=True,
+               language="el")  # fmt: skip
+    step(db, cfg, at("11:00"))
+    db.execute("INSERT INTO roll_calls (started_at, started_by) VALUES (?, 'a')", [at("11:05")])
+    for (visit,) in db.execute("SELECT id FROM visits").fetchall():
+        db.execute("INSERT INTO roll_call_people (roll_call_id, visit_id) VALUES (1, ?)", [visit])
+    assert step(db, cfg, at("11:05:10")) == 2
+    got = {g["path"]: g for g in receiver.wait_for(2)}
+    no_names([got["/team"]])
+    assert got["/wardens"]["title"] == "Ξεκίνησε εκκένωση"
+    assert "Zoë P." in got["/wardens"]["message"] and "Kwame M." in got["/wardens"]["message"]
+    assert "Papadopoulou" not in got["/wardens"]["message"]  # first name and initial only
+    assert "example.org" not in got["/wardens"]["message"]
+
+
+def test_a_flapping_sensor_is_told_at_most_once_per_interval(space, receiver):
+    cfg, db = space
+    interval = cfg.notifications.min_interval_minutes * 60
+    add_target(db, receiver.url("chat"), events=[notices.SENSOR_FAULT, notices.SENSOR_OK])
+    start = at("10:00")
+    step(db, cfg, start)
+    for i in range(50):  # fault and recovery, fifty times in twenty minutes
+        now = start + 1 + i * 24
+        sensor(db, now, "beam_a", "fault" if i % 2 == 0 else "ok", "blocked")
+        step(db, cfg, now + 1)
+        rows = db.execute(
+            "SELECT count(*) FROM notify_outbox WHERE key = 'sensor:beam_a' AND sent_at IS NULL"
+        ).fetchone()[0]
+        assert rows <= 1  # coalesced, never a row per flap
+    assert len(receiver.wait_for(1)) == 1
+    sensor(db, start + 1250, "beam_a", "fault", "blocked")  # left at fault
+    for minute in range(21, 95):  # then an hour and more of checks
+        step(db, cfg, start + minute * 60)
+    received = receiver.wait_for(1)
+    sent = [at_ for (at_,) in db.execute("SELECT sent_at FROM notify_outbox ORDER BY sent_at")]
+    assert all(b - a >= interval for a, b in itertools.pairwise(sent)), sent
+    # It went fault, then ended at fault: the first message said so, nothing more is due.
+    assert [g["title"] for g in received] == ["Sensor fault"]
+    state = db.execute("SELECT flaps FROM notify_state WHERE key = 'sensor:beam_a'").fetchone()
+    assert state[0] >= 50
+
+
+def test_a_link_down_for_long_backs_off_and_coalesces(space):
+    cfg, db = space
+    url = f"json://127.0.0.1:{free_port()}/nobody"
+    add_target(db, url, events=[notices.SENSOR_FAULT, notices.SENSOR_OK])
+    start = at("10:00")
+    step(db, cfg, start)
+    sensor(db, start + 10, "door", "fault", "stuck")
+    tries = []
+    for minute in range(0, 240, 5):
+        now = start + 20 + minute * 60
+        if minute == 120:
+            sensor(db, now - 5, "door", "ok")
+        step(db, cfg, now)
+        tries.append(db.execute("SELECT attempts FROM notify_outbox").fetchone()[0])
+    rows = db.execute("SELECT kind, repeats, attempts, due_at FROM notify_outbox").fetchall()
+    assert len(rows) == 1  # the recovery replaced the fault that never went out
+    kind, repeats, attempts, due = rows[0]
+    assert kind == notices.SENSOR_OK and repeats == 1
+    assert attempts < 15  # backoff: 48 rounds, far fewer tries
+    assert due - (start + 20 + 235 * 60) <= notify.MAX_RETRY
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    url=st.text(max_size=300),
+    events=st.one_of(
+        st.lists(st.one_of(st.sampled_from(ALL), st.text(max_size=30)), max_size=20),
+        st.text(max_size=50),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+        st.integers(),
+    ),
+    language=st.text(max_size=40),
+    personal=st.integers(-5, 5),
+    name=st.text(min_size=1, max_size=80),
+    reason=st.text(max_size=500),
+)
+def test_what_an_admin_stores_never_breaks_the_notifier(
+    tmp_path_factory, url, events, language, personal, name, reason
+):
+    """Whatever the admin pages stored (a URL, the events as any JSON, any language,
+    any flag) and whatever a sensor's fault says, the notifier neither crashes nor
+    writes a message outside its bounds; a URL is judged without a crash."""
+    folder = tmp_path_factory.mktemp("prop")
+    cfg = configuration.load(write_space_config(folder, broker_port=1, extra=SENSORS))
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    try:
+        problem = notices.check_url(url)
+        assert problem is None or len(problem) < 200
+        db.execute(
+            "INSERT INTO notify_targets (name, url, events, language, personal, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 0)",
+            [name, url, json.dumps(events), language, personal],
+        )
+        sensor(db, at("10:01"), "door", "fault", reason)
+        notify.observe(db, cfg, at("10:02"), clock_state="synchronized", disk=10)
+        for title, body in db.execute("SELECT title, body FROM notify_outbox"):
+            assert 0 < len(title) <= 300 and 0 < len(body) <= 1000
+            assert "\n" not in title
+    finally:
+        db.close()
+
+
+def test_the_sync_agent_tells_the_chat(tmp_path, broker, notified, receiver):
+    """The real `spacekiosk sync` service runs the notifier in a thread: a sensor at
+    fault and a target that wants it are told at its first look, in the target's
+    language, while the agent goes on with the usage data."""
+    toml = write_space_config(tmp_path, broker_port=broker.port, extra=SENSORS)
+    cfg = configuration.load(toml)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    try:
+        add_target(db, receiver.url("space"), events=[notices.SENSOR_FAULT], language="sw")
+        add_target(db, receiver.url("off"), events=[notices.SENSOR_OK])  # wants no fault
+        sensor(db, time.time() - 5, "beam_b", "fault", "blocked")
+        agent = notified("sync", "--config", str(toml))
+        agent.wait_for("READY=1")
+        (got,) = receiver.wait_for(1, timeout=30)
+        assert got["path"] == "/space"
+        assert got["title"] == "Hitilafu ya kihisi" and "beam_b" in got["message"]
+        wait_until(
+            lambda: db.execute("SELECT sent_at FROM notify_outbox").fetchone()[0] is not None,
+            what="the agent marks the message sent",
+        )
+    finally:
+        db.close()
