@@ -517,6 +517,7 @@ ADMIN_PATHS = {
     "events": "admin/events",
     "event-edit": None,  # the first event's own page, found on the list
     "settings": "admin/settings",
+    "notifications": "admin/notifications",
     "visitors": "admin/visitors",
     "visitors-found": "admin/visitors?q=Ana",
     "visitors-too-short": "admin/visitors?q=A",
