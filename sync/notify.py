@@ -51,7 +51,10 @@ MAX_RETRY = 3600  # and never waits longer than this
 LATE_AFTER = 120  # a message sent this long after its event says when it happened
 KEEP_SENT_DAYS = 30  # sent rows kept for the admin page, then deleted
 MAX_PER_ROUND = 50  # rows one deliver() sends at most
-QUIET = "ok"  # the state of a condition nothing is wrong with
+QUIET = "ok"
+# Every boot begins unsynchronised until timesyncd reaches a server: that is told only
+# if it lasts this long after boot.
+CLOCK_GRACE = 10 * 60  # the state of a condition nothing is wrong with
 
 
 @dataclass
@@ -111,9 +114,10 @@ def conditions(
     *,
     clock_state: str | None = None,
     disk: int | None = None,
+    uptime: float | None = None,
 ) -> dict[str, Condition]:
-    """Every watched condition at `now`, by key. `clock_state` and `disk` default to
-    the system's (clock.state(), the store's disk)."""
+    """Every watched condition at `now`, by key. `clock_state`, `disk` and `uptime`
+    default to the system's (clock.state(), the store's disk, the monotonic clock)."""
     found: dict[str, Condition] = {}
     space = notices.clip(cfg.space.name)
 
@@ -152,7 +156,8 @@ def conditions(
         found["backlog"] = Condition(QUIET, None, now)
 
     state = clock.state(now) if clock_state is None else clock_state
-    if state == "unsynchronized":
+    booted = time.monotonic() if uptime is None else uptime  # Linux: seconds since boot
+    if state == "unsynchronized" and booted >= CLOCK_GRACE:
         found["clock"] = Condition("unsynchronized", notices.CLOCK, now, {"space": space})
     else:
         found["clock"] = Condition(QUIET, None, now)
@@ -225,10 +230,11 @@ def observe(
     *,
     clock_state: str | None = None,
     disk: int | None = None,
+    uptime: float | None = None,
 ) -> int:
     """Compare each watched condition with notify_state and queue what is to be told;
     returns the number of messages queued or updated."""
-    seen = conditions(db, cfg, now, clock_state=clock_state, disk=disk)
+    seen = conditions(db, cfg, now, clock_state=clock_state, disk=disk, uptime=uptime)
     interval = cfg.notifications.min_interval_minutes * 60
     queued = 0
     with write(db):  # one transaction: the states and their messages together

@@ -387,3 +387,14 @@ def test_the_sync_agent_tells_the_chat(tmp_path, broker, notified, receiver):
         )
     finally:
         db.close()
+
+
+def test_a_boot_before_the_clock_is_set_is_told_only_if_it_lasts(space, receiver):
+    cfg, db = space
+    add_target(db, receiver.url("chat"), events=[notices.CLOCK])
+    seen = {"clock_state": "unsynchronized", "disk": 10}
+    assert notify.observe(db, cfg, at("09:00"), uptime=30, **seen) == 0  # just booted
+    assert notify.observe(db, cfg, at("09:05"), uptime=330, **seen) == 0
+    assert notify.observe(db, cfg, at("09:10"), uptime=notify.CLOCK_GRACE, **seen) == 1
+    assert notify.deliver(db, at("09:10"), zone=ATHENS) == 1
+    assert receiver.wait_for(1)[0]["title"] == "Clock not synchronised"
