@@ -18,10 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from admin import csrf_token, log_in, make_admin
-from conftest import ErrorLog, write_space_config
+from axe import violations
+from conftest import ErrorLog, http_ready, write_space_config
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from playwright.sync_api import expect
 from werkzeug.datastructures import MultiDict
 
 from kiosk import create_app
@@ -476,3 +478,60 @@ def test_the_kiosk_checks_and_sends_without_loading_apprise(app, client, receive
     post(client, f"{PAGE}/{target_id}/test", {})
     receiver.received.get(timeout=10)
     assert "apprise" not in sys.modules
+
+
+# --- the page in a browser, with targets, at the three sizes ---
+
+SIZES = {"800x480": (800, 480), "phone": (390, 844), "1280x800": (1280, 800)}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_page_with_targets_passes_axe_and_fits(tmp_path, services, browser, size):
+    toml = write_space_config(tmp_path, broker_port=1)
+    cfg = config.load(toml)
+    make_admin(cfg.database.path)
+    url = f"http://127.0.0.1:{cfg.kiosk.listen[1]}/"
+    http_ready(url + "healthz", services("kiosk", "--config", str(toml)))
+    width, height = SIZES[size]
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, has_touch=size == "phone", locale="en-GB"
+    )
+    page = context.new_page()
+    log_in(page, url)
+    page.goto(url + "admin/notifications")
+    page.fill("#name", "Space chat on Telegram, the long name of it")
+    page.fill("#url", TELEGRAM)
+    page.get_by_label("The door was left open").check()
+    page.get_by_label("Include personal data").check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add the target").click()
+    expect(page.locator(".message[role=alert]")).to_contain_text("Personal data is now allowed")
+    page.fill("#name", "Gone")
+    page.fill("#url", f"json://127.0.0.1:{free_port()}/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add the target").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Send a test to Gone").click()
+    expect(page.locator("#test-result")).to_contain_text("The test did not reach Gone.")
+    assert TOKEN not in page.content()
+    assert_fits(page, "the list, after a failed test")
+
+    page.fill("#name", "Bad")
+    page.fill("#url", "ftp://example.org/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add the target").click()
+    expect(page.locator("#problem-url")).to_contain_text("Apprise does not know ftp://")
+    assert_fits(page, "a refused form")
+
+    page.get_by_role("link", name="Change Gone").click()
+    page.wait_for_load_state("load")
+    expect(page.get_by_role("heading", name="Change the target")).to_be_visible()
+    assert_fits(page, "changing a target")
+    context.close()
+
+
+def assert_fits(page, what: str) -> None:
+    page.wait_for_load_state("load")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), what
+    found = violations(page)
+    assert found == [], f"{what}:\n" + "\n".join(found)
