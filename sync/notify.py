@@ -40,7 +40,7 @@ from sqlite_utils import Database
 
 from spacekiosk import clock, hours, notices, sensorstate, settings, syncstate
 from spacekiosk.config import SpaceConfig
-from spacekiosk.db import open_store, write
+from spacekiosk.db import StoreError, open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -386,21 +386,25 @@ def deliver(
 
 def serve(config: SpaceConfig, stopping: threading.Event, every: float = EVERY_SECONDS) -> None:
     """The notifier's loop, until `stopping`: observe, then deliver, every `every` s.
-    A store that cannot be written only delays it; it never takes the agent down."""
-    db = open_store(config.database.path, SPACE_MIGRATIONS)
+    A store that cannot be opened or written (a full disk) only delays it; it never
+    takes the agent down."""
+    db = None
     try:
         while not stopping.is_set():
             try:
+                if db is None:
+                    db = open_store(config.database.path, SPACE_MIGRATIONS)
                 cfg = settings.effective(db, config)
                 observe(db, cfg, time.time())
                 deliver(db, time.time(), zone=cfg.space.timezone, stopping=stopping)
-            except sqlite3.Error as exc:
-                log.warning("the notifier could not use the store: %s", exc)
+            except (sqlite3.Error, StoreError) as exc:
+                log.warning("the notifier could not use the store (it tries again): %s", exc)
             except Exception:  # a bug here must not stop the usage data's sync
                 log.exception("the notifier failed; it tries again")
             stopping.wait(every)
     finally:
-        db.close()
+        if db is not None:
+            db.close()
 
 
 def start(config: SpaceConfig, stopping: threading.Event) -> threading.Thread:
