@@ -68,7 +68,6 @@ class Condition:
     since: float
     facts: dict = field(default_factory=dict)
     urgent: bool = False  # told at once, whatever the interval (an evacuation)
-    people: list[str] = field(default_factory=list)  # for targets that allow names
 
 
 def _open_since(db: Database, cfg: SpaceConfig, now: float) -> float | None:
@@ -172,23 +171,29 @@ def conditions(
     row = db.execute("SELECT id, started_at FROM roll_calls WHERE ended_at IS NULL").fetchone()
     if row is not None:
         roll_call, started = row
-        present = db.execute(
-            "SELECT v.name FROM roll_call_people p JOIN visits s ON s.id = p.visit_id"
-            " JOIN visitors v ON v.id = s.visitor_id WHERE p.roll_call_id = ? ORDER BY v.name",
-            [roll_call],
-        ).fetchall()
-        facts = {"space": space, "count": len(present)}
+        (count,) = db.execute(
+            "SELECT count(*) FROM roll_call_people WHERE roll_call_id = ?", [roll_call]
+        ).fetchone()
+        facts = {"space": space, "count": count}
         found["evacuation"] = Condition(
-            f"on:{roll_call}",
-            notices.EVACUATION,
-            started,
-            facts,
-            urgent=True,
-            people=[_short(name) for (name,) in present],
+            f"on:{roll_call}", notices.EVACUATION, started, facts, urgent=True
         )
     else:
         found["evacuation"] = Condition(QUIET, None, now)
     return found
+
+
+def people(db: Database, started: float) -> list[str]:
+    """Who was signed in when the evacuation that started at `started` began, as a
+    personal target is told them: read at the moment of sending, and never stored in
+    the outbox, so a visitor's erasure leaves no name behind in it."""
+    rows = db.execute(
+        "SELECT v.name FROM roll_calls r JOIN roll_call_people p ON p.roll_call_id = r.id"
+        " JOIN visits s ON s.id = p.visit_id JOIN visitors v ON v.id = s.visitor_id"
+        " WHERE r.started_at = ? ORDER BY v.name",
+        [started],
+    ).fetchall()
+    return [_short(name) for (name,) in rows]
 
 
 def _short(name: str) -> str:
@@ -296,8 +301,6 @@ def _queue(
             continue
         lang = notices.language(target["language"] or cfg.space.languages[0])
         title, body = notices.message(cond.kind, lang, facts)
-        if target["personal"] and cond.people:
-            body += "\n" + notices.people(lang, cond.people)
         waiting = db.execute(
             "SELECT id FROM notify_outbox WHERE target_id = ? AND key = ? AND sent_at IS NULL",
             [target["id"], key],
@@ -337,15 +340,17 @@ def deliver(
     for the time a late message says it happened (UTC if not given)."""
     zone = zone or ZoneInfo("UTC")
     rows = db.execute(
-        "SELECT o.id, o.target_id, o.title, o.body, o.happened_at, o.attempts, o.repeats,"
-        " t.url, t.language FROM notify_outbox o JOIN notify_targets t ON t.id = o.target_id"
+        "SELECT o.id, o.target_id, o.kind, o.title, o.body, o.happened_at, o.attempts,"
+        " o.repeats, t.url, t.language, t.personal"
+        " FROM notify_outbox o JOIN notify_targets t ON t.id = o.target_id"
         " WHERE o.sent_at IS NULL AND o.due_at <= ? AND t.enabled"
         " ORDER BY o.target_id, o.happened_at, o.id LIMIT ?",
         [now, MAX_PER_ROUND],
     ).fetchall()
     failed: set[int] = set()
     sent = 0
-    for oid, tid, title, body, happened, attempts, repeats, url, language in rows:
+    for row in rows:
+        oid, tid, kind, title, body, happened, attempts, repeats, url, language, personal = row
         if tid in failed or (stopping is not None and stopping.is_set()):
             continue
         lang = notices.language(language)
@@ -357,7 +362,10 @@ def deliver(
             if datetime.fromtimestamp(now, zone).date() - when.date() >= timedelta(days=1):
                 stamp = when.strftime("%Y-%m-%d %H:%M")
             body += "\n" + notices.late(lang, stamp)
-        ok, answer = send(url, title, body)
+        told = body
+        if personal and kind == notices.EVACUATION and (names := people(db, happened)):
+            told = body + "\n" + notices.people(lang, names)  # sent, not stored
+        ok, answer = send(url, title, told)
         with write(db):
             if ok:
                 db.execute(

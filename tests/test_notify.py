@@ -274,6 +274,8 @@ def test_a_personal_target_alone_hears_who_was_signed_in(space, receiver):
     assert "Zoë P." in got["/wardens"]["message"] and "Kwame M." in got["/wardens"]["message"]
     assert "Papadopoulou" not in got["/wardens"]["message"]  # first name and initial only
     assert "example.org" not in got["/wardens"]["message"]
+    stored = json.dumps(db.execute("SELECT * FROM notify_outbox").fetchall(), ensure_ascii=False)
+    assert "Zoë" not in stored and "Kwame" not in stored  # sent, never kept
 
 
 def test_a_flapping_sensor_is_told_at_most_once_per_interval(space, receiver):
