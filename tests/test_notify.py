@@ -400,3 +400,49 @@ def test_a_boot_before_the_clock_is_set_is_told_only_if_it_lasts(space, receiver
     assert notify.observe(db, cfg, at("09:10"), uptime=notify.CLOCK_GRACE, **seen) == 1
     assert notify.deliver(db, at("09:10"), zone=ATHENS) == 1
     assert receiver.wait_for(1)[0]["title"] == "Clock not synchronised"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    events=st.lists(st.sampled_from(ALL), min_size=1, unique=True),
+    language=st.one_of(st.sampled_from(notices.LANGUAGES), st.text(max_size=20)),
+    visitor=st.from_regex(r"[A-Z][a-z]{9,14} [A-Z][a-z]{9,14}", fullmatch=True),
+    reason=st.text(max_size=300),
+    faults=st.lists(st.booleans(), min_size=1, max_size=12),
+)
+def test_whatever_happens_no_name_reaches_a_target_that_did_not_allow_it(
+    tmp_path_factory, receiver, events, language, visitor, reason, faults
+):
+    """A visitor signed in, an evacuation, a sensor's faults with any text, any events
+    and language: a target without `personal` gets messages within bounds and never
+    the visitor's name."""
+    folder = tmp_path_factory.mktemp("names")
+    cfg = configuration.load(write_space_config(folder, broker_port=1, extra=SENSORS + HOURS))
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    before = len(receiver.received)
+    try:
+        add_target(db, receiver.url("prop"), events=events, language=language)
+        who = db.execute(
+            "INSERT INTO visitors (name, name_key, email, created_at) VALUES (?, ?, ?, 0)",
+            [visitor, visitor.lower(), "someone@example.net"],
+        ).lastrowid
+        visit = db.execute(
+            "INSERT INTO visits (visitor_id, signed_in_at) VALUES (?, ?)", [who, at("10:00")]
+        ).lastrowid
+        now = at("10:30")
+        for i, fault in enumerate(faults):
+            sensor(db, now + i * 60, "beam_a", "fault" if fault else "ok", reason)
+            step(db, cfg, now + i * 60 + 1)
+        db.execute("INSERT INTO roll_calls (started_at, started_by) VALUES (?, 'a')", [now + 900])
+        db.execute("INSERT INTO roll_call_people VALUES (1, ?, NULL, NULL)", [visit])
+        step(db, cfg, now + 901)
+        sent = db.execute("SELECT count(*) FROM notify_outbox WHERE sent_at IS NOT NULL")
+        expected = sent.fetchone()[0]
+        assert expected >= (notices.EVACUATION in events)
+        got = receiver.wait_for(before + expected)[before:]
+        for message in got:
+            assert len(message["title"]) <= 300 and len(message["message"]) <= 1000
+            for part in (*visitor.split(), "someone@example.net"):
+                assert part not in message["title"] + message["message"]
+    finally:
+        db.close()
