@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -97,6 +98,15 @@ def _open_since(db: Database, cfg: SpaceConfig, now: float) -> float | None:
     return row[0] if row and row[0] is not None else None
 
 
+def _closed_at(cfg: SpaceConfig, now: float) -> float:
+    """When the last opening span before `now` ended (`now` if none did in a day)."""
+    ends = [
+        c.timestamp() + (1 if c.time() == dtime(23, 59, 59) else 0)
+        for _o, c in hours.spans(cfg.space, now - hours.DAY)
+    ]
+    return max((e for e in ends if e <= now), default=now)
+
+
 def disk_percent(path: Path) -> int:
     """How full the disk holding `path` is, in per cent (0 if it cannot be read)."""
     try:
@@ -124,7 +134,7 @@ def conditions(
     if opened is not None:
         found["space"] = Condition("open", notices.OPENED, opened, {"space": space})
     else:
-        found["space"] = Condition("closed", notices.CLOSED, now, {"space": space})
+        found["space"] = Condition("closed", notices.CLOSED, _closed_at(cfg, now), {"space": space})
 
     door = sensorstate.door(db, cfg, now)
     if door is not None:

@@ -248,6 +248,7 @@ def test_each_event_arrives_once_and_what_waited_for_the_link_says_it_is_late(sp
     titles = [g["title"] for g in received]
     assert len(titles) == len(set(titles)) == 9, titles
     assert titles[-1] == "Test Space is closed"
+    assert received[-1]["message"] == "Test Space closed at 21:00."
     late = [g for g in received[2:8]]
     assert all("(late: happened at" in g["message"] for g in late), late
     door = next(g for g in received if g["title"] == "Door left open")
