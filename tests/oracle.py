@@ -301,22 +301,14 @@ def people_steps(script: Script, until: float) -> list[tuple[float, int]]:
 
 
 def _peak_and_person_minutes(steps, start: float, end: float) -> tuple[int, int]:
-    current = 0
-    for at, people in steps:
-        if at > start:
-            break
-        current = people
-    peak, area, last = current, 0.0, start
-    for at, people in steps:
-        if at <= start:
-            continue
-        if at >= end:
-            break
-        area += current * (at - last)
-        current, last = people, at
-        peak = max(peak, people)
-    area += current * (end - last)
-    return peak, round(area / 60)
+    """The hour as pieces of constant headcount: the count standing at `start`, then each
+    change inside the hour; the peak is the largest piece, person-minutes their area."""
+    standing = [people for at, people in steps if at <= start]
+    inside = [(at, people) for at, people in steps if start < at < end]
+    bounds = [start, *(at for at, _ in inside), end]
+    levels = [standing[-1] if standing else 0, *(people for _, people in inside)]
+    area = sum(n * (b - a) for n, a, b in zip(levels, bounds[:-1], bounds[1:], strict=True))
+    return max(levels), round(area / 60)
 
 
 def hourly(script: Script, now: float) -> dict[int, dict]:
