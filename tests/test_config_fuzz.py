@@ -48,10 +48,12 @@ SYNC = f'http_url = "https://collector.example.org"\ntoken_file = "{FOLDER / "co
 
 def _bases() -> dict[str, dict]:
     demo_space = space_config(FOLDER, 8080, 1883, 10).replace("[sync]\n", "[sync]\n" + SYNC)
+    central = tomllib.loads((ROOT / "config" / "central.toml").read_text())
+    central["central"]["proxies"] = 1  # commented out in the file; the installer sets it
     return {
         "madrid": tomllib.loads((ROOT / "config" / "madrid.toml").read_text()),
         "demo-space": tomllib.loads(demo_space + EXTRA),
-        "central": tomllib.loads((ROOT / "config" / "central.toml").read_text()),
+        "central": central,
         "demo-central": tomllib.loads(collector_config(FOLDER, 8090, 1883)),
     }
 
