@@ -2,7 +2,8 @@
 
 Put it between a client and the broker to count the application bytes each way, to see
 what a client sent, and to break the link on purpose: cut every connection, refuse new ones
-for a while, or cut once a given number of bytes has gone up (to cut mid-batch).
+for a while, or cut once a given number of bytes has gone up (to cut mid-batch). With
+`nat_idle`, it also drops idle connections silently, as a mobile carrier's NAT does.
 
     with TcpProxy(broker.port) as proxy:
         client.connect("127.0.0.1", proxy.port)
@@ -20,10 +21,12 @@ import queue
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5.0  # to the target; it is expected on a loopback or LAN address
+TICK = 0.05  # with nat_idle: how often the clock is read when nothing arrives
 
 _Command = tuple[Callable[[], None], threading.Event]  # what to run, and set when it has run
 
@@ -32,7 +35,7 @@ class _Link:
     """One proxied connection: the client's socket, ours to the target, and for each the
     bytes still to be written to it."""
 
-    def __init__(self, client: socket.socket, server: socket.socket):
+    def __init__(self, client: socket.socket, server: socket.socket, now: float):
         self.client = client
         self.server = server
         self.peer = {client: server, server: client}
@@ -40,6 +43,8 @@ class _Link:
         self.ended: set[socket.socket] = set()  # sockets whose side sent end-of-stream
         self.shut: set[socket.socket] = set()  # sockets we have passed that end on to
         self.open = True
+        self.active_at = now  # when bytes last came from either side, by the proxy's clock
+        self.dropped = False  # by the NAT: nothing is forwarded any more
 
 
 class TcpProxy:
@@ -47,6 +52,15 @@ class TcpProxy:
 
     `on_up(data)` is called, on the proxy's thread, with each chunk as it is written to the
     target, so `b"".join` of the chunks is exactly what clients sent.
+
+    With `nat_idle`, a connection that carried no bytes either way for `nat_idle` seconds by
+    `clock` (read every TICK, so it may be a test's clock that jumps) is dropped the way a
+    carrier-grade NAT drops it: silently. The proxy forwards nothing more either way and
+    sends neither FIN nor RST to either side; it reads and discards what either side sends
+    afterwards (counted in `bytes_dropped`: a SIM bills what was sent all the same), and
+    closes its two sockets only when the client closes its side, or at cut() or close().
+    Unlike a real NAT, the proxy's kernel still acknowledges what the client sends, so the
+    client sees no retransmissions and no timeout of its writes: only silence.
     """
 
     def __init__(
@@ -54,9 +68,15 @@ class TcpProxy:
         target_port: int,
         target_host: str = "127.0.0.1",
         on_up: Callable[[bytes], None] | None = None,
+        nat_idle: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        if nat_idle is not None and nat_idle <= 0:
+            raise ValueError(f"nat_idle must be positive seconds, not {nat_idle}")
         self.target = (target_host, target_port)
         self.on_up = on_up
+        self.nat_idle = nat_idle
+        self.clock = clock
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.setblocking(False)
         self.port: int = self._listener.getsockname()[1]
@@ -68,6 +88,7 @@ class TcpProxy:
         self._lock = threading.Lock()  # counters, and the command queue against shutdown
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._bytes_up = self._bytes_down = self._connections = 0
+        self._nat_drops = self._bytes_dropped = self._bytes_dropped_up = 0
         self._budget: int | None = None  # bytes up left before cut_after() cuts
         self._blocked = False
         self._running = True
@@ -94,6 +115,31 @@ class TcpProxy:
         """Connections accepted so far, counting those refused while blocked."""
         with self._lock:
             return self._connections
+
+    @property
+    def links_open(self) -> int:
+        """Connections open now, through the proxy: those dropped by the NAT included."""
+        with self._lock:
+            return len(self._links)
+
+    @property
+    def nat_drops(self) -> int:
+        """Connections dropped for idleness (see `nat_idle`), so far."""
+        with self._lock:
+            return self._nat_drops
+
+    @property
+    def bytes_dropped(self) -> int:
+        """Bytes discarded because their connection was dropped, both ways: what either side
+        sent after the drop, and what was waiting to be forwarded when it came."""
+        with self._lock:
+            return self._bytes_dropped
+
+    @property
+    def bytes_dropped_up(self) -> int:
+        """Of `bytes_dropped`, those the client sent."""
+        with self._lock:
+            return self._bytes_dropped_up
 
     # --- what tests do; each returns once the proxy's thread has done it ---
 
@@ -162,14 +208,19 @@ class TcpProxy:
 
     def _serve(self) -> None:
         try:
+            tick = None if self.nat_idle is None else TICK
             while self._running:
-                for key, events in self._selector.select():
+                for key, events in self._selector.select(tick):
                     if key.fileobj is self._listener:
                         self._accept()
                     elif key.fileobj is self._wake_r:
                         self._run_commands()
+                    elif key.data.dropped:
+                        self._discard(key.data, key.fileobj)
                     else:
                         self._pump(key.data, key.fileobj, events)
+                if self.nat_idle is not None and self._running:
+                    self._drop_idle()
         except BaseException as exc:
             self._error = exc  # re-raised to the test by the next call or close()
         finally:
@@ -206,11 +257,12 @@ class TcpProxy:
         except OSError:
             _close(client)  # the target is down: so is the proxied port
             return
-        link = _Link(client, server)
+        link = _Link(client, server, self.clock())
         for sock in (client, server):
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._links.append(link)
+        with self._lock:
+            self._links.append(link)
         self._settle(link)
 
     def _pump(self, link: _Link, sock: socket.socket, events: int) -> None:
@@ -219,6 +271,7 @@ class TcpProxy:
             if link.open and events & selectors.EVENT_READ:
                 data = sock.recv(CHUNK)
                 if data:
+                    link.active_at = self.clock()
                     link.outgoing[link.peer[sock]] += data
                     self._write(link, link.peer[sock])
                 else:
@@ -296,14 +349,56 @@ class TcpProxy:
                 self._connections += 1
             _close(client)
 
+    def _drop_idle(self) -> None:
+        """Drop, silently, each link idle for nat_idle seconds by the clock."""
+        now = self.clock()
+        for link in self._links:
+            if link.dropped or now - link.active_at < self.nat_idle:
+                continue
+            link.dropped = True
+            with self._lock:
+                self._nat_drops += 1
+                # Read from one side, never written to the other: lost on the way.
+                self._bytes_dropped += len(link.outgoing[link.client])
+                self._bytes_dropped += len(link.outgoing[link.server])
+                self._bytes_dropped_up += len(link.outgoing[link.server])
+            for sock in (link.client, link.server):
+                link.outgoing[sock].clear()
+                # Read what either side still sends, to discard it; one that ended has
+                # nothing more to send.
+                events = 0 if sock in link.ended else selectors.EVENT_READ
+                self._watch(sock, events, link)
+
+    def _discard(self, link: _Link, sock: socket.socket) -> None:
+        """Read and count what `sock` sent after its link was dropped. The client closing
+        its side closes the link; the target closing its side, or resetting, is not passed
+        on (the NAT no longer knows the connection) and leaves the client's side open."""
+        if not link.open:
+            return  # closed by an earlier event of the same select()
+        try:
+            data = sock.recv(CHUNK)
+        except OSError:  # reset: the client's ends the link, the target's is its end
+            data = b""
+        if data:
+            with self._lock:
+                self._bytes_dropped += len(data)
+                if sock is link.client:
+                    self._bytes_dropped_up += len(data)
+        elif sock is link.client:
+            self._close_link(link)
+        else:
+            link.ended.add(sock)
+            self._watch(sock, 0, link)
+
     def _close_link(self, link: _Link) -> None:
         link.open = False
         for sock in (link.client, link.server):
             if sock in self._selector.get_map():
                 self._selector.unregister(sock)
             _close(sock)
-        if link in self._links:
-            self._links.remove(link)
+        with self._lock:
+            if link in self._links:
+                self._links.remove(link)
 
 
 def _close(sock: socket.socket) -> None:

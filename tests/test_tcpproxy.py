@@ -213,3 +213,106 @@ def test_naive_publisher_raises_when_the_login_is_refused(broker):
 def test_keepalive_exchange_is_measured_as_two_bytes_each_way(broker):
     cost = naive.keepalive_exchange_bytes("127.0.0.1", broker.port, SPACE, PASSWORDS[SPACE], 2)
     assert cost == 4  # PINGREQ and PINGRESP are each a bare 2-byte fixed header
+
+
+class SteppedClock:
+    """A clock the test moves, by as much as it likes (hours, as a wall clock may jump)."""
+
+    def __init__(self) -> None:
+        self.now = 1_795_625_800.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def accept(listener: socket.socket) -> socket.socket:
+    """The proxy's connection to a target the test plays itself."""
+    listener.settimeout(10)
+    conn, _ = listener.accept()
+    conn.settimeout(10)
+    return conn
+
+
+def assert_silent(sock: socket.socket) -> None:
+    """Nothing arrives: no data, no FIN (recv would return b""), no RST (it would raise)."""
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        sock.recv(65536)
+    sock.settimeout(10)
+
+
+def test_nat_drops_an_idle_connection_silently_both_ways():
+    clock = SteppedClock()
+    with (
+        socket.create_server(("127.0.0.1", 0)) as target,
+        TcpProxy(target.getsockname()[1], nat_idle=300, clock=clock) as proxy,
+    ):
+        client = dial(proxy)
+        server = accept(target)
+        client.sendall(b"ping")
+        assert server.recv(4) == b"ping"
+        server.sendall(b"pong")
+        assert client.recv(4) == b"pong"
+        clock.now += 299  # not yet
+        clock.now += 3600  # an hour goes by in one step
+        wait_until(lambda: proxy.nat_drops == 1, 10, what="the idle connection dropped")
+        assert proxy.links_open == 1
+
+        client.sendall(b"lost on the way up")
+        wait_until(lambda: proxy.bytes_dropped == 18, 10, what="the client's bytes discarded")
+        assert_silent(server)
+        server.sendall(b"lost down")
+        wait_until(lambda: proxy.bytes_dropped == 27, 10, what="the target's bytes discarded")
+        assert_silent(client)
+        server.close()  # the target gives up: its FIN goes no further than the NAT
+        assert_silent(client)
+        assert (proxy.bytes_up, proxy.bytes_down) == (4, 4)
+        assert (proxy.bytes_dropped, proxy.bytes_dropped_up) == (27, 18)
+        assert proxy.links_open == 1
+
+        client.close()  # the client gives up too: now the proxy lets go
+        wait_until(lambda: proxy.links_open == 0, 10, what="the dropped link closed")
+
+        # A new connection is a new mapping: it works.
+        with dial(proxy) as again, accept(target) as server:
+            again.sendall(b"fresh")
+            assert server.recv(5) == b"fresh"
+            server.sendall(b"welcome")
+            assert again.recv(7) == b"welcome"
+        assert (proxy.connections, proxy.nat_drops) == (2, 1)
+
+
+def test_nat_keeps_a_connection_that_carries_bytes(echo):
+    clock = SteppedClock()
+    with TcpProxy(echo, nat_idle=60, clock=clock) as proxy, dial(proxy) as sock:
+        for step in range(20):  # twenty minutes, a byte each way every 45 seconds
+            clock.now += 45
+            assert round_trip(sock, b"%d" % step) == b"%d" % step
+        assert proxy.nat_drops == 0
+        clock.now += 61
+        wait_until(lambda: proxy.nat_drops == 1, 10, what="the drop once it went idle")
+        sock.sendall(b"gone")
+        assert_silent(sock)
+        wait_until(lambda: proxy.bytes_dropped == 4, 10, what="the bytes discarded")
+
+
+def test_nat_drops_only_the_idle_one_and_cut_closes_dropped_links(echo):
+    clock = SteppedClock()
+    with TcpProxy(echo, nat_idle=60, clock=clock) as proxy, dial(proxy) as idle:
+        assert round_trip(idle, b"hi") == b"hi"
+        clock.now += 40
+        with dial(proxy) as busy:
+            assert round_trip(busy, b"hi") == b"hi"  # its mapping starts now
+            clock.now += 40  # idle for 80 seconds, busy for 40
+            wait_until(lambda: proxy.nat_drops == 1, 10, what="the older one dropped")
+            assert round_trip(busy, b"still here") == b"still here"
+            assert proxy.links_open == 2
+            proxy.cut()
+            assert_closed(idle)
+            assert_closed(busy)
+        assert proxy.links_open == 0
+
+
+def test_nat_idle_must_be_positive(echo):
+    with pytest.raises(ValueError):
+        TcpProxy(echo, nat_idle=0)
