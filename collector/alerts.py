@@ -9,7 +9,8 @@ history: fired, cleared) and `alert_outbox` (one row per event and target, until
 
 Hysteresis, so that nothing flaps: a condition fires once it has held for its time
 (`clock_hours`, `sensor_hours`; the others carry their time in them: silent for
-`silent_hours`, an hour unsent for `backlog_hours`, refusals within the last hour), and
+`silent_hours` — a metered space, for two of its contact intervals and an hour if that
+is longer —, an hour unsent for `backlog_hours`, refusals within the last hour), and
 clears once it has been gone for `clear_minutes` without a break — a silent space at
 its next contact. While an alert is firing, its condition coming and going sends
 nothing. Several collectors sharing a store judge one at a time (a write transaction,
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 from collector import reading, store
+from collector.formats import duration
 from collector.pg import PgDatabase
 from spacekiosk import protocol
 from spacekiosk.config import Alerts, CollectorConfig
@@ -89,8 +91,8 @@ def conditions(db, settings: Alerts, now: float) -> dict[tuple[str, str], str]:
     for space in reading.spaces(db, now):
         sid, status = space["id"], space["status"]
         contact = heard.get(sid, (None, None))[0] or space["first_seen"]
-        if contact is not None and now - contact >= settings.silent_hours * HOUR:
-            found[sid, "silent"] = f"no message received since {_iso(contact)}"
+        if contact is not None and now - contact >= silent_after(status, settings):
+            found[sid, "silent"] = f"no message received since {_iso(contact)}" + _schedule(status)
         pending = status.get("oldest_pending")
         if status.get("backlog") and pending:
             oldest = protocol.hour_epoch(pending)
@@ -108,6 +110,19 @@ def conditions(db, settings: Alerts, now: float) -> dict[tuple[str, str], str]:
         if space in known and count > settings.rejects_per_hour:
             found[space, "refused"] = f"{count} messages refused in the last hour"
     return found
+
+
+def silent_after(status: dict, settings: Alerts) -> float:
+    """Seconds without a message before a space is silent: `silent_hours`; for a metered
+    space, which makes contact only every `contact_every`, not before it is late too
+    (two of its intervals and an hour)."""
+    every = reading.contact_every(status)
+    return max(settings.silent_hours * HOUR, reading.late_after(every) if every else 0)
+
+
+def _schedule(status: dict) -> str:
+    every = reading.contact_every(status)
+    return f" (it makes contact every {duration(every)})" if every else ""
 
 
 def refused(db, since: float) -> dict[str, int]:

@@ -29,22 +29,29 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 @bp.get("/spaces")
 def spaces():
-    heard, raised = store.contacts(g.db), alerts.current(g.db)
+    heard, raised, now = store.contacts(g.db), alerts.current(g.db), time.time()
     return jsonify(
         {
             "spaces": [
-                space_json(s, heard.get(s.id), raised.get(s.id, [])) for s in reports.spaces(g.db)
+                space_json(s, heard.get(s.id), raised.get(s.id, []), now)
+                for s in reports.spaces(g.db, now)
             ]
         }
     )
 
 
 def space_json(
-    space: reports.Space, heard: tuple | None = None, raised: list | None = None
+    space: reports.Space,
+    heard: tuple | None = None,
+    raised: list | None = None,
+    now: float | None = None,
 ) -> dict:
     """What the API says about a space: names, times in UTC ISO-8601, its last status.
     `heard`: when the collector itself last heard from it and last committed its usage
-    (`last_sync` is the space's own word, from its status); `raised`: its alerts."""
+    (`last_sync` is the space's own word, from its status); `raised`: its alerts.
+    `online` as the page counts it: a metered space (`contact_every`, the seconds
+    between its contacts; null for one always connected) is not online once `late`."""
+    now = time.time() if now is None else now
     status = space.status
     sensors = status.get("sensors") or {}
     last_contact, last_delivery = heard or (None, None)
@@ -56,7 +63,9 @@ def space_json(
         "last_seen": iso(space.last_seen),
         "last_contact": iso(last_contact),
         "last_delivery": iso(last_delivery),
-        "online": bool(status.get("online")),
+        "online": space.online(now),
+        "contact_every": space.contact_every,
+        "late": space.late(now),
         "backlog": status.get("backlog"),
         "oldest_pending": status.get("oldest_pending"),
         "last_sync": iso(status.get("last_sync")),

@@ -37,6 +37,17 @@ def ago(ts: float | None, now: float) -> str:
     return f"{int(seconds // 86400)} days ago"
 
 
+def duration(seconds: float) -> str:
+    """A length of time to the minute: "45 min", "12 h", "1 h 30 min", "3 days 12 h"."""
+    minutes = max(0, round(seconds / 60))
+    days, rest = divmod(minutes, 1440) if minutes >= 2 * 1440 else (0, minutes)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} days"] if days else []
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    return " ".join(parts) or "0 min"
+
+
 def pct(value: float | None) -> str:
     """44 %, or a dash when there is nothing to divide by."""
     if value is None:
@@ -62,6 +73,7 @@ def register(app: Flask) -> None:
         "when": when,
         "day": day,
         "ago": ago,
+        "duration": duration,
         "iso": iso,
         "pct": pct,
         "decimal": decimal,

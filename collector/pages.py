@@ -95,6 +95,7 @@ def dashboard():
         "dashboard.html",
         now=now,
         spaces=spaces,
+        online=sum(s.online(now) for s in spaces),  # a metered space that is late is not
         weekly=weekly,
         compare=_comparison(spaces, found, {names[k]: c for k, c in colours.items()}),
         heat=heat,
@@ -332,6 +333,7 @@ def _details(space: reports.Space, status: int = 200, errors: dict | None = None
     ).fetchall()
     page = render_template(
         "space.html",
+        now=time.time(),
         space=space,
         heard=store.contacts(g.db).get(space.id) or (None, None),
         raised=alerts.current(g.db, space.id).get(space.id, []),

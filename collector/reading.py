@@ -200,6 +200,25 @@ def _json(text) -> object:
 
 # --- spaces and their statuses ---
 
+# A metered space ([sync] link = "metered") says in its status how often it makes
+# contact (`contact_every`, seconds) and sets no last will: its status says online
+# between contacts, and only the time since its last contact can say it is not.
+MIN_CONTACT_EVERY, MAX_CONTACT_EVERY = 60, 7 * DAY
+LATE_MARGIN = HOUR  # beyond two missed contacts: the hour a contact may take
+
+
+def contact_every(status: dict) -> int | None:
+    """The seconds between a metered space's contacts, from its status as `status`
+    left it; None for a space that keeps its connection open."""
+    every = status.get("contact_every")
+    return every if _interval(every) else None
+
+
+def late_after(every: int) -> int:
+    """How long after its last contact a metered space is late: two of its intervals
+    (one scheduled contact may fail without alarm) and an hour."""
+    return 2 * every + LATE_MARGIN
+
 
 def spaces(db, now: float | None = None) -> list[dict]:
     """Every space heard from, by id: when the collector first and last heard from it,
@@ -272,6 +291,8 @@ def status(space: str, text, now: float | None = None) -> dict:
     keep("clock", clock, _text(clock, 40))
     store = raw.get("store")
     keep("store", store, store in protocol.STORE_STATES)
+    every = raw.get("contact_every")
+    keep("contact_every", every, _interval(every))
     if "sensors" in raw:  # what can be kept of them, even if some were wrong
         out["sensors"], bad = _sensors(raw["sensors"])
         if bad:
@@ -285,6 +306,10 @@ def status(space: str, text, now: float | None = None) -> dict:
     if wrong:
         problems.note(space, f"status fields out of bounds ({', '.join(sorted(wrong))})")
     return out
+
+
+def _interval(value: object) -> bool:
+    return type(value) is int and MIN_CONTACT_EVERY <= value <= MAX_CONTACT_EVERY
 
 
 def _moment(value: object, now: float | None = None) -> float | None:

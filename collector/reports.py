@@ -37,6 +37,38 @@ class Space:
     last_contact: float | None = None  # when the collector itself last heard from it
     motion: bool = False  # it has reported motion in a stored hour: it has a motion sensor
 
+    @property
+    def contact_every(self) -> int | None:
+        """Seconds between a metered space's scheduled contacts; None: always connected."""
+        return reading.contact_every(self.status)
+
+    def next_contact(self, now: float) -> float | None:
+        """A metered space: when its next scheduled contact is due, the first of its
+        intervals from its last contact that is not past at `now` (None: always on)."""
+        contact = self.last_contact or self.first_seen
+        every = self.contact_every
+        if not (every and contact):
+            return None
+        return contact + every * max(1, -int((contact - now) // every))
+
+    def late_since(self) -> float | None:
+        """A metered space: when it is (or will be) late, its last contact two intervals
+        and an hour old. None for a space that keeps its connection open."""
+        contact = self.last_contact or self.first_seen
+        every = self.contact_every
+        return contact + reading.late_after(every) if every and contact else None
+
+    def late(self, now: float) -> bool:
+        """A metered space that has not made contact for two intervals and an hour: its
+        status, with no last will, still says online, and is not believed."""
+        since = self.late_since()
+        return since is not None and now > since
+
+    def online(self, now: float) -> bool:
+        """Online as the pages count it: its status says so, and, for a metered space,
+        it is not late."""
+        return bool(self.status.get("online")) and not self.late(now)
+
 
 @dataclass(frozen=True)
 class Figures:
@@ -170,10 +202,11 @@ def link_until(space: Space, now: float) -> int:
     while the space's agent is online, no later than its newest delivered hour (or the
     hour of the collector's last contact): hours over but not yet sent wait on the Pi
     (sync.send_every_minutes) with their connected minutes, and counted now they would
-    read as an outage. A space whose last will says offline counts on to the last hour
-    over: from the collector's side its link is down."""
+    read as an outage. A space whose last will says offline, or a metered space that is
+    late (it sets no last will), counts on to the last hour over: from the collector's
+    side its link is down."""
     end = over(now)
-    if not space.status.get("online"):
+    if not space.online(now):
         return end
     told = [t for t in (space.newest, space.last_contact and over(space.last_contact)) if t]
     return min(end, int(max(told))) if told else end

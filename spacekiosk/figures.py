@@ -461,9 +461,15 @@ FIGURES: tuple[Figure, ...] = (
         "sync.send_every_minutes (6 hours by default): hours over but not sent yet are left "
         "out of the divisor rather than counted as an outage, and the report is marked "
         "provisional until they arrive. A space whose agent is offline (the broker's last "
-        "will) counts on to the last hour over, its outage in the divisor. All spaces: "
-        "connected minutes added up divided by those minutes added up. Every minute "
-        "counts, open or not.",
+        "will) counts on to the last hour over, its outage in the divisor. A metered space "
+        '(sync.link = "metered") is not connected all the time: it makes contact every '
+        "sync.send_every_minutes, and its Pi counts the link up from one successful "
+        "scheduled contact to the next, and down from the last successful contact before a "
+        "failed attempt until the next one that succeeds. That is a lower bound, sampled "
+        "at each contact, costing no bytes beyond the contacts, and it comes as the same "
+        "connected minutes. A metered space that is late (see Online) counts on to the "
+        "last hour over, as one offline does. All spaces: connected minutes added up "
+        "divided by those minutes added up. Every minute counts, open or not.",
         ("link_availability",),
         (REPORTS,),
     ),
@@ -536,10 +542,14 @@ FIGURES: tuple[Figure, ...] = (
         "now",
         "status and time",
         "Online: the space's last status says its agent is connected (the broker's last "
-        "will says offline when the connection is lost). Last contact: when the collector "
+        "will says offline when the connection is lost). A metered space (sync.link = "
+        '"metered", shown as metered with how often it makes contact) connects on a '
+        "schedule and sets no last will, so its status says online between contacts: it "
+        "is online while its last contact is at most two intervals and an hour old, and "
+        "late, not online, past that. Last contact: when the collector "
         "itself last received a valid message from the space (its retained status and "
         "last will are not contact); usage delivered: when it last stored hours from it.",
-        ("online", "last_contact", "last_delivery"),
+        ("online", "last_contact", "last_delivery", "contact_every", "late"),
         (CENTRAL, "/api/v1/spaces"),
     ),
     Figure(

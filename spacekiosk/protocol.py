@@ -637,6 +637,13 @@ class _Status(msgspec.Struct, omit_defaults=True):
     store: Literal[STORE_STATES] | msgspec.UnsetType = msgspec.UNSET
     sensors: _Sensors | msgspec.UnsetType = msgspec.UNSET
     about: _About | msgspec.UnsetType = msgspec.UNSET
+    # A metered space ([sync] link = "metered"): the seconds between its scheduled
+    # contacts. It sets no last will, so its "online" holds between contacts; the
+    # collector judges it late once its last contact is two of these and an hour old.
+    # Absent for a space that keeps its connection open.
+    contact_every: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 _STATUS = msgspec.json.Decoder(_Status)
