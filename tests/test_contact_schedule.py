@@ -20,6 +20,7 @@ import pytest
 import requests
 import test_alerts
 import test_hostile_payloads
+from central import commit_usage
 from conftest import (
     SPACE,
     api_get,
@@ -33,10 +34,11 @@ from hypothesis import strategies as st
 from test_alerts import HOUR, T0, heard
 from test_hostile_payloads import SLOW, logged_in, post
 
-from collector import accounts, alerts, reading, store
+from collector import accounts, alerts, reading, reports, store
 from collector.web import create_app
 from spacekiosk import config, protocol
 from spacekiosk.config import Alerts
+from spacekiosk.protocol import Bucket
 
 EVERY = 12 * HOUR  # twice a day, as a space on a metered link might
 LATE = 2 * EVERY + HOUR  # its last contact older than this: late
@@ -191,6 +193,32 @@ def test_a_long_interval_holds_the_silent_alert_past_silent_hours(central):
     (fired,) = alerts.evaluate(db, rules, T0 + 145 * HOUR)
     assert (fired.space, fired.event) == ("ushuaia", "fired")
     assert "every 3 days" in fired.detail
+
+
+# --- link availability ---
+
+
+def test_link_availability_counts_on_for_a_metered_space_once_it_is_late(central):
+    """Not late, its hours over but not sent wait on the Pi; late, it is cut off from
+    the collector's side, as a space whose last will said offline."""
+    _cfg, db = central
+    sent = int(T0) // HOUR * HOUR  # the end of the newest hour it sent, at its contact
+    commit_usage(db, SPACE, [Bucket(sent - HOUR, 1, {"connected_minutes": 60})], now=T0)
+    store.commit(
+        db,
+        statuses=[(SPACE, {"v": 1, "online": True, "contact_every": EVERY})],
+        now=T0,
+        contacts=[SPACE],
+    )
+
+    def until(now: float) -> int:
+        (space,) = [s for s in reports.spaces(db, now) if s.id == SPACE]
+        return reports.link_until(space, now)
+
+    assert until(T0 + LATE) == sent
+    assert until(T0 + LATE + 1) == reports.over(T0 + LATE + 1) > sent
+    store.commit(db, statuses=[(SPACE, {"v": 1, "online": True})], now=T0)  # always on
+    assert until(T0 + LATE + 1) == sent  # online by its status: the hours wait on the Pi
 
 
 # --- any contact_every a space may send, or may have stored ---
