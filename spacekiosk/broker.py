@@ -102,8 +102,36 @@ def write_passwords(path: Path, users: dict[str, str]) -> Path:
     return path
 
 
+def write_certificates(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate it signed for `host` (and localhost), as the
+    central broker's: one 2048-bit RSA certificate, no chain. Made with the openssl
+    command once per folder; returns (ca.crt, server.crt, server.key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, crt, key = folder / "ca.crt", folder / "server.crt", folder / "server.key"
+    if crt.exists() and key.exists() and ca.exists():
+        return ca, crt, key
+    tool = shutil.which("openssl") or "/usr/bin/openssl"
+    ca_key, csr, ext = folder / "ca.key", folder / "server.csr", folder / "server.ext"
+    ext.write_text(f"subjectAltName=IP:{host},DNS:localhost\n")
+
+    def run(*args: str) -> None:
+        subprocess.run([tool, *args], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+        str(ca), "-days", "3650", "-subj", "/CN=spacekiosk test CA")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", f"/CN={host}")  # fmt: skip
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(crt), "-days", "3650", "-extfile", str(ext))  # fmt: skip
+    return ca, crt, key
+
+
 class Broker:
-    """Mosquitto on a free loopback port with logins `users` ({name: password})."""
+    """Mosquitto on a free loopback port with logins `users` ({name: password}).
+
+    With `tls`, a second listener on `tls_port` speaks MQTT over TLS with a certificate
+    from a private CA (`ca_file`), as the central broker's port 8883 does: spaces reach it
+    there, while a collector on the same host may keep the plain port."""
 
     def __init__(
         self,
@@ -111,6 +139,7 @@ class Broker:
         users: dict[str, str],
         port: int | None = None,
         binary: str | None = None,
+        tls: bool = False,
     ):
         self.folder = Path(folder)
         self.users = users
@@ -118,6 +147,8 @@ class Broker:
         self.binary = binary or find_mosquitto()
         self.proc: subprocess.Popen | None = None
         self.log = self.folder / "mosquitto.log"
+        self.tls_port = free_port() if tls else None
+        self.ca_file: Path | None = None
 
     def write_config(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -134,6 +165,7 @@ class Broker:
             f"allow_zero_length_clientid false\n"
             f"listener {self.port} 127.0.0.1\n"
             f"{BINDING}"
+            f"{self._tls_listener()}"
             f"allow_anonymous false\n"
             f"password_file {passwd}\n"
             f"acl_file {acl_file}\n"
@@ -143,6 +175,15 @@ class Broker:
         )
         return conf
 
+    def _tls_listener(self) -> str:
+        if self.tls_port is None:
+            return ""
+        self.ca_file, crt, key = write_certificates(self.folder / "certs")
+        return (
+            f"listener {self.tls_port} 127.0.0.1\n{BINDING}"
+            f"certfile {crt}\nkeyfile {key}\ntls_version tlsv1.2\n"
+        )
+
     def start(self, timeout: float = 10.0) -> Broker:
         if not self.binary:
             raise FileNotFoundError("mosquitto is not installed (Debian: apt install mosquitto)")
@@ -150,7 +191,8 @@ class Broker:
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        if not wait_for_port(self.port, timeout, self.proc):
+        ports = [self.port] + ([self.tls_port] if self.tls_port else [])
+        if not all(wait_for_port(port, timeout, self.proc) for port in ports):
             self.stop()
             detail = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"mosquitto did not start on port {self.port}: {detail}")

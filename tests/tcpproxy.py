@@ -269,6 +269,13 @@ class TcpProxy:
         """Read what `sock` has for its peer and write what is waiting for `sock`."""
         try:
             if link.open and events & selectors.EVENT_READ:
+                if self.nat_idle is not None:
+                    # Bytes for a mapping that was idle too long find it gone, whether or
+                    # not a tick has looked since the clock last moved.
+                    self._drop_idle()
+                    if link.dropped:
+                        self._discard(link, sock)
+                        return
                 data = sock.recv(CHUNK)
                 if data:
                     link.active_at = self.clock()
