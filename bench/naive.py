@@ -7,6 +7,11 @@ the same topic name costs each message the same bytes as it costs the agent's ba
 logs in as the agent does (client id `spacekiosk-<space>`, MQTT 5), so its CONNECT is as
 long as the agent's; it sets no last will and keeps no session.
 
+Over TLS (`ca_file`) it verifies the broker as the agent does. With `pace`, each event
+waits for its PUBACK, and then `pace()` is called before the next goes: a day's events are
+minutes apart, so each is its own packets (and the ACK of its PUBACK its own), where a
+burst would share them.
+
 `keepalive_exchange_bytes()` measures what one idle keep-alive exchange (PINGREQ and
 PINGRESP) costs on the wire, for the benchmark to charge each keep-alive interval a
 connection stays open.
@@ -19,7 +24,7 @@ import json
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -32,13 +37,20 @@ from tests.tcpproxy import TcpProxy  # noqa: E402
 
 
 def publish_events(
-    host: str, port: int, space: str, password: str, events: list[dict], timeout: float = 30.0
+    host: str,
+    port: int,
+    space: str,
+    password: str,
+    events: list[dict],
+    timeout: float = 30.0,
+    ca_file: Path | None = None,
+    pace: Callable[[], None] | None = None,
 ) -> None:
     """Publish each event as its own QoS 1 message, wait for every PUBACK, disconnect.
 
     Raises if the broker refuses the login or any message (an MQTT 5 PUBACK can say no).
     """
-    client = _client(space, password)
+    client = _client(space, password, ca_file)
     acked: set[int] = set()
     refusals: list[str] = []
     changed = threading.Condition()
@@ -53,7 +65,16 @@ def publish_events(
     client.on_publish = on_publish
     with _connected(client, host, port, keepalive=60, timeout=timeout):
         topic = protocol.topic(space, "usage")
-        mids = [client.publish(topic, encode(event), qos=1).mid for event in events]
+        mids = []
+        for event in events:
+            if pace is not None:
+                pace()  # the event before has had its PUBACK, and its packets
+            mids.append(client.publish(topic, encode(event), qos=1).mid)
+            if pace is not None:
+                with changed:
+                    changed.wait_for(lambda: mids[-1] in acked, timeout)
+        if pace is not None:
+            pace()
         with changed:
             if not changed.wait_for(lambda: acked.issuperset(mids), timeout):
                 raise TimeoutError(f"{len(set(mids) - acked)} of {len(mids)} PUBACKs missing")
@@ -67,7 +88,13 @@ def encode(event: dict) -> bytes:
 
 
 def keepalive_exchange_bytes(
-    host: str, port: int, space: str, password: str, pings: int = 3, timeout: float = 30.0
+    host: str,
+    port: int,
+    space: str,
+    password: str,
+    pings: int = 3,
+    timeout: float = 30.0,
+    ca_file: Path | None = None,
 ) -> float:
     """Bytes, both ways, of one PINGREQ + PINGRESP: an idle client with a 1 s keep-alive,
     through a TcpProxy, from its CONNACK to its `pings`-th PINGRESP, over `pings`.
@@ -75,7 +102,7 @@ def keepalive_exchange_bytes(
     The pings are counted by the client (paho logs each PINGRESP it reads), and the bytes
     read at those moments, on paho's thread, before it can send anything else.
     """
-    client = _client(space, password)
+    client = _client(space, password, ca_file)
     marks: list[int] = []  # bytes both ways at the CONNACK, then at each PINGRESP
     enough = threading.Event()
 
@@ -94,11 +121,13 @@ def keepalive_exchange_bytes(
         return (marks[pings] - marks[0]) / pings
 
 
-def _client(space: str, password: str) -> mqtt.Client:
+def _client(space: str, password: str, ca_file: Path | None = None) -> mqtt.Client:
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=f"spacekiosk-{space}", protocol=mqtt.MQTTv5
     )
     client.username_pw_set(space, password)
+    if ca_file is not None:
+        client.tls_set(ca_certs=str(ca_file))
     return client
 
 
@@ -127,3 +156,30 @@ def _connected(
             client.disconnect()
             gone.wait(timeout)
         client.loop_stop()
+
+
+def hold_idle(
+    host: str,
+    port: int,
+    space: str,
+    password: str,
+    pings: int,
+    ca_file: Path | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Connect with a 1 s keep-alive, stay idle until `pings` PINGRESPs have come, and
+    disconnect: two such connections, captured, differ by their keep-alive exchanges."""
+    client = _client(space, password, ca_file)
+    seen: list[str] = []
+    enough = threading.Event()
+
+    def on_log(_client, _userdata, _level, message: str) -> None:
+        if message == "Received PINGRESP":
+            seen.append(message)
+            if len(seen) >= pings:
+                enough.set()
+
+    client.on_log = on_log
+    with _connected(client, host, port, keepalive=1, timeout=timeout):
+        if pings and not enough.wait(timeout):
+            raise TimeoutError(f"{len(seen)} of {pings} keep-alive exchanges seen")
