@@ -499,8 +499,24 @@ class Mqtt:
     keepalive_seconds: int = setting(600, check=at_least(10, 65535))
 
 
+LINKS = ("always-on", "metered")
+
+
+def link(value: str, ctx: Context) -> str:
+    if value not in LINKS:
+        raise Invalid(f"must be one of {', '.join(map(repr, LINKS))}, not {value[:40]!r}")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Sync:
+    # "metered": the link is paid by the byte (a mobile SIM); the agent connects every
+    # contact_every_minutes, sends, and disconnects (docs/protocol.md, "Metered links").
+    # "always-on": the connection stays open, so the central page sees the space live.
+    link: str = setting("always-on", check=link, doc='"always-on" or "metered"')
+    contact_every_minutes: int = setting(
+        1440, check=at_least(10, 7 * 1440), doc="metered: how often to connect and send"
+    )
     interval_seconds: int = setting(300, check=at_least(1, 86400))
     ack_timeout_seconds: int = setting(30, check=at_least(1, 3600))
     batch_hours: int = setting(48, check=at_least(1, 1000))
@@ -518,6 +534,16 @@ class Sync:
     http_url: str = setting("", check=http_url, doc="HTTPS fallback: the collector's base URL")
     token_file: Path | None = setting(None, check=readable_file)
     http_after_seconds: int = setting(120, check=at_least(0, 86400))
+
+    @property
+    def metered(self) -> bool:
+        return self.link == "metered"
+
+    @property
+    def every_seconds(self) -> int:
+        """How long finished hours may wait on the Pi before they go: a metered link's
+        contact interval, an always-on link's send_every_minutes."""
+        return 60 * (self.contact_every_minutes if self.metered else self.send_every_minutes)
 
 
 @dataclass(frozen=True, kw_only=True)

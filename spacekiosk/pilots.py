@@ -27,6 +27,7 @@ class Pilot:
     timezone: str
     languages: tuple[str, ...]
     capacity: int
+    link: str = "always-on"  # "metered": a mobile SIM billed by the byte
 
 
 PILOTS = {
@@ -38,8 +39,17 @@ PILOTS = {
             "bangalore", "Mozilla Community Space Bangalore", "Asia/Kolkata", ("en", "kn", "hi"), 50
         ),
         Pilot("madrid", "Mozilla Community Space Madrid", "Europe/Madrid", ("es", "en"), 35),
-        Pilot("manila", "Mozilla Community Space Manila", "Asia/Manila", ("fil", "en"), 30),
-        Pilot("nairobi", "Mozilla Community Space Nairobi", "Africa/Nairobi", ("sw", "en"), 40),
+        Pilot(
+            "manila", "Mozilla Community Space Manila", "Asia/Manila", ("fil", "en"), 30, "metered"
+        ),
+        Pilot(
+            "nairobi",
+            "Mozilla Community Space Nairobi",
+            "Africa/Nairobi",
+            ("sw", "en"),
+            40,
+            "metered",
+        ),
         Pilot("taipei", "Mozilla Community Space Taipei", "Asia/Taipei", ("zh_Hant_TW", "en"), 45),
     )
 }
@@ -78,6 +88,7 @@ def render(pilot: Pilot, database: str = DATABASE, broker: str = "broker.example
         opening_hours=PILOT_HOURS,
         broker=broker,
         sensors=SENSORS,
+        sync={"link": pilot.link} if pilot.link != "always-on" else None,
         every_key=True,
     )
 
@@ -313,6 +324,20 @@ SPACE_TABLES = (
         "sync",
         (
             Key(
+                "link",
+                "always-on",
+                about='# How the link is paid for. "metered" (a mobile SIM billed by the byte): '
+                "connect every\n# contact_every_minutes, send the finished hours, disconnect: "
+                'about 5 KB a day\n# (docs/protocol.md). "always-on" (broadband): the '
+                "connection stays open and the\n# central page shows the space live.",
+            ),
+            Key(
+                "contact_every_minutes",
+                1440,
+                about="# Metered links only: how often to connect. Each contact costs a TLS "
+                "handshake.",
+            ),
+            Key(
                 "interval_seconds",
                 300,
                 about="# How often hourly counts are recomputed (on the Pi; nothing is sent "
@@ -321,9 +346,9 @@ SPACE_TABLES = (
             Key(
                 "send_every_minutes",
                 360,
-                about="# How often finished hours are sent, together in one compressed "
-                "message. Longer saves\n# bytes on a metered link; 0 sends each hour as soon "
-                "as it is over.",
+                about="# Always-on links: how often finished hours are sent, together in one "
+                "compressed\n# message. Longer saves bytes; 0 sends each hour as soon as it "
+                "is over.",
             ),
             Key(
                 "send_running_hour",

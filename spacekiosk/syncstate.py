@@ -43,5 +43,6 @@ def health(db: Database) -> dict:
         "oldest_pending": oldest,
         "broker": broker,
         "last_delivery_at": known.get("last_delivery_at"),
+        "next_contact_at": known.get("next_contact_at"),  # on a metered link
         "summary": summary,
     }

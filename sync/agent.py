@@ -17,6 +17,16 @@ Time, which a Pi without a real-time clock cannot take for granted:
   clock was set is recorded as untrusted and moved by the correction once it is known,
   as the kiosk moves visits (`clock.Watch`); until then it is not counted.
 
+**On a metered link** (`sync.link = "metered"`) the connection is not kept open: every
+`sync.contact_every_minutes` the agent connects, sends what is due, waits for the acks,
+publishes its status if it changed, and disconnects (sync/contact.py has the schedule and
+the retries, docs/protocol.md the bytes). No last will: between contacts the space is
+not offline, and its status says how often it calls (`contact_every`). Link availability
+is sampled at the contacts: a successful contact extends the connection row of the one
+before it, so the time between two successful contacts counts as connected; a failed
+attempt ends that row at the last success, so the time from there to the next success
+counts as down — a lower bound that costs no bytes of its own.
+
 A full disk is ridden out: a failed write is logged once, said in the retained status
 (`store`) and to systemd, and tried again with backoff; nothing is released that was not
 recorded, so an ack lost to a failed write only means the hour is sent again.
@@ -46,8 +56,8 @@ from spacekiosk.config import SpaceConfig
 from spacekiosk.db import StoreHealth, open_store
 from spacekiosk.migrations import SPACE_MIGRATIONS
 from spacekiosk.service import notify, status, watchdog_interval
+from sync import contact, outbox
 from sync import notify as notifier
-from sync import outbox
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,7 @@ SESSION_EXPIRY = 7 * 86400  # keep the ack subscription across short outages
 DIGEST_DAYS = 35  # how far back a reconciliation digest reaches
 HTTP_TIMEOUT = (10, 30)  # seconds to connect, to read the collector's answer
 GOODBYE_SECONDS = 1.5  # how long a stop waits for the broker to take the "offline" status
+CONNECT_SECONDS = 30  # a metered contact not connected by then has failed
 
 
 @dataclass
@@ -66,6 +77,7 @@ class Link:
     wake: threading.Event = field(default_factory=threading.Event)
     inbox: queue.Queue = field(default_factory=queue.Queue)
     refused: str | None = None
+    failed: threading.Event = field(default_factory=threading.Event)  # a connect attempt
 
 
 class Agent:
@@ -81,7 +93,19 @@ class Agent:
         self.space = config.space.id
         self.db = open_store(config.database.path, SPACE_MIGRATIONS)
         known = syncstate.state(self.db)
-        self.stamps = {k: known.get(k, 0) for k in ("last_send_at", "last_digest_at")}
+        stamps = ("last_send_at", "last_digest_at", "last_contact_at")
+        self.stamps = {k: known.get(k, 0) for k in stamps}
+        # A metered link's contacts: when the next is due, the one under way, and what
+        # it still waits for the broker to take (see the module's docstring).
+        self.metered = config.sync.metered
+        self.schedule = contact.Schedule(config.sync.every_seconds, self.stamps["last_contact_at"])
+        self.contact_began: float | None = None  # monotonic, while a contact is under way
+        self.contact_reached = False  # the contact under way got its connection
+        self.contact_leaving = False  # the disconnect under way is the agent's own
+        self.unconfirmed: list[mqtt.MQTTMessageInfo] = []  # status, digest: not yet PUBACKed
+        self.http_wanted = False  # a metered contact failed: try the HTTPS route
+        self.resubscribe = False
+        self.tls: contact.ResumingContext | None = None
         self.store = StoreHealth(config.database.path, "the sync agent")
         # Times of the link, and which hours are over: see the module's docstring.
         self.watch = clock_watch or clock.Watch()
@@ -127,14 +151,21 @@ class Agent:
         password = cfg.password_file.read_text().strip() if cfg.password_file else None
         client.username_pw_set(self.base.mqtt_username, password)
         if cfg.tls:
-            client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
-        client.will_set(
-            protocol.topic(self.space, "status"),
-            protocol.status_message(online=False, agent=__version__),
-            qos=1,
-            retain=True,
-        )
-        client.reconnect_delay_set(1, 300)
+            self.tls = contact.tls_context(cfg.ca_file, self.reckoning.wall, self.metered)
+            client.tls_set_context(self.tls)
+        if self.metered:
+            # A contact's connection is not retried by paho: a failed one waits for the
+            # schedule's next attempt.
+            client.reconnect_delay_set(CONNECT_SECONDS * 2, CONNECT_SECONDS * 4)
+            client.on_connect_fail = self._on_connect_fail
+        else:
+            client.will_set(
+                protocol.topic(self.space, "status"),
+                protocol.status_message(online=False, agent=__version__),
+                qos=1,
+                retain=True,
+            )
+            client.reconnect_delay_set(1, 300)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -154,9 +185,20 @@ class Agent:
             )
             return
         self.link.refused = None
-        client.subscribe(protocol.topic(self.space, "ack"), qos=1)
+        resumed = bool(getattr(client.socket(), "session_reused", False))
+        if self.tls is not None:
+            self.tls.keep(client.socket())  # for the next connection to resume
+        # The session (7 days) keeps the ack subscription: a reconnection within it need
+        # not pay for a SUBSCRIBE, unless acks went missing (see _send_window).
+        if not flags.session_present or self.resubscribe:
+            client.subscribe(protocol.topic(self.space, "ack"), qos=1)
+            self.resubscribe = False
         self.link.connected.set()
-        self.link.inbox.put(("connected", None))
+        self.link.inbox.put(("connected", resumed))
+        self.link.wake.set()
+
+    def _on_connect_fail(self, client, userdata):
+        self.link.failed.set()
         self.link.wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -183,6 +225,13 @@ class Agent:
     # --- the main loop ---
 
     def __enter__(self) -> Agent:
+        if self.metered:
+            self._note(broker="between contacts")
+        else:
+            self._connect()
+        return self
+
+    def _connect(self) -> None:
         cfg = self.base.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY
@@ -191,12 +240,12 @@ class Agent:
         )
         self.client.loop_start()
         self._note(broker="connecting")
-        return self
 
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(sqlite3.Error):  # a full disk: the interval ends short
             self._check_clock()
-            self._link("down")
+            if self.link.connected.is_set() or not self.metered:
+                self._link("down")
         if self.link.connected.is_set():
             with contextlib.suppress(sqlite3.Error, RuntimeError, ValueError):
                 info = self.client.publish(
@@ -286,20 +335,30 @@ class Agent:
             if kind == "ack":
                 acked += self._take_ack(data)
             elif kind == "connected":
-                log.info("connected to %s:%d", self.base.mqtt.host, self.base.mqtt.port)
+                log.info("connected to %s:%d%s", self.base.mqtt.host, self.base.mqtt.port,
+                         " (TLS session resumed)" if data else "")  # fmt: skip
                 self.ever_connected = True
-                self.last_status = None
+                if not self.metered:  # the last will may have said offline meanwhile
+                    self.last_status = None
                 self._link("up")
                 self._note(broker="connected")
                 outbox.retry_now(self.db)
+                if self.metered:  # the hours over by now, with this contact's link time
+                    self.contact_reached = True
+                    self.refresh()
             elif kind == "disconnected":
                 self.down_since = time.monotonic()
-                self._link("down")
-                self._note(broker="unreachable")
+                if self.contact_leaving:  # the end of a metered contact: the link is fine
+                    self.contact_leaving = False
+                else:
+                    self._link("down")
+                    self._note(broker="unreachable")
             elif kind == "refused":
                 log.error("the broker refused a usage batch (%s); it stays queued", data)
         if self.link.refused:
             self._note(broker=f"refused: {self.link.refused}")
+        if self.metered:
+            self._contact()
         if self.link.connected.is_set():
             self._send_window()
             self._publish_status()
@@ -347,6 +406,7 @@ class Agent:
     def _digest_over_mqtt(self, digest: bytes) -> bool:
         """Publish it; the collector answers on the ack topic if it lacks anything."""
         info = self.client.publish(protocol.topic(self.space, "digest"), digest, qos=1)
+        self._confirm(info)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def _digest_over_https(self, digest: bytes) -> bool:
@@ -398,7 +458,11 @@ class Agent:
         return answer[0]
 
     def _http_due(self) -> bool:
-        """MQTT has been down (or refused) long enough to try the HTTPS route."""
+        """MQTT has been down (or refused) long enough to try the HTTPS route; on a
+        metered link, a contact has just failed."""
+        if self.metered:
+            wanted, self.http_wanted = self.http_wanted, False
+            return wanted
         waited = time.monotonic() - self.down_since
         return self.link.refused is not None or waited >= self.base.sync.http_after_seconds
 
@@ -427,7 +491,7 @@ class Agent:
         and go together, compressed as one — unless a backlog has built up (after an
         outage), or sent rows wait for a retry."""
         every = self.base.sync.send_every_minutes * 60
-        if self.eager or every == 0:
+        if self.eager or every == 0 or self.metered:  # a contact sends all that is due
             return True
         if time.time() - self.stamps.get("last_send_at", 0) >= every:
             return True
@@ -437,6 +501,8 @@ class Agent:
         if not self._send_due():
             return
         size = self.base.sync.batch_hours
+        if outbox.retrying(self.db):  # an ack went missing: make sure acks can arrive
+            self.resubscribe = True
         sent_any = False
         for _ in range(MAX_IN_FLIGHT):
             batch = outbox.due(self.db, size)
@@ -483,6 +549,7 @@ class Agent:
             clock=clock.state(),
             about=self._about(),
             **({} if self.store.state == "ok" else {"store": self.store.state}),
+            **({"contact_every": self.base.sync.every_seconds} if self.metered else {}),
         )
 
     def _about(self) -> dict:
@@ -506,17 +573,83 @@ class Agent:
         }
         caught_up = backlog == 0 and self.told_backlog  # the last status told of a backlog
         if summary != self.last_status or caught_up:
-            self.client.publish(
+            info = self.client.publish(
                 protocol.topic(self.space, "status"),
                 self._status(online=True, sensors=sensors),
                 qos=1,
                 retain=True,
             )
-            self.last_status = summary
+            self._confirm(info)
+            # Not handed to paho (the link went meanwhile): the next connection tells it.
+            self.last_status = summary if info.rc == mqtt.MQTT_ERR_SUCCESS else None
             self.told_backlog = backlog > 0
 
     def backlog(self) -> int:
         return syncstate.health(self.db)["backlog"]
+
+    # --- a metered link's contacts ---
+
+    def _contact(self) -> None:
+        """Begin a contact when one is due; end the one under way when all it sent is
+        acknowledged, when it could not connect, or when it has taken too long (a link
+        gone silent, as behind a carrier NAT that dropped it, never holds it open)."""
+        if self.contact_began is None:
+            if self.schedule.due(time.time()):
+                self.contact_began = time.monotonic()
+                self.contact_reached = False
+                self.link.failed.clear()
+                self.unconfirmed.clear()
+                log.info("contacting %s:%d", self.base.mqtt.host, self.base.mqtt.port)
+                self._connect()
+            return
+        took = time.monotonic() - self.contact_began
+        limit = CONNECT_SECONDS + 2 * self.base.sync.ack_timeout_seconds
+        if not self.link.connected.is_set():
+            if self.link.failed.is_set() or took > CONNECT_SECONDS or self.contact_reached:
+                self._end_contact(reached=self.contact_reached, complete=False)
+        elif self._contact_complete():
+            self._end_contact(reached=True, complete=True)
+        elif took > limit:
+            self._end_contact(reached=True, complete=False)
+
+    def _confirm(self, info: mqtt.MQTTMessageInfo) -> None:
+        """Keep `info` until the broker has taken its message (a contact waits for it)."""
+        self.unconfirmed = [i for i in self.unconfirmed if _waiting(i)] + [info]
+
+    def _contact_complete(self) -> bool:
+        self.unconfirmed = [i for i in self.unconfirmed if _waiting(i)]
+        return not self.unconfirmed and self.backlog() == 0
+
+    def _end_contact(self, reached: bool, complete: bool) -> None:
+        self.contact_began = None
+        if self.link.connected.is_set():
+            self.contact_leaving = True
+            self.client.disconnect()
+        self.client.loop_stop()
+        self.link.connected.clear()
+        now = time.time()
+        if complete:
+            self.schedule.succeeded(now)
+            self._stamp("last_contact_at", now)
+            wait = self.schedule.every
+        else:
+            wait = self.schedule.failed(now)
+        if not reached:
+            self.link_row = None  # down from the last successful contact (module docstring)
+            self.http_wanted = True
+        # For the kiosk's status page: how the link stands, and when it is tried next.
+        self._note(
+            broker="between contacts" if reached else "unreachable",
+            next_contact_at=self.schedule.due_at,
+        )
+        if complete:
+            log.info("contact complete; the next in %.0f min", wait / 60)
+            return
+        log.warning(
+            "the contact %s; trying again in %.0f min",
+            "was cut short" if reached else "could not connect",
+            wait / 60,
+        )
 
     def troubled(self, exc: sqlite3.OperationalError) -> float:
         """A write failed: say so (once) and return how long to wait before trying again."""
@@ -534,6 +667,14 @@ class Agent:
         self.store.ok()
         if failing:
             status("running")
+
+
+def _waiting(info: mqtt.MQTTMessageInfo) -> bool:
+    """The message is with paho, not yet taken by the broker."""
+    try:
+        return not info.is_published()
+    except (RuntimeError, ValueError):  # it never went: paho was not connected
+        return False
 
 
 def run(config: SpaceConfig, stopping: threading.Event) -> int:
@@ -591,6 +732,7 @@ def run_once(config: SpaceConfig, timeout: float = 120, out=print) -> int:
             return 0
         outbox.retry_now(agent.db)
         agent.eager = True
+        agent.schedule.due_at = 0.0  # a metered link: contact now
         left = total
         while left and time.monotonic() < deadline:
             agent.pump()  # sends what is due; unacked hours come due again with backoff

@@ -101,8 +101,9 @@ def sync_check(state: dict, config, now: float) -> Check:
         if backlog
         else _("Nothing is waiting to be sent.")
     )
-    # Counts go out every send_every_minutes; only a wait well past that is a problem.
-    patience = max(DAY, 2 * config.sync.send_every_minutes * 60 + HOUR)
+    # Counts go out every send_every_minutes (a metered link's every contact_every_minutes);
+    # only a wait well past that is a problem.
+    patience = max(DAY, 2 * config.sync.every_seconds + HOUR)
     behind_since = None
     if backlog and oldest is not None and now - (oldest + HOUR) > patience:
         behind_since = last if last is not None else oldest
@@ -149,6 +150,13 @@ def sync_check(state: dict, config, now: float) -> Check:
         "connecting": _("Connecting to the central server."),
         "unreachable": _("The central server cannot be reached just now."),
     }.get(broker, "")
+    if broker == "between contacts" and state.get("next_contact_at"):
+        link = _(
+            "The link is metered: the Pi calls the central server every %(span)s, and "
+            "next at %(time)s.",
+            span=ago(config.sync.every_seconds),
+            time=when(max(state["next_contact_at"], now), now),
+        )
     sent = (
         _("Counts last reached it at %(time)s.", time=when(last, now))
         if last is not None
