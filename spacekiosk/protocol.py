@@ -656,6 +656,7 @@ _STATUS_RULES = {
     "agent": "must be a version of 1-40 characters",
     "clock": f"must be one of {', '.join(CLOCK_STATES)}",
     "store": f"must be one of {', '.join(STORE_STATES)}",
+    "contact_every": "must be whole seconds between contacts, from 60 to 604800 (a week)",
     "sensors": "must be an object with 'faults' and 'door_alert'",
     "faults": f"must map at most {MAX_FAULTS} sensors (1-{MAX_NAME_CHARS} characters) to "
     f"reasons (1-{MAX_REASON_CHARS} characters)",

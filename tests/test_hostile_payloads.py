@@ -149,6 +149,7 @@ good_status = st.fixed_dictionaries(
         "agent": st.just("0.1.0"),
         "clock": st.sampled_from(protocol.CLOCK_STATES),
         "store": st.sampled_from(protocol.STORE_STATES),
+        "contact_every": st.integers(60, 7 * 86400),
         "sensors": st.fixed_dictionaries(
             {
                 "faults": st.dictionaries(name_text, name_text | st.none(), max_size=3),
@@ -323,7 +324,9 @@ def assert_hour_within_bounds(start: int, hours: int, now: float) -> None:
 
 def assert_status_within_bounds(found: dict, now: float) -> None:
     known = {"v", "online", "backlog", "oldest_pending", "last_sync", "agent", "clock", "store"}
-    assert set(found) <= known | {"sensors", "about"}, found
+    assert set(found) <= known | {"sensors", "about", "contact_every"}, found
+    every = found.get("contact_every", 60)
+    assert type(every) is int and 60 <= every <= 7 * 86400, every
     assert found["v"] == 1 and type(found["online"]) is bool
     assert type(found.get("backlog", 0)) is int and 0 <= found.get("backlog", 0) <= MAX_COUNT
     synced = found.get("last_sync")
