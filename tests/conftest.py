@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import uuid
@@ -59,6 +62,25 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        with contextlib.suppress(OSError):  # reset by a client or a proxy: that is a test too
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
+
+
+@pytest.fixture
+def echo():
+    """A threaded echo server on a free loopback port; yields the port."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()  # joins the handlers: each has seen its client go
+    thread.join()
 
 
 @pytest.fixture

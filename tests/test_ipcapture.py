@@ -16,10 +16,8 @@ the MSS, SACK-permitted and window-scale options as well.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import socket
-import socketserver
 import struct
 import subprocess
 import sys
@@ -35,25 +33,6 @@ from tcpproxy import TcpProxy
 
 TCPI_OPT_TIMESTAMPS = 1
 SYN_OPTIONS = 8  # MSS (4) + SACK-permitted and window scale (4), beside the timestamps
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        with contextlib.suppress(OSError):  # reset by the client: that is a test too
-            while data := self.request.recv(65536):
-                self.request.sendall(data)
-
-
-@pytest.fixture
-def echo():
-    """A threaded echo server on a free loopback port; yields the port."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 def round_trip(sock: socket.socket, data: bytes) -> bytes:

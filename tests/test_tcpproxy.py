@@ -3,9 +3,7 @@ the bytes benchmark compares against."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import socketserver
 import sys
 import threading
 
@@ -26,25 +24,6 @@ EVENTS = [
     else {"kind": "signin", "purpose": "work", "at": 1795625800.5 + i}
     for i in range(20)
 ]
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        with contextlib.suppress(OSError):  # the proxy may reset it: that is the point
-            while data := self.request.recv(65536):
-                self.request.sendall(data)
-
-
-@pytest.fixture
-def echo():
-    """A threaded echo server on a free loopback port; yields the port."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()  # joins the handlers: each has seen its client go
-    thread.join()
 
 
 def dial(proxy: TcpProxy) -> socket.socket:
