@@ -1,0 +1,81 @@
+"""What the kiosk's status page says of the link to the central server: on a metered
+link the Pi is not connected between its calls, and that is not a fault."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from admin import log_in, make_admin
+from conftest import write_space_config
+
+import kiosk
+from spacekiosk import config, syncstate
+from spacekiosk.db import open_store, write
+from spacekiosk.migrations import SPACE_MIGRATIONS
+from sync import outbox
+
+HOUR = 3600
+
+
+@pytest.fixture
+def metered(tmp_path):
+    toml = write_space_config(
+        tmp_path / "space",
+        broker_port=1,
+        extra='[space]\nlanguages = ["en", "sw"]',
+        sync='link = "metered"\ncontact_every_minutes = 720',
+    )
+    cfg = config.load(toml)
+    make_admin(cfg.database.path)
+    return cfg
+
+
+def health(cfg, lang: str = "en") -> str:
+    client = kiosk.create_app(cfg, {"TESTING": True}).test_client()
+    client.set_cookie("lang", lang)
+    log_in(client)
+    answer = client.get("/admin/health")
+    assert answer.status_code == 200
+    return " ".join(answer.get_data(as_text=True).split())
+
+
+def test_between_calls_the_page_says_when_the_next_is(metered):
+    db = open_store(metered.database.path, SPACE_MIGRATIONS)
+    outbox.set_state(db, broker="between contacts", next_contact_at=time.time() + 5 * HOUR)
+    db.close()
+    page = health(metered)
+    assert "The link is metered: the Pi calls the central server every 12 hours" in page
+    assert "Connected to the central server" not in page
+    assert "cannot be reached" not in page
+    swahili = health(metered, "sw")
+    assert "Muunganisho unalipiwa kwa kiasi cha data" in swahili
+
+
+def test_counts_waiting_a_day_on_a_metered_link_are_not_yet_a_problem(tmp_path):
+    """Hours wait up to the interval on the Pi (here a day); only a wait past two of them
+    and an hour is reported as the central server not being reached."""
+    toml = write_space_config(tmp_path / "space", broker_port=1, sync='link = "metered"')
+    cfg = config.load(toml)
+    make_admin(cfg.database.path)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    now = time.time()
+    with write(db):
+        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
+                   [now - 30 * HOUR])  # fmt: skip
+    outbox.refresh(db, cfg, now=now)
+    assert syncstate.health(db)["oldest_pending"] <= now - 29 * HOUR  # waiting over a day
+    outbox.set_state(db, broker="between contacts", next_contact_at=now + HOUR)
+    db.close()
+    page = health(cfg)
+    assert "has not reached the central server" not in page
+    assert "The link is metered: the Pi calls the central server every 24 hours" in page
+
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)  # past two days and an hour
+    with write(db):
+        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
+                   [now - 60 * HOUR])  # fmt: skip
+    outbox.refresh(db, cfg, now=now)
+    outbox.set_state(db, broker="unreachable", next_contact_at=now + HOUR)
+    db.close()
+    assert "has not reached the central server" in health(cfg)
