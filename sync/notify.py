@@ -14,7 +14,8 @@ only notify_outbox and notify_state; notify_targets is the kiosk's.
 Never a storm:
 - hysteresis in the conditions themselves: the door is "left open" only after
   `sensors.door.open_alert_minutes`; the backlog only once its oldest hour waited
-  `notifications.backlog_hours`; the disk at `notifications.disk_full_percent`;
+  `notifications.backlog_hours` (and at least two sends, or a metered link's contacts,
+  and an hour); the disk at `notifications.disk_full_percent`;
 - a condition's key is told at most once per `notifications.min_interval_minutes`
   (the evacuation excepted): a sensor that flaps fault/ok fifty times in that interval
   is told once, then its state at the interval's end if that differs from what was told;
@@ -156,7 +157,9 @@ def conditions(
             found[f"sensor:{name}"] = Condition("fault", notices.SENSOR_FAULT, since, facts)
 
     oldest = syncstate.health(db)["oldest_pending"]
-    waited = cfg.notifications.backlog_hours * 3600
+    # Hours wait on the Pi for the next send (a metered link's for its next contact): only
+    # a wait past two of those and an hour is a backlog, whatever backlog_hours says.
+    waited = max(cfg.notifications.backlog_hours * 3600, 2 * cfg.sync.every_seconds + 3600)
     if oldest is not None and now - (oldest + 3600) >= waited:
         when = datetime.fromtimestamp(oldest, cfg.space.timezone).strftime("%Y-%m-%d %H:00")
         facts = {"space": space, "oldest": when}

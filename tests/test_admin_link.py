@@ -13,7 +13,7 @@ import kiosk
 from spacekiosk import config, syncstate
 from spacekiosk.db import open_store, write
 from spacekiosk.migrations import SPACE_MIGRATIONS
-from sync import outbox
+from sync import notify, outbox
 
 HOUR = 3600
 
@@ -79,3 +79,27 @@ def test_counts_waiting_a_day_on_a_metered_link_are_not_yet_a_problem(tmp_path):
     outbox.set_state(db, broker="unreachable", next_contact_at=now + HOUR)
     db.close()
     assert "has not reached the central server" in health(cfg)
+
+
+def test_the_space_chat_hears_of_a_backlog_only_past_two_contacts(tmp_path):
+    """The notifier's backlog waits for two contacts and an hour on a metered link (a day
+    each here), though `notifications.backlog_hours` says one hour."""
+    toml = write_space_config(
+        tmp_path / "space",
+        broker_port=1,
+        sync='link = "metered"',
+        extra="[notifications]\nbacklog_hours = 1",
+    )
+    cfg = config.load(toml)
+    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    now = time.time()
+    with write(db):
+        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
+                   [now - 30 * HOUR])  # fmt: skip
+    outbox.refresh(db, cfg, now=now)
+    oldest = syncstate.health(db)["oldest_pending"]
+    assert notify.conditions(db, cfg, now)["backlog"].state != "behind"
+    late = oldest + HOUR + 49 * HOUR
+    assert notify.conditions(db, cfg, late + 1)["backlog"].state == "behind"
+    assert notify.conditions(db, cfg, late - 60)["backlog"].state != "behind"
+    db.close()
