@@ -943,7 +943,8 @@ def recent_visits(db) -> dict[str, list[Bucket]]:
     caught_up = {"backlog": 0, "oldest_pending": None, "sensors": {}}
     statuses = {
         "athens": STATUS | {"last_sync": now - 180},
-        "nairobi": STATUS | caught_up | {"last_sync": now - 720},
+        # Nairobi is on a metered link: it calls once a day and has no last will.
+        "nairobi": STATUS | caught_up | {"last_sync": now - 720, "contact_every": 86400},
         "manila": STATUS | caught_up | {"last_sync": now - 3000, "clock": "unsynchronized"},
         "bogota": STATUS
         | {"online": False, "last_sync": now - 2 * 86400, "backlog": 41, "oldest_pending": None},

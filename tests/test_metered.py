@@ -136,11 +136,12 @@ def test_a_week_through_a_carrier_nat_that_drops_idle_connections(
             return waiting and waits()
 
         wait_until(lambda: between_contacts(t0), what="the first contact")
+        first = sync_state(db, "last_contact_at")
 
         # Two days as planned: a contact every 12 hours, each its own connection.
         while agent.at < t0 + 2 * DAY:
             step(sync_state(db, "next_contact_at") + MARGIN)
-        planned = nat.connections
+        planned, planned_last = nat.connections, sync_state(db, "last_contact_at")
 
         # The link down for two days: attempts back off, and none is a storm.
         nat.block()
@@ -152,6 +153,7 @@ def test_a_week_through_a_carrier_nat_that_drops_idle_connections(
         back_at = agent.at
         while not contacted_since(back_at):
             step(agent.at + HOUR)
+        back = sync_state(db, "last_contact_at")
 
         # The collector away for a day: contacts connect but no ack comes, so each waits
         # until the next step, which leaves its connection idle past the NAT's limit.
@@ -175,6 +177,7 @@ def test_a_week_through_a_carrier_nat_that_drops_idle_connections(
                    what="the collector to hold the week")  # fmt: skip
         wait_until(lambda: not db.execute("SELECT count(*) FROM outbox").fetchone()[0],
                    what="the outbox to empty")  # fmt: skip
+        links = db.execute("SELECT start, end FROM link_log ORDER BY start").fetchall()
         spent = capture.sync()
         drops = nat.nat_drops
         total_connections = nat.connections
@@ -194,6 +197,12 @@ def test_a_week_through_a_carrier_nat_that_drops_idle_connections(
     )
     # Nothing lost, nothing counted twice: every hour equals the events themselves.
     assert held(collector) == truth
+    # Link availability, sampled at the contacts: up from one successful contact to the
+    # next through the first two days, down from the last before the outage to the
+    # first after it (a lower bound: the link went down some time in between).
+    assert any(start <= first and end >= planned_last - 60 for start, end in links), links
+    assert all(end <= planned_last or start >= back_at for start, end in links), links
+    assert any(back_at <= start <= back for start, end in links), links
     # No storm: 1, 2, 4 ... minutes apart, at most 12 h; 48 hourly steps see at most
     # one attempt each while the wait is under an hour, then fewer.
     assert 2 <= attempts <= 14, attempts
