@@ -357,15 +357,16 @@ class Agent:
                 log.error("the broker refused a usage batch (%s); it stays queued", data)
         if self.link.refused:
             self._note(broker=f"refused: {self.link.refused}")
-        if self.metered:
-            self._contact()
         if self.link.connected.is_set():
             self._send_window()
-            self._publish_status()
+            if self._status_due():
+                self._publish_status()
             self._reconcile(self._digest_over_mqtt)
         elif self.http is not None and self._http_due():
             acked += self._send_http()
             self._reconcile(self._digest_over_https)
+        if self.metered:  # last: a contact ends only once its status and digest are out
+            self._contact()
         return acked
 
     def _take_ack(self, payload: bytes) -> int:
@@ -587,6 +588,15 @@ class Agent:
     def backlog(self) -> int:
         return syncstate.health(self.db)["backlog"]
 
+    def _status_due(self) -> bool:
+        """An always-on link tells its status as things change. A metered contact tells
+        it once, at its end: once its hours are acknowledged, or once it has waited an
+        ack timeout for them (the central team then hears of the backlog)."""
+        if not self.metered or self.contact_began is None:
+            return True
+        waited = time.monotonic() - self.contact_began
+        return self.backlog() == 0 or waited > self.base.sync.ack_timeout_seconds
+
     # --- a metered link's contacts ---
 
     def _contact(self) -> None:
@@ -622,6 +632,8 @@ class Agent:
 
     def _end_contact(self, reached: bool, complete: bool) -> None:
         self.contact_began = None
+        if complete:  # the link was up to here
+            self._link("still")
         if self.link.connected.is_set():
             self.contact_leaving = True
             self.client.disconnect()
@@ -740,6 +752,10 @@ def run_once(config: SpaceConfig, timeout: float = 120, out=print) -> int:
                 left = agent.backlog()
                 took = time.monotonic() - started
                 out(f"delivered {total - left}/{total} hour(s) in {took:.1f} s")
+            agent.link.wake.wait(0.5)
+            agent.link.wake.clear()
+        while agent.contact_began is not None and time.monotonic() < deadline:
+            agent.pump()  # a metered contact ends with its status and digest out
             agent.link.wake.wait(0.5)
             agent.link.wake.clear()
         if not left:
