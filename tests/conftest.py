@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import socketserver
 import subprocess
 import sys
@@ -81,6 +82,19 @@ def echo():
     server.shutdown()
     server.server_close()  # joins the handlers: each has seen its client go
     thread.join()
+
+
+def round_trip(sock: socket.socket, data: bytes) -> bytes:
+    """Send `data` from another thread while reading its echo, so neither side stalls."""
+    sender = threading.Thread(target=sock.sendall, args=(data,))
+    sender.start()
+    received = bytearray()
+    while len(received) < len(data):
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed before the echo was back"
+        received += chunk
+    sender.join()
+    return bytes(received)
 
 
 @pytest.fixture

@@ -18,16 +18,22 @@ from sync import notify, outbox
 HOUR = 3600
 
 
-@pytest.fixture
-def metered(tmp_path):
+def metered_space(tmp_path, sync: str = "", extra: str = ""):
+    """A metered space's config, its store with an admin, and the store open."""
     toml = write_space_config(
-        tmp_path / "space",
-        broker_port=1,
-        extra='[space]\nlanguages = ["en", "sw"]',
-        sync='link = "metered"\ncontact_every_minutes = 720',
+        tmp_path / "space", broker_port=1, extra=extra, sync='link = "metered"\n' + sync
     )
     cfg = config.load(toml)
     make_admin(cfg.database.path)
+    return cfg, open_store(cfg.database.path, SPACE_MIGRATIONS)
+
+
+@pytest.fixture
+def metered(tmp_path):
+    cfg, db = metered_space(
+        tmp_path, "contact_every_minutes = 720", '[space]\nlanguages = ["en", "sw"]'
+    )
+    db.close()
     return cfg
 
 
@@ -55,10 +61,7 @@ def test_between_calls_the_page_says_when_the_next_is(metered):
 def test_counts_waiting_a_day_on_a_metered_link_are_not_yet_a_problem(tmp_path):
     """Hours wait up to the interval on the Pi (here a day); only a wait past two of them
     and an hour is reported as the central server not being reached."""
-    toml = write_space_config(tmp_path / "space", broker_port=1, sync='link = "metered"')
-    cfg = config.load(toml)
-    make_admin(cfg.database.path)
-    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    cfg, db = metered_space(tmp_path)
     now = time.time()
     with write(db):
         db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
@@ -84,14 +87,7 @@ def test_counts_waiting_a_day_on_a_metered_link_are_not_yet_a_problem(tmp_path):
 def test_the_space_chat_hears_of_a_backlog_only_past_two_contacts(tmp_path):
     """The notifier's backlog waits for two contacts and an hour on a metered link (a day
     each here), though `notifications.backlog_hours` says one hour."""
-    toml = write_space_config(
-        tmp_path / "space",
-        broker_port=1,
-        sync='link = "metered"',
-        extra="[notifications]\nbacklog_hours = 1",
-    )
-    cfg = config.load(toml)
-    db = open_store(cfg.database.path, SPACE_MIGRATIONS)
+    cfg, db = metered_space(tmp_path, extra="[notifications]\nbacklog_hours = 1")
     now = time.time()
     with write(db):
         db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",

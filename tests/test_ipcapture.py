@@ -24,7 +24,7 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, wait_until
+from conftest import ROOT, round_trip, wait_until
 from ipcapture import Capture, Totals
 from tcpproxy import TcpProxy
 
@@ -33,19 +33,6 @@ from tcpproxy import TcpProxy
 
 TCPI_OPT_TIMESTAMPS = 1
 SYN_OPTIONS = 8  # MSS (4) + SACK-permitted and window scale (4), beside the timestamps
-
-
-def round_trip(sock: socket.socket, data: bytes) -> bytes:
-    """Send `data` from another thread while reading its echo, so neither side stalls."""
-    sender = threading.Thread(target=sock.sendall, args=(data,))
-    sender.start()
-    received = bytearray()
-    while len(received) < len(data):
-        chunk = sock.recv(65536)
-        assert chunk, "the connection closed before the echo was back"
-        received += chunk
-    sender.join()
-    return bytes(received)
 
 
 @dataclasses.dataclass(frozen=True)

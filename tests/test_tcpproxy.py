@@ -9,7 +9,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import PASSWORDS, ROOT, SPACE, wait_until
+from conftest import PASSWORDS, ROOT, SPACE, round_trip, wait_until
 from tcpproxy import TcpProxy
 
 from spacekiosk import protocol
@@ -28,19 +28,6 @@ EVENTS = [
 
 def dial(proxy: TcpProxy) -> socket.socket:
     return socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-
-
-def round_trip(sock: socket.socket, data: bytes) -> bytes:
-    """Send `data` from another thread while reading its echo, so neither side stalls."""
-    sender = threading.Thread(target=sock.sendall, args=(data,))
-    sender.start()
-    received = bytearray()
-    while len(received) < len(data):
-        chunk = sock.recv(65536)
-        assert chunk, "the connection closed before the echo was back"
-        received += chunk
-    sender.join()
-    return bytes(received)
 
 
 def assert_closed(sock: socket.socket) -> None:
