@@ -34,6 +34,9 @@ def health(db: Database) -> dict:
     elif broker == "connected":
         summary = f"Sending usage data ({backlog} hours)."
         status = "sending"
+    elif broker == "between contacts":  # a metered link: the hours wait for the next call
+        summary = f"Usage data ({backlog} hours) goes with the next call to the central server."
+        status = "scheduled"
     else:
         summary = f"Usage data is queued ({backlog} hours) until the network is back."
         status = "queued"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from admin import log_in, make_admin
-from conftest import write_space_config
+from conftest import http_ready, write_space_config
+from playwright.sync_api import expect
 
 import kiosk
 from spacekiosk import config, syncstate
@@ -99,3 +101,28 @@ def test_the_space_chat_hears_of_a_backlog_only_past_two_contacts(tmp_path):
     assert notify.conditions(db, cfg, late + 1)["backlog"].state == "behind"
     assert notify.conditions(db, cfg, late - 60)["backlog"].state != "behind"
     db.close()
+
+
+def test_the_welcome_screen_says_the_hours_go_with_the_next_call(tmp_path, services, browser):
+    """Between calls a metered space's hours wait by design: the screen and the status
+    API say they go with the next call, not that they wait for the network."""
+    cfg, db = metered_space(tmp_path)
+    now = time.time()
+    with write(db):
+        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
+                   [now - 3 * HOUR])  # fmt: skip
+    outbox.refresh(db, cfg, now=now)
+    assert syncstate.health(db)["backlog"] > 0
+    outbox.set_state(db, broker="between contacts", next_contact_at=now + HOUR)
+    db.close()
+    url = f"http://127.0.0.1:{cfg.kiosk.listen[1]}/"
+    http_ready(url + "healthz", services("kiosk", "--config", str(cfg.source)))
+    assert requests.get(url + "api/v1/status", timeout=10).json()["sync"]["state"] == "scheduled"
+    page = browser.new_page()
+    try:
+        page.goto(url)
+        footer = page.locator("footer.sync")
+        expect(footer).to_have_attribute("data-state", "scheduled")
+        expect(footer).to_have_text("Usage data goes with the next call to the central server.")
+    finally:
+        page.close()
