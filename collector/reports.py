@@ -201,10 +201,10 @@ def link_until(space: Space, now: float) -> int:
     """Where link availability stops counting: the end of the hours that are over, but,
     while the space's agent is online, no later than its newest delivered hour (or the
     hour of the collector's last contact): hours over but not yet sent wait on the Pi
-    (sync.send_every_minutes) with their connected minutes, and counted now they would
-    read as an outage. A space whose last will says offline, or a metered space that is
-    late (it sets no last will), counts on to the last hour over: from the collector's
-    side its link is down."""
+    (sync.send_every_minutes, or a metered link's next contact) with their connected
+    minutes, and counted now they would read as an outage. A space whose last will says
+    offline, or a metered space that is late (it sets no last will), counts on to the
+    last hour over: from the collector's side its link is down."""
     end = over(now)
     if not space.online(now):
         return end
