@@ -17,11 +17,15 @@ the MSS, SACK-permitted and window-scale options as well.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, round_trip, wait_until
@@ -192,18 +196,28 @@ def test_a_nat_drop_leaves_the_client_leg_without_fin_or_reset(echo):
 
 
 def test_without_net_raw_it_says_to_run_as_root():
-    script = (
-        "import sys; sys.path.insert(0, 'tests')\n"
-        "from ipcapture import Capture\n"
-        "try:\n    Capture(1883)\n"
-        "except PermissionError as exc:\n    print(exc)\n"
-    )
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    result = subprocess.run(
-        [*as_nobody, sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    # The module alone (it needs only the standard library), in a folder anyone can
+    # read: a checkout in a private temporary folder is closed to `nobody`.
+    folder = Path(tempfile.mkdtemp(prefix="spacekiosk-ipcapture-"))
+    try:
+        folder.chmod(0o755)
+        shutil.copy(ROOT / "tests" / "ipcapture.py", folder / "ipcapture.py")
+        (folder / "ipcapture.py").chmod(0o644)
+        script = (
+            "import sys; sys.path.insert(0, '.')\n"
+            "from ipcapture import Capture\n"
+            "try:\n    Capture(1883)\n"
+            "except PermissionError as exc:\n    print(exc)\n"
+        )
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        python = os.path.realpath(sys._base_executable)  # not the venv, which may be closed
+        result = subprocess.run(
+            [*as_nobody, python, "-c", script],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     assert "run the tests as root" in result.stdout, result.stderr
