@@ -358,9 +358,9 @@ class Agent:
         if self.link.refused:
             self._note(broker=f"refused: {self.link.refused}")
         if self.link.connected.is_set():
-            self._send_window()
-            if self._status_due():
+            if self._status_due():  # on connecting, before the hours: who it is, and its backlog
                 self._publish_status()
+            self._send_window()
             self._reconcile(self._digest_over_mqtt)
         elif self.http is not None and self._http_due():
             acked += self._send_http()
