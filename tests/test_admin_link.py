@@ -30,6 +30,14 @@ def metered_space(tmp_path, sync: str = "", extra: str = ""):
     return cfg, open_store(cfg.database.path, SPACE_MIGRATIONS)
 
 
+def queue_since(db, cfg, at: float, now: float) -> None:
+    """A door opened at `at`: the hours from there to `now` queued for the next send."""
+    with write(db):
+        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
+                   [at])  # fmt: skip
+    outbox.refresh(db, cfg, now=now)
+
+
 @pytest.fixture
 def metered(tmp_path):
     cfg, db = metered_space(
@@ -65,10 +73,7 @@ def test_counts_waiting_a_day_on_a_metered_link_are_not_yet_a_problem(tmp_path):
     and an hour is reported as the central server not being reached."""
     cfg, db = metered_space(tmp_path)
     now = time.time()
-    with write(db):
-        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
-                   [now - 30 * HOUR])  # fmt: skip
-    outbox.refresh(db, cfg, now=now)
+    queue_since(db, cfg, now - 30 * HOUR, now)
     assert syncstate.health(db)["oldest_pending"] <= now - 29 * HOUR  # waiting over a day
     outbox.set_state(db, broker="between contacts", next_contact_at=now + HOUR)
     db.close()
@@ -77,10 +82,7 @@ def test_counts_waiting_a_day_on_a_metered_link_are_not_yet_a_problem(tmp_path):
     assert "The link is metered: the Pi calls the central server every 24 hours" in page
 
     db = open_store(cfg.database.path, SPACE_MIGRATIONS)  # past two days and an hour
-    with write(db):
-        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
-                   [now - 60 * HOUR])  # fmt: skip
-    outbox.refresh(db, cfg, now=now)
+    queue_since(db, cfg, now - 60 * HOUR, now)
     outbox.set_state(db, broker="unreachable", next_contact_at=now + HOUR)
     db.close()
     assert "has not reached the central server" in health(cfg)
@@ -91,10 +93,7 @@ def test_the_space_chat_hears_of_a_backlog_only_past_two_contacts(tmp_path):
     each here), though `notifications.backlog_hours` says one hour."""
     cfg, db = metered_space(tmp_path, extra="[notifications]\nbacklog_hours = 1")
     now = time.time()
-    with write(db):
-        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
-                   [now - 30 * HOUR])  # fmt: skip
-    outbox.refresh(db, cfg, now=now)
+    queue_since(db, cfg, now - 30 * HOUR, now)
     oldest = syncstate.health(db)["oldest_pending"]
     assert notify.conditions(db, cfg, now)["backlog"].state != "behind"
     late = oldest + HOUR + 49 * HOUR
@@ -108,10 +107,7 @@ def test_the_welcome_screen_says_the_hours_go_with_the_next_call(tmp_path, servi
     API say they go with the next call, not that they wait for the network."""
     cfg, db = metered_space(tmp_path)
     now = time.time()
-    with write(db):
-        db.execute("INSERT INTO sensor_events (at, sensor, kind) VALUES (?, 'door', 'open')",
-                   [now - 3 * HOUR])  # fmt: skip
-    outbox.refresh(db, cfg, now=now)
+    queue_since(db, cfg, now - 3 * HOUR, now)
     assert syncstate.health(db)["backlog"] > 0
     outbox.set_state(db, broker="between contacts", next_contact_at=now + HOUR)
     db.close()
